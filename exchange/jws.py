@@ -107,6 +107,8 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_decode(s: str) -> bytes:
     """Decode canonical unpadded base64url; anything else raises MalformedJWS."""
+    if isinstance(s, str) and s.endswith("="):
+        raise MalformedJWS("base64url in a JWS has no '=' padding")
     if not isinstance(s, str) or not _B64URL_RE.fullmatch(s):
         raise MalformedJWS("base64url segment has a character outside A-Z a-z 0-9 - _")
     if len(s) % 4 == 1:
@@ -259,7 +261,7 @@ def _load_json_object(data: bytes, what: str) -> dict[str, Any]:
         text = data.decode("utf-8")
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedJWS(f"the {what} is not UTF-8 JSON: {exc}") from exc
+        raise MalformedJWS(f"the {what} is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise MalformedJWS(f"the {what} must be a JSON object")
     return value
