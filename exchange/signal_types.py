@@ -205,10 +205,7 @@ class UrlSignal(SignalType):
         if scheme not in _DEFAULT_PORTS:
             raise InvalidSignalValue(f"scheme must be http or https; got {scheme!r}")
         host, port = cls._split_authority(match["authority"])
-        if port in ("", _DEFAULT_PORTS[scheme]):
-            port_part = ""
-        else:
-            port_part = f":{port}"
+        port_part = "" if port in ("", _DEFAULT_PORTS[scheme]) else f":{port}"
         rest = match["rest"]
         if not rest.startswith("/"):
             rest = "/" + rest

@@ -1,0 +1,203 @@
+"""Exchange endpoints: signal types, labels, statements, the change feed, lookup, opinions.
+
+The submit and feed endpoints are hot paths: they read and write JSON with orjson and
+call services directly instead of going through DRF serializers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from forum.errors import DomainError, NotFoundError
+from members.apis import principal
+
+from . import selectors
+from .feed import DEFAULT_LIMIT, MAX_LIMIT
+from .models import Label
+from .services.opinions import opinion_delete, opinion_set
+from .services.statements import MAX_BATCH, statement_submit
+from .signal_types import SIGNAL_TYPES
+
+
+def json_response(data: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _json_body(request: Request) -> Any:
+    try:
+        raw = request._request.body
+    except RequestDataTooBig:
+        raise DomainError(
+            "The request body is too large.", code="body_too_large", status=413
+        ) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DomainError(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+class SignalTypesApi(APIView):
+    required_scope = None
+    throttle_scope = "read"
+
+    @extend_schema(summary="Registered signal types with descriptions and examples")
+    def get(self, request: Request) -> Response:
+        return Response(
+            [
+                {
+                    "name": t.name,
+                    "description": t.description,
+                    "content_types": list(t.content_types),
+                    "examples": list(t.examples),
+                }
+                for t in SIGNAL_TYPES.values()
+            ]
+        )
+
+
+class LabelsApi(APIView):
+    required_scope = None
+    throttle_scope = "read"
+
+    @extend_schema(summary="The label taxonomy")
+    def get(self, request: Request) -> Response:
+        return Response(list(Label.objects.values("slug", "name", "kind", "description", "active")))
+
+
+class StatementsApi(APIView):
+    required_scope = "submit"
+    throttle_scope = "submit"
+
+    @extend_schema(
+        summary="Submit signed statements (1 to 10,000 compact JWS)",
+        request=inline_serializer(
+            "SubmitRequest", {"statements": serializers.ListField(child=serializers.CharField())}
+        ),
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request: Request) -> HttpResponse:
+        body = _json_body(request)
+        tokens = body.get("statements") if isinstance(body, dict) else None
+        if not isinstance(tokens, list) or not tokens:
+            raise DomainError(
+                'The body must be {"statements": ["<compact JWS>", ...]} with at least one item.',
+                code="invalid_request",
+                errors=[{"field": "statements", "code": "required", "detail": "a non-empty list"}],
+            )
+        if len(tokens) > MAX_BATCH:
+            raise DomainError(
+                f"At most {MAX_BATCH} statements per request; got {len(tokens)}.",
+                code="too_many_statements",
+                status=413,
+            )
+        return json_response(statement_submit(member=principal(request).member, tokens=tokens))
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise DomainError(
+            f"limit must be an integer from 1 to {MAX_LIMIT}.",
+            code="invalid_limit",
+            errors=[{"field": "limit", "code": "invalid", "detail": f"1..{MAX_LIMIT}"}],
+        )
+    return limit
+
+
+class ChangesApi(APIView):
+    required_scope = "read"
+    throttle_scope = "read"
+
+    @extend_schema(
+        summary="Follow the change feed",
+        parameters=[
+            OpenApiParameter("cursor", str, description="Opaque cursor from the last page"),
+            OpenApiParameter("limit", int, description="1..10,000, default 1,000"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request) -> HttpResponse:
+        changes, cursor, has_more = selectors.feed_page(
+            member_id=principal(request).member.pk,
+            cursor=request.query_params.get("cursor"),
+            limit=_limit(request),
+        )
+        return json_response({"changes": changes, "cursor": cursor, "has_more": has_more})
+
+
+NOT_VISIBLE = "No signal with this type and value is visible to you."
+
+
+class SignalApi(APIView):
+    required_scope = "read"
+    throttle_scope = "read"
+
+    @extend_schema(summary="Look up one signal", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, signal_type: str, value: str) -> HttpResponse:
+        snapshot = selectors.signal_snapshot_for(
+            member_id=principal(request).member.pk, signal_type=signal_type, value=value
+        )
+        if snapshot is None:
+            # The same answer whether nobody submitted it or the caller may not see it.
+            raise NotFoundError(NOT_VISIBLE)
+        return json_response(snapshot)
+
+
+class OpinionInput(serializers.Serializer[Any]):
+    category = serializers.ChoiceField(choices=["positive", "negative", "investigation"])
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=32
+    )
+    reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=2000)
+
+
+class OpinionApi(APIView):
+    required_scope = "feedback"
+    throttle_scope = "feedback"
+
+    @extend_schema(summary="Set your opinion on a signal", request=OpinionInput)
+    def put(self, request: Request, signal_type: str, value: str) -> Response:
+        data = OpinionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            opinion = opinion_set(
+                member=principal(request).member,
+                signal_type=signal_type,
+                value=value,
+                **data.validated_data,
+            )
+        except NotFoundError:
+            raise NotFoundError(NOT_VISIBLE) from None
+        return Response(
+            {
+                "signal_type": signal_type,
+                "value": value,
+                "category": opinion.category,
+                "tags": opinion.tags,
+                "reason": opinion.reason,
+            }
+        )
+
+    @extend_schema(summary="Withdraw your opinion on a signal", responses={204: None})
+    def delete(self, request: Request, signal_type: str, value: str) -> Response:
+        try:
+            opinion_delete(member=principal(request).member, signal_type=signal_type, value=value)
+        except NotFoundError:
+            raise NotFoundError(NOT_VISIBLE) from None
+        return Response(status=204)

@@ -1,0 +1,269 @@
+"""The change feed: one ordered log of "signal S changed for audience A".
+
+Every read channel (pull sync, webhooks, the matching index, TAXII) follows this feed.
+
+Writing
+-------
+A transaction that changes what some audience may see of a signal appends a row
+``(seq, audience, signal)`` for every audience whose view changed: the audience of the
+member's previous statement on the signal and that of the new one. Audience keys are
+``0`` (the forum), a group id, or ``-member_id`` (one member: tombstones when it leaves
+a group). The row says only *that* the signal changed; readers compute its state when
+they read, so repeats are harmless and the last snapshot wins.
+
+Never skipping. Sequence numbers are handed out when a row is inserted, but
+transactions commit in any order: a reader could see ``seq`` 11 committed while 10 is
+still in flight, store 11 as its cursor, and skip 10 forever. ``feed_append`` therefore
+takes a transaction-level advisory lock (``pg_advisory_xact_lock``) before inserting and
+holds it until commit, so positions are assigned in commit order: when a reader sees
+row N, every row below N is committed already. Writers do all their other work first
+and append last, so the lock is held only for the insert and the commit. (On SQLite
+writers are serialised by the database itself.) The lock is transaction-scoped, so it
+works behind PgBouncer in transaction pooling mode.
+
+Reading
+-------
+A reader (a member) follows several audiences at once: the forum, each group it is in,
+and its own member key. The cursor keeps one position per audience, each tagged with the
+period of membership it belongs to::
+
+    {"v": 1, "p": {"0": [12, 5120], "g7": [4800, 5120], "m": [0, 5120]}}
+
+encoded as unpadded base64url (the cursor is opaque to clients). A page is the merge,
+in ``seq`` order, of an index range scan ``audience = A AND seq > pos_A`` per audience,
+run as one statement so that all scans see one snapshot; the work per page is bounded
+by ``limit`` whatever the reader's lag, and positions never expire (cursors stay valid
+as long as the rows' successors exist; compaction only deletes rows superseded by a
+later row of the same audience and signal).
+
+When a member joins a group, its cursor has no position for that group's new period,
+so the group is read from the start: it receives the group's current signals. Rows
+written before it joined never yield tombstones (it could not have seen those values);
+only rows written inside one of its membership periods (``AudiencePeriod``) may. When
+it leaves, the group is read up to the end of its period, and a ``-member`` row is
+written for each signal the group could see, which reads as a tombstone unless the
+member still sees the signal some other way.
+
+For each row the reader gets the signal's snapshot if it may see the signal now; else a
+tombstone if the row was written while it was in the row's audience; else nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection, transaction
+from django.utils import timezone
+
+from forum.errors import DomainError
+
+from .db import fetchall, is_postgres
+from .models import FORUM_AUDIENCE, AudiencePeriod
+
+FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def feed_lock() -> None:
+    """Serialise feed appends until this transaction ends (see module docstring)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("feed_lock() must run inside a transaction")
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FEED_LOCK_KEY])
+
+
+def feed_head() -> int:
+    """The highest position assigned so far; call with the feed lock held."""
+    rows = fetchall("SELECT COALESCE(MAX(seq), 0) FROM exchange_feedentry")
+    return int(rows[0][0])
+
+
+def feed_append(rows: Iterable[tuple[int, int]], *, now: datetime | None = None) -> int:
+    """Append ``(audience, signal_id)`` rows, deduplicated; the last step of a transaction.
+
+    Returns the number of rows written.
+    """
+    unique = list(dict.fromkeys(rows))
+    if not unique:
+        return 0
+    feed_lock()
+    at = now or timezone.now()
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(
+                "INSERT INTO exchange_feedentry (audience, signal_id, created_at) "
+                "SELECT a, s, %s FROM unnest(%s::bigint[], %s::bigint[]) AS t(a, s)",
+                [at, [r[0] for r in unique], [r[1] for r in unique]],
+            )
+        else:
+            cursor.executemany(
+                "INSERT INTO exchange_feedentry (audience, signal_id, created_at) "
+                "VALUES (%s, %s, %s)",
+                [(a, s, at) for a, s in unique],
+            )
+    return len(unique)
+
+
+# --- cursors -------------------------------------------------------------------------
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+@dataclass
+class Cursor:
+    """Per-audience positions: ``key -> (period marker, position)``."""
+
+    positions: dict[str, tuple[int, int]]
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor:
+        if not text:
+            return cls({})
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            data = orjson.loads(raw)
+            if not isinstance(data, dict) or data.get("v") != 1:
+                raise ValueError("version")
+            positions: dict[str, tuple[int, int]] = {}
+            for key, value in data["p"].items():
+                marker, pos = value
+                if not (isinstance(key, str) and len(key) <= 24):
+                    raise ValueError("key")
+                if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    raise ValueError("position")
+                if marker < 0 or pos < 0:
+                    raise ValueError("position")
+                positions[key] = (marker, pos)
+            if len(positions) > 10_000:
+                raise ValueError("size")
+        except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
+            raise InvalidCursor(
+                "The cursor is not one this server issued; start without a cursor or "
+                "use the last cursor you received."
+            ) from None
+        return cls(positions)
+
+    def encode(self) -> str:
+        body = orjson.dumps({"v": 1, "p": {k: list(v) for k, v in self.positions.items()}})
+        return base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+
+
+def audience_cursor_key(audience: int) -> str:
+    if audience == FORUM_AUDIENCE:
+        return "0"
+    if audience > 0:
+        return f"g{audience}"
+    return "m"
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scan:
+    audience: int
+    key: str
+    marker: int
+    after: int
+    upto: int | None
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    seq: int
+    audience: int
+    signal_id: int
+    created_at: datetime
+
+
+class Reader:
+    """What the feed needs to know of a reading member: its audiences and periods."""
+
+    def __init__(self, member_id: int) -> None:
+        self.member_id = member_id
+        self.periods: dict[int, list[tuple[int, int | None]]] = {}
+        for audience, start, end in AudiencePeriod.objects.filter(member_id=member_id).values_list(
+            "audience", "start_seq", "end_seq"
+        ):
+            self.periods.setdefault(audience, []).append((start, end))
+        for spans in self.periods.values():
+            spans.sort()
+        self.groups: list[int] = sorted(
+            a for a, spans in self.periods.items() if a > 0 and spans[-1][1] is None
+        )
+
+    def member_of_at(self, audience: int, seq: int) -> bool:
+        """Was the reader in ``audience`` when row ``seq`` was written?"""
+        if audience < 0:
+            return audience == -self.member_id
+        return any(
+            start < seq and (end is None or seq <= end)
+            for start, end in self.periods.get(audience, ())
+        )
+
+    def scans(self, cursor: Cursor) -> list[Scan]:
+        scans: list[Scan] = []
+        for audience, spans in sorted(self.periods.items()):
+            key = audience_cursor_key(audience)
+            start, end = spans[-1]
+            held = cursor.positions.get(key)
+            if end is None:
+                after = held[1] if held and held[0] == start else 0
+                scans.append(Scan(audience, key, start, after, None))
+            elif held and held[1] < end and any(s == held[0] for s, _ in spans):
+                # Left the audience, but not yet read up to the leave: finish the period.
+                scans.append(Scan(audience, key, held[0], held[1], end))
+        if FORUM_AUDIENCE not in self.periods:
+            # A member activated before periods existed; it has always been in the forum.
+            held = cursor.positions.get("0")
+            scans.append(Scan(FORUM_AUDIENCE, "0", 0, held[1] if held else 0, None))
+        held = cursor.positions.get("m")
+        scans.append(Scan(-self.member_id, "m", 0, held[1] if held else 0, None))
+        return scans
+
+
+def feed_rows(scans: list[Scan], limit: int) -> list[FeedRow]:
+    """The first ``limit + 1`` rows of the merged scans, read in one snapshot."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for index, scan in enumerate(scans):
+        upto = "" if scan.upto is None else " AND seq <= %s"
+        parts.append(
+            f"SELECT * FROM (SELECT seq, audience, signal_id, created_at "
+            f"FROM exchange_feedentry WHERE audience = %s AND seq > %s{upto} "
+            f"ORDER BY seq LIMIT %s) AS s{index}"
+        )
+        params.extend([scan.audience, scan.after])
+        if scan.upto is not None:
+            params.append(scan.upto)
+        params.append(limit + 1)
+    sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT %s"
+    params.append(limit + 1)
+    return [FeedRow(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in fetchall(sql, params)]
+
+
+def advance(cursor: Cursor, scans: list[Scan], last_seq: int | None) -> Cursor:
+    """Positions after a page that consumed every merged row up to ``last_seq``."""
+    positions: dict[str, tuple[int, int]] = {}
+    for scan in scans:
+        pos = scan.after if last_seq is None else max(scan.after, last_seq)
+        if scan.upto is not None:
+            if pos >= scan.upto:
+                continue  # that period is fully read
+            pos = min(pos, scan.upto)
+        positions[scan.key] = (scan.marker, pos)
+    return Cursor(positions)

@@ -1,0 +1,168 @@
+"""What members share: signals, signed statements about them, opinions, and the feed.
+
+Audience keys. Visibility and the change feed speak of audiences as integers: ``0`` is
+the whole forum (every active member), a positive number is a sharing group's id, and a
+negative number ``-m`` addresses member ``m`` alone (used for tombstones when it leaves
+a group). See ``exchange/feed.py`` for how the feed uses them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from members.models import Member, SharingGroup, SigningKey
+
+FORUM_AUDIENCE = 0
+
+
+class Label(models.Model):
+    """Admin-managed taxonomy. Deactivated labels are refused in new statements."""
+
+    class Kind(models.TextChoices):
+        BEHAVIOUR = "behaviour"
+        ENTITY = "entity"
+        CONTENT = "content"
+        INCIDENT = "incident"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Signal(models.Model):
+    """One (type, value), in the canonical form of its type."""
+
+    signal_type = models.CharField(max_length=32)
+    value = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["signal_type", "value"], name="unique_signal")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.signal_type}:{self.value[:24]}"
+
+
+class Statement(models.Model):
+    """A member's signed claim, stored verbatim; every accepted one is kept."""
+
+    class Op(models.TextChoices):
+        ASSERT = "assert"
+        RETRACT = "retract"
+
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="statements")
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT)
+    signal = models.ForeignKey(Signal, on_delete=models.PROTECT, related_name="statements")
+    # Denormalised from member and key (both immutable) so feed reads need no joins.
+    member_slug = models.CharField(max_length=64)
+    kid = models.CharField(max_length=64)
+    jti = models.CharField(max_length=64)
+    iat = models.BigIntegerField()
+    op = models.CharField(max_length=8, choices=Op.choices)
+    labels = models.JSONField(default=list)
+    tlp = models.CharField(max_length=16, blank=True)
+    audience = models.CharField(max_length=80, blank=True)
+    group = models.ForeignKey(SharingGroup, null=True, blank=True, on_delete=models.PROTECT)
+    exp = models.BigIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=16, blank=True)
+    ref = models.CharField(max_length=256, blank=True)
+    jws = models.TextField()
+    token_digest = models.CharField(max_length=64)
+    received_at = models.DateTimeField(default=timezone.now)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["member", "jti"], name="unique_member_jti")]
+        indexes = [models.Index(fields=["signing_key", "iat"], name="statement_key_iat")]
+
+    def __str__(self) -> str:
+        return f"{self.member_slug}:{self.jti}"
+
+
+class CurrentStatement(models.Model):
+    """The member's newest statement on a signal (newest ``iat`` wins).
+
+    ``audience`` is the audience key while the statement is a live assertion, and NULL
+    once it is a retraction or was withdrawn (key compromised, member expelled). An
+    assertion past its ``exp`` is never served, whether or not the sweep has recorded
+    the lapse (``lapsed``) yet.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.PROTECT)
+    signal = models.ForeignKey(Signal, on_delete=models.PROTECT)
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT)
+    iat = models.BigIntegerField()
+    audience = models.BigIntegerField(null=True)
+    exp = models.BigIntegerField(null=True)
+    lapsed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["member", "signal"], name="unique_current")]
+        indexes = [
+            models.Index(fields=["signal"], name="current_signal"),
+            models.Index(fields=["exp"], name="current_exp"),
+        ]
+
+
+class Opinion(models.Model):
+    """A member's feedback on a signal, in python-threatexchange's categories."""
+
+    class Category(models.TextChoices):
+        POSITIVE = "positive"
+        NEGATIVE = "negative"
+        INVESTIGATION = "investigation"
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE)
+    signal = models.ForeignKey(Signal, on_delete=models.PROTECT, related_name="opinions")
+    category = models.CharField(max_length=16, choices=Category.choices)
+    tags = models.JSONField(default=list)
+    reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["member", "signal"], name="unique_opinion")]
+        indexes = [models.Index(fields=["signal"], name="opinion_signal")]
+
+
+class FeedEntry(models.Model):
+    """ "Signal S changed for audience A", at position ``seq`` of the change feed."""
+
+    seq = models.BigAutoField(primary_key=True)
+    audience = models.BigIntegerField()
+    signal = models.ForeignKey(
+        Signal, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["audience", "seq"], name="feed_audience_seq")]
+
+
+class AudiencePeriod(models.Model):
+    """A span of feed positions during which a member belonged to an audience.
+
+    Feed rows with ``start_seq < seq <= end_seq`` (``end_seq`` NULL: still a member)
+    were written while the member was in the audience, so a tombstone from such a row
+    tells it nothing it was not allowed to see.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="periods")
+    audience = models.BigIntegerField()
+    start_seq = models.BigIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    end_seq = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["member", "audience"], name="period_member")]

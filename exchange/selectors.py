@@ -1,0 +1,230 @@
+"""Reads: what a member may see of signals, as snapshots.
+
+Visibility rule (the only one; every read path goes through ``snapshots``): a member
+sees a statement when it is some member's current statement on the signal, a live
+assertion (not retracted, not withdrawn, not past its ``exp``), and addressed to the
+forum or to a group the member is in now. A member sees a signal when it sees at least
+one of its statements.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .db import fetchall, in_list
+from .feed import Reader
+from .models import FORUM_AUDIENCE, Signal
+
+Snapshot = dict[str, Any]
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _audience_clause(reader: Reader) -> tuple[str, list[Any]]:
+    audiences = [FORUM_AUDIENCE, *reader.groups]
+    clause, params = in_list("cs.audience", audiences)
+    return clause, params
+
+
+def visible_statements(
+    *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
+) -> dict[int, list[tuple[Any, ...]]]:
+    """Visible current statements per signal id, oldest first."""
+    if not signal_ids:
+        return {}
+    now = int(time.time()) if now is None else now
+    ids_clause, ids_params = in_list("cs.signal_id", signal_ids)
+    aud_clause, aud_params = _audience_clause(reader)
+    rows = fetchall(
+        "SELECT cs.signal_id, st.member_slug, st.kid, st.iat, st.labels, st.tlp, "
+        "st.audience, st.exp, st.jws, st.received_at "
+        "FROM exchange_currentstatement cs "
+        "JOIN exchange_statement st ON st.id = cs.statement_id "
+        f"WHERE {ids_clause} AND {aud_clause} AND (cs.exp IS NULL OR cs.exp > %s) "
+        "ORDER BY cs.signal_id, st.iat, st.id",
+        [*ids_params, *aud_params, now],
+    )
+    out: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        out.setdefault(int(row[0]), []).append(row)
+    return out
+
+
+def _opinion_summaries(
+    *, member_id: int, signal_ids: Sequence[int]
+) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, datetime]]:
+    ids_clause, ids_params = in_list("signal_id", signal_ids)
+    counts: dict[int, dict[str, int]] = {}
+    latest: dict[int, datetime] = {}
+    for signal_id, category, count, last in fetchall(
+        "SELECT signal_id, category, COUNT(*), MAX(updated_at) FROM exchange_opinion "
+        f"WHERE {ids_clause} GROUP BY signal_id, category",
+        ids_params,
+    ):
+        counts.setdefault(int(signal_id), {})[category] = int(count)
+        if int(signal_id) not in latest or last > latest[int(signal_id)]:
+            latest[int(signal_id)] = last
+    mine: dict[int, tuple[Any, ...]] = {}
+    if counts:
+        own_clause, own_params = in_list("signal_id", list(counts))
+        for signal_id, category, tags, reason in fetchall(
+            "SELECT signal_id, category, tags, reason FROM exchange_opinion "
+            f"WHERE member_id = %s AND {own_clause}",
+            [member_id, *own_params],
+        ):
+            mine[int(signal_id)] = (category, tags, reason)
+    return counts, mine, latest
+
+
+def _json_fragment(value: Any) -> Any:
+    """JSON columns come back as text (Django keeps them raw); embed them unparsed."""
+    if isinstance(value, str):
+        return orjson.Fragment(value)
+    return value
+
+
+def snapshots(
+    *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
+) -> dict[int, Snapshot]:
+    """Snapshots of the signals the reader may see; invisible ones are absent."""
+    statements = visible_statements(reader=reader, signal_ids=signal_ids, now=now)
+    if not statements:
+        return {}
+    visible_ids = list(statements)
+    ids_clause, ids_params = in_list("id", visible_ids)
+    values = {
+        int(r[0]): (r[1], r[2])
+        for r in fetchall(
+            f"SELECT id, signal_type, value FROM exchange_signal WHERE {ids_clause}",
+            ids_params,
+        )
+    }
+    counts, mine, opinion_times = _opinion_summaries(
+        member_id=reader.member_id, signal_ids=visible_ids
+    )
+    out: dict[int, Snapshot] = {}
+    for signal_id, rows in statements.items():
+        signal_type, value = values[signal_id]
+        updated = max(r[9] for r in rows)
+        if signal_id in opinion_times and opinion_times[signal_id] > updated:
+            updated = opinion_times[signal_id]
+        c = counts.get(signal_id, {})
+        own = mine.get(signal_id)
+        out[signal_id] = {
+            "signal_type": signal_type,
+            "value": value,
+            "deleted": False,
+            "updated_at": _rfc3339(updated),
+            "statements": [
+                {
+                    "member": r[1],
+                    "kid": r[2],
+                    "iat": r[3],
+                    "labels": _json_fragment(r[4]),
+                    "tlp": r[5],
+                    "audience": r[6],
+                    "exp": r[7],
+                    "jws": r[8],
+                }
+                for r in rows
+            ],
+            "opinions": {
+                "positive": c.get("positive", 0),
+                "negative": c.get("negative", 0),
+                "investigation": c.get("investigation", 0),
+                "disputed": c.get("positive", 0) > 0 and c.get("negative", 0) > 0,
+                "mine": None
+                if own is None
+                else {"category": own[0], "tags": _json_fragment(own[1]), "reason": own[2]},
+            },
+        }
+    return out
+
+
+def tombstone(*, signal_type: str, value: str, at: datetime) -> Snapshot:
+    return {
+        "signal_type": signal_type,
+        "value": value,
+        "deleted": True,
+        "updated_at": _rfc3339(at),
+        "statements": [],
+        "opinions": {
+            "positive": 0,
+            "negative": 0,
+            "investigation": 0,
+            "disputed": False,
+            "mine": None,
+        },
+    }
+
+
+def signal_find(*, signal_type: str, value: str) -> Signal | None:
+    return Signal.objects.filter(signal_type=signal_type, value=value).first()
+
+
+def signal_snapshot_for(*, member_id: int, signal_type: str, value: str) -> Snapshot | None:
+    """The snapshot if the member may see the signal, else None (never say why)."""
+    signal = signal_find(signal_type=signal_type, value=value)
+    if signal is None:
+        return None
+    return snapshots(reader=Reader(member_id), signal_ids=[signal.pk]).get(signal.pk)
+
+
+def signal_values(signal_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    ids_clause, ids_params = in_list("id", signal_ids)
+    return {
+        int(r[0]): (r[1], r[2])
+        for r in fetchall(
+            f"SELECT id, signal_type, value FROM exchange_signal WHERE {ids_clause}",
+            ids_params,
+        )
+    }
+
+
+def feed_page(
+    *, member_id: int, cursor: str | None, limit: int
+) -> tuple[list[Snapshot], str, bool]:
+    """One page of the member's change feed: snapshots, the next cursor, has_more."""
+    from .feed import Cursor, advance, feed_rows
+
+    reader = Reader(member_id)
+    current = Cursor.decode(cursor)
+    scans = reader.scans(current)
+    rows = feed_rows(scans, limit)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    last_seq = rows[-1].seq if rows else None
+
+    # The last row of each signal decides its place in the page; any row written while
+    # the reader was in its audience allows a tombstone.
+    order: dict[int, int] = {}
+    tombstone_ok: dict[int, bool] = {}
+    tombstone_at: dict[int, datetime] = {}
+    for row in rows:
+        order.pop(row.signal_id, None)
+        order[row.signal_id] = row.seq
+        if reader.member_of_at(row.audience, row.seq):
+            tombstone_ok[row.signal_id] = True
+            tombstone_at[row.signal_id] = row.created_at
+    ids = list(order)
+    visible = snapshots(reader=reader, signal_ids=ids)
+    hidden = [i for i in ids if i not in visible and tombstone_ok.get(i)]
+    values = signal_values(hidden) if hidden else {}
+    changes: list[Snapshot] = []
+    for signal_id in ids:
+        snap = visible.get(signal_id)
+        if snap is not None:
+            changes.append(snap)
+        elif signal_id in values:
+            signal_type, value = values[signal_id]
+            changes.append(
+                tombstone(signal_type=signal_type, value=value, at=tombstone_at[signal_id])
+            )
+    return changes, advance(current, scans, last_seq).encode(), has_more

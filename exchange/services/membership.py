@@ -1,0 +1,116 @@
+"""What membership changes mean for the change feed.
+
+Called by ``members.services`` inside their transactions; each records the feed rows
+and audience periods that keep the feed's guarantees (see ``exchange/feed.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from exchange.db import fetchall
+from exchange.feed import feed_append, feed_head, feed_lock
+from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
+from members.models import Member, SharingGroup, SigningKey
+
+
+def _open_period(member_id: int, audience: int) -> None:
+    feed_lock()
+    if AudiencePeriod.objects.filter(
+        member_id=member_id, audience=audience, end_seq__isnull=True
+    ).exists():
+        return
+    AudiencePeriod.objects.create(member_id=member_id, audience=audience, start_seq=feed_head())
+
+
+def _close_period(member_id: int, audience: int) -> None:
+    feed_lock()
+    AudiencePeriod.objects.filter(
+        member_id=member_id, audience=audience, end_seq__isnull=True
+    ).update(end_seq=feed_head())
+
+
+def member_joined_forum(*, member: Member) -> None:
+    """From now on the member reads the forum; older rows give it no tombstones."""
+    _open_period(member.pk, FORUM_AUDIENCE)
+    for group_id in member.groups.values_list("pk", flat=True):
+        _open_period(member.pk, group_id)
+
+
+def member_joined_group(*, group: SharingGroup, member_id: int) -> None:
+    """The member's cursor has no position for this new period: it reads the group from
+    the start and so receives the group's current signals."""
+    _open_period(member_id, group.pk)
+
+
+def member_left_group(*, group: SharingGroup, member_id: int) -> None:
+    """Tombstones for what the member saw only through the group."""
+    period = (
+        AudiencePeriod.objects.filter(member_id=member_id, audience=group.pk, end_seq__isnull=True)
+        .order_by("-start_seq")
+        .first()
+    )
+    _close_period(member_id, group.pk)
+    if period is None:
+        return
+    # Assertions that lapsed before the member joined were never visible to it.
+    joined = int(period.started_at.timestamp())
+    rows = fetchall(
+        "SELECT DISTINCT signal_id FROM exchange_currentstatement "
+        "WHERE audience = %s AND (exp IS NULL OR exp > %s)",
+        [group.pk, joined],
+    )
+    feed_append([(-member_id, int(r[0])) for r in rows])
+
+
+def _withdraw(statements: Q, reason: str, now: datetime) -> int:
+    """Withdraw statements; a withdrawn current assertion stops being visible."""
+    ids = list(Statement.objects.filter(statements).values_list("pk", flat=True))
+    if not ids:
+        return 0
+    Statement.objects.filter(pk__in=ids, withdrawn_at__isnull=True).update(
+        withdrawn_at=now, withdrawn_reason=reason
+    )
+    rows: list[tuple[int, int]] = []
+    for chunk_start in range(0, len(ids), 5000):
+        chunk = ids[chunk_start : chunk_start + 5000]
+        live = CurrentStatement.objects.filter(statement_id__in=chunk, audience__isnull=False)
+        rows.extend(live.values_list("audience", "signal_id"))
+        live.update(audience=None)
+    feed_append(rows, now=now)
+    return len(ids)
+
+
+def member_expelled(*, member: Member) -> None:
+    """Withdraw everything the member said from everyone's view (kept for the audit)."""
+    now = timezone.now()
+    _withdraw(Q(member=member), "member_expelled", now)
+    opinions = Opinion.objects.filter(member=member)
+    signal_ids = list(opinions.values_list("signal_id", flat=True))
+    opinions.delete()
+    feed_append(_visible_audiences(signal_ids), now=now)
+    for audience in AudiencePeriod.objects.filter(member=member, end_seq__isnull=True).values_list(
+        "audience", flat=True
+    ):
+        _close_period(member.pk, audience)
+
+
+def key_compromised(*, key: SigningKey, since: datetime) -> int:
+    """Withdraw what the key signed at or after ``since``; returns how many."""
+    return _withdraw(
+        Q(signing_key=key, iat__gte=int(since.timestamp())), "key_compromised", timezone.now()
+    )
+
+
+def _visible_audiences(signal_ids: list[int]) -> list[tuple[int, int]]:
+    """(audience, signal) for every audience that may see each signal now."""
+    if not signal_ids:
+        return []
+    return list(
+        CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
+        .values_list("audience", "signal_id")
+        .distinct()
+    )

@@ -1,0 +1,64 @@
+"""Opinions: a member's feedback on a signal it may see."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.feed import Reader, feed_append
+from exchange.models import Opinion
+from exchange.selectors import signal_find, visible_statements
+from exchange.services.membership import _visible_audiences
+from forum.errors import DomainError, NotFoundError
+from members.models import Member
+
+MAX_TAGS = 32
+MAX_TAG_LENGTH = 64
+MAX_REASON = 2000
+
+
+def _visible_signal_id(member: Member, signal_type: str, value: str) -> int:
+    signal = signal_find(signal_type=signal_type, value=value)
+    if signal is None or not visible_statements(reader=Reader(member.pk), signal_ids=[signal.pk]):
+        raise NotFoundError(f"No signal {signal_type}:{value} is visible to you.")
+    return signal.pk
+
+
+def opinion_set(
+    *, member: Member, signal_type: str, value: str, category: str, tags: list[str], reason: str
+) -> Opinion:
+    if category not in Opinion.Category.values:
+        raise DomainError(
+            f"category must be one of {', '.join(Opinion.Category.values)}.",
+            code="invalid_category",
+        )
+    if len(tags) > MAX_TAGS or any(not t or len(t) > MAX_TAG_LENGTH for t in tags):
+        raise DomainError(
+            f"At most {MAX_TAGS} tags of 1 to {MAX_TAG_LENGTH} characters.", code="invalid_tags"
+        )
+    if len(reason) > MAX_REASON:
+        raise DomainError(f"reason is limited to {MAX_REASON} characters.", code="invalid_reason")
+    with transaction.atomic():
+        signal_id = _visible_signal_id(member, signal_type, value)
+        opinion, _ = Opinion.objects.update_or_create(
+            member=member,
+            signal_id=signal_id,
+            defaults={
+                "category": category,
+                "tags": tags,
+                "reason": reason,
+                "updated_at": timezone.now(),
+            },
+        )
+        feed_append(_visible_audiences([signal_id]))
+    return opinion
+
+
+def opinion_delete(*, member: Member, signal_type: str, value: str) -> bool:
+    """Withdraw the member's opinion; False if it had none."""
+    with transaction.atomic():
+        signal_id = _visible_signal_id(member, signal_type, value)
+        deleted, _ = Opinion.objects.filter(member=member, signal_id=signal_id).delete()
+        if deleted:
+            feed_append(_visible_audiences([signal_id]))
+    return bool(deleted)

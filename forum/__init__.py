@@ -1,0 +1,5 @@
+"""The Cordiale forum project: settings, URL configuration and the Celery app."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

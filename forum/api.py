@@ -1,0 +1,169 @@
+"""API conventions shared by every endpoint: domain errors and RFC 9457 problem details.
+
+Every error leaves the API as ``application/problem+json``::
+
+    {"type": "https://cordiale.example/problems/not_authenticated",
+     "title": "Not authenticated", "status": 401,
+     "detail": "Send Authorization: Bearer <api key>.", "code": "not_authenticated"}
+
+Field errors add ``errors: [{"field": ..., "code": ..., "detail": ...}]``. The ``code``
+is stable and machine-readable; ``title`` and ``detail`` are for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from .errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://cordiale.example/problems/"
+
+
+def problem(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    response = Response(body, status=body["status"], headers=headers)
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+_DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
+    exceptions.NotAuthenticated: ("not_authenticated", "Not authenticated"),
+    exceptions.AuthenticationFailed: ("authentication_failed", "Authentication failed"),
+    exceptions.PermissionDenied: ("permission_denied", "Permission denied"),
+    exceptions.NotFound: ("not_found", "Not found"),
+    exceptions.MethodNotAllowed: ("method_not_allowed", "Method not allowed"),
+    exceptions.NotAcceptable: ("not_acceptable", "Not acceptable"),
+    exceptions.UnsupportedMediaType: ("unsupported_media_type", "Unsupported media type"),
+    exceptions.Throttled: ("throttled", "Too many requests"),
+    exceptions.ParseError: ("malformed_request", "Malformed request body"),
+    exceptions.ValidationError: ("invalid_request", "Invalid request"),
+}
+
+
+def _field_errors(detail: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Flatten DRF's nested validation errors into ``[{field, code, detail}]``."""
+    out: list[dict[str, str]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors":
+                name = prefix
+            out.extend(_field_errors(value, name))
+    elif isinstance(detail, list):
+        if all(isinstance(item, exceptions.ErrorDetail) for item in detail):
+            for item in detail:
+                out.append({"field": prefix, "code": str(item.code), "detail": str(item)})
+        else:
+            for index, item in enumerate(detail):
+                out.extend(_field_errors(item, f"{prefix}[{index}]"))
+    elif isinstance(detail, exceptions.ErrorDetail):
+        out.append({"field": prefix, "code": str(detail.code), "detail": str(detail)})
+    return out
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exception handler: every error becomes an RFC 9457 problem with a ``code``."""
+    if isinstance(exc, DomainError):
+        set_rollback()
+        body = problem(
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            errors=exc.errors,
+        )
+        return problem_response(body)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: Django's 500 handler answers with a problem too
+
+    set_rollback()
+    code, title = "error", "Error"
+    for cls in type(exc).__mro__:
+        if cls in _DRF_CODES:
+            code, title = _DRF_CODES[cls]  # type: ignore[index]
+            break
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(int(exc.wait or 1))  # type: ignore[attr-defined]
+
+    errors: list[dict[str, str]] | None = None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _field_errors(exc.detail)
+        detail = "; ".join(
+            f"{e['field']}: {e['detail']}" if e["field"] else e["detail"] for e in errors
+        )
+    else:
+        detail = str(exc.detail)
+        specific = getattr(exc.detail, "code", None)
+        if specific and specific not in ("error", "invalid", code, "not_found"):
+            code = str(specific)
+    return problem_response(
+        problem(status=exc.status_code, code=code, title=title, detail=detail, errors=errors),
+        headers=headers,
+    )
+
+
+def _plain_problem(status_code: int, code: str, title: str, detail: str) -> HttpResponse:
+    return JsonResponse(
+        problem(status=status_code, code=code, title=title, detail=detail),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _plain_problem(404, "not_found", "Not found", f"No resource at {request.path}.")
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    return _plain_problem(
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Internal server error",
+        "The server failed; the incident was logged.",
+    )
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _plain_problem(400, "bad_request", "Bad request", "The request could not be read.")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _plain_problem(403, "permission_denied", "Permission denied", "Not allowed.")

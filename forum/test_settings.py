@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real settings with a throwaway secret and fast hashing."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
+
+from .settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Each test run counts throttles under its own prefix in a shared Redis.
+CACHES["default"]["KEY_PREFIX"] = f"cordiale-test-{os.getpid()}"  # noqa: F405
+WHITENOISE_AUTOREFRESH = True  # no collected static directory in tests

@@ -1,0 +1,39 @@
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from members.models import SigningKey
+from members.services import signing_key_revoke
+
+from ._base import ACTOR, JsonCommand
+
+
+def parse_rfc3339(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"{text!r} is not an RFC 3339 time.") from None
+    if at.tzinfo is None:
+        raise CommandError(f"{text!r} has no time zone; add Z or an offset.")
+    return at.astimezone(UTC)
+
+
+class Command(JsonCommand):
+    help = "Revoke a signing key; with --compromised-since, withdraw what it signed since then."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("kid")
+        parser.add_argument("--compromised-since", help="RFC 3339 time")
+
+    def run(self, **options: Any) -> dict[str, Any]:
+        key = SigningKey.objects.filter(kid=options["kid"]).first()
+        if key is None:
+            raise CommandError(f"No signing key {options['kid']!r}.")
+        since = options["compromised_since"]
+        key = signing_key_revoke(
+            key=key,
+            compromised_since=parse_rfc3339(since) if since else None,
+            actor=ACTOR,
+        )
+        return {"kid": key.kid, "status": key.status}

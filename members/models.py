@@ -1,0 +1,129 @@
+"""Identity: members, their API keys and signing keys, sharing groups, and the audit log."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Member(models.Model):
+    """An organisation of the forum. Only active members authenticate."""
+
+    class Status(models.TextChoices):
+        APPLICANT = "applicant"
+        ACTIVE = "active"
+        SUSPENDED = "suspended"
+        EXPELLED = "expelled"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    contact_email = models.EmailField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.APPLICANT)
+    created_at = models.DateTimeField(default=timezone.now)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class ApiKey(models.Model):
+    """A bearer secret of a member. Only a public prefix and a SHA-256 digest are stored."""
+
+    class Scope(models.TextChoices):
+        READ = "read"
+        SUBMIT = "submit"
+        FEEDBACK = "feedback"
+        MANAGE = "manage"
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.member.slug}:{self.prefix}"
+
+
+class SigningKey(models.Model):
+    """An Ed25519 public key of a member, identified by its RFC 7638 thumbprint."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RETIRED = "retired"
+        REVOKED = "revoked"
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="signing_keys")
+    kid = models.CharField(max_length=64, unique=True)
+    x = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Statements signed with an ``iat`` at or after this instant are treated as forged.
+    compromised_since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.member.slug}:{self.kid}"
+
+
+class SharingGroup(models.Model):
+    """A named set of members; statements addressed to it are seen only by them."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(Member, through="GroupMembership", related_name="groups")
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class GroupMembership(models.Model):
+    group = models.ForeignKey(SharingGroup, on_delete=models.CASCADE)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "member"], name="unique_group_member")
+        ]
+
+
+class AuditEntry(models.Model):
+    """One security-relevant action. Append-only; each entry hashes its predecessor."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=100)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.object_type}:{self.object_id}"

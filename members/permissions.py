@@ -1,0 +1,34 @@
+"""Authorisation policy: an active member whose key has the view's scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from .authentication import ApiPrincipal
+
+
+class HasScope(BasePermission):
+    """Allows a request from an active member whose key holds ``view.required_scope``
+    (``None``: any valid key of an active member)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = request.user
+        if not isinstance(principal, ApiPrincipal):
+            raise exceptions.NotAuthenticated(
+                "Send 'Authorization: Bearer <api key>'.", code="not_authenticated"
+            )
+        if not principal.member.is_active:
+            raise exceptions.PermissionDenied(
+                f"Member {principal.member.slug} is {principal.member.status}.",
+                code="member_not_active",
+            )
+        scope = getattr(view, "required_scope", None)
+        if scope is not None and scope not in principal.api_key.scopes:
+            raise exceptions.PermissionDenied(
+                f"This API key lacks the {scope!r} scope.", code="missing_scope"
+            )
+        return True

@@ -1,0 +1,36 @@
+"""Reads of the membership domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from exchange import jws
+
+from .models import Member, SigningKey
+
+
+def member_list_active() -> QuerySet[Member]:
+    return Member.objects.filter(status=Member.Status.ACTIVE).order_by("slug")
+
+
+def signing_key_jwk(key: SigningKey, *, member_slug: str) -> dict[str, Any]:
+    jwk = jws.public_jwk(key.x)
+    jwk.update({"kid": key.kid, "member": member_slug, "status": key.status})
+    if key.revoked_at is not None:
+        jwk["revoked_at"] = key.revoked_at.isoformat().replace("+00:00", "Z")
+    if key.compromised_since is not None:
+        jwk["compromised_since"] = key.compromised_since.isoformat().replace("+00:00", "Z")
+    return jwk
+
+
+def jwks_for(*, member: Member | None = None) -> dict[str, Any]:
+    """JWK set of every registered signing key (or one member's), retired and revoked too,
+    so that recipients can still verify what was signed before."""
+    keys = SigningKey.objects.select_related("member").exclude(
+        member__status=Member.Status.APPLICANT
+    )
+    if member is not None:
+        keys = keys.filter(member=member)
+    return {"keys": [signing_key_jwk(k, member_slug=k.member.slug) for k in keys.order_by("id")]}

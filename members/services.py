@@ -1,0 +1,305 @@
+"""Every change to members, keys and groups goes through one function here.
+
+Each runs in a transaction, writes its audit entry, and tells the change feed what the
+change means for visibility (``exchange.services.membership``), so that no admin
+action, command or API call can change who sees what without the feed knowing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from exchange import jws
+from forum.errors import ConflictError, DomainError
+
+from .audit import audit_record
+from .models import ApiKey, GroupMembership, Member, SharingGroup, SigningKey
+
+ALL_SCOPES = [scope.value for scope in ApiKey.Scope]
+API_KEY_PREFIX = "cdl_"
+
+# Which lifecycle moves an admin may make. Expulsion is final: a member that comes back
+# applies again as a new member, so that its old (withdrawn) statements stay withdrawn.
+_TRANSITIONS: dict[str, set[str]] = {
+    Member.Status.APPLICANT: {Member.Status.ACTIVE, Member.Status.EXPELLED},
+    Member.Status.ACTIVE: {Member.Status.SUSPENDED, Member.Status.EXPELLED},
+    Member.Status.SUSPENDED: {Member.Status.ACTIVE, Member.Status.EXPELLED},
+    Member.Status.EXPELLED: set(),
+}
+
+
+def _member_state(member: Member) -> dict[str, str]:
+    return {"slug": member.slug, "name": member.name, "status": member.status}
+
+
+def member_create(
+    *,
+    slug: str,
+    name: str,
+    contact_email: str = "",
+    status: str = Member.Status.APPLICANT,
+    actor: str,
+) -> Member:
+    if Member.objects.filter(slug=slug).exists():
+        raise ConflictError(f"A member with slug {slug!r} exists already.", code="member_exists")
+    with transaction.atomic():
+        member = Member.objects.create(slug=slug, name=name, contact_email=contact_email)
+        audit_record(
+            actor=actor,
+            action="member.created",
+            object_type="member",
+            object_id=slug,
+            after=_member_state(member),
+        )
+        if status != Member.Status.APPLICANT:
+            member_set_status(member=member, status=status, actor=actor)
+    return member
+
+
+def member_set_status(*, member: Member, status: str, actor: str) -> Member:
+    """Move a member through its lifecycle; suspension and expulsion act at once."""
+    from exchange.services import membership
+
+    if status not in Member.Status.values:
+        raise DomainError(f"Unknown member status {status!r}.", code="invalid_status")
+    with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        if member.status == status:
+            return member
+        if status not in _TRANSITIONS[member.status]:
+            raise ConflictError(
+                f"A member cannot go from {member.status} to {status}.",
+                code="invalid_transition",
+            )
+        before = _member_state(member)
+        previous = member.status
+        member.status = status
+        member.status_changed_at = timezone.now()
+        member.save(update_fields=["status", "status_changed_at"])
+        if previous == Member.Status.APPLICANT and status == Member.Status.ACTIVE:
+            membership.member_joined_forum(member=member)
+        if status == Member.Status.EXPELLED:
+            membership.member_expelled(member=member)
+        audit_record(
+            actor=actor,
+            action="member.status_changed",
+            object_type="member",
+            object_id=member.slug,
+            before=before,
+            after=_member_state(member),
+        )
+    return member
+
+
+def _digest(secret: str) -> str:
+    # API keys carry 256 bits of randomness, so a fast hash is enough: no dictionary to
+    # attack, unlike passwords.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_issue(
+    *,
+    member: Member,
+    scopes: Iterable[str] | None = None,
+    name: str = "",
+    expires_at: datetime | None = None,
+    actor: str,
+) -> tuple[ApiKey, str]:
+    """Create an API key; the secret is returned once and never stored."""
+    scope_list = sorted(set(scopes)) if scopes is not None else list(ALL_SCOPES)
+    unknown = [s for s in scope_list if s not in ALL_SCOPES]
+    if unknown or not scope_list:
+        raise DomainError(
+            f"Scopes must be a non-empty subset of {', '.join(ALL_SCOPES)}; got {scope_list}.",
+            code="invalid_scopes",
+        )
+    prefix = secrets.token_hex(6)
+    secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            member=member,
+            name=name,
+            prefix=prefix,
+            digest=_digest(secret),
+            scopes=scope_list,
+            expires_at=expires_at,
+        )
+        audit_record(
+            actor=actor,
+            action="api_key.issued",
+            object_type="api_key",
+            object_id=prefix,
+            after={"member": member.slug, "scopes": scope_list, "expires_at": expires_at},
+        )
+    return key, secret
+
+
+def api_key_lookup(secret: str) -> ApiKey | None:
+    """The key a bearer secret belongs to, compared in constant time; None if unknown."""
+    import hmac
+
+    if not secret.startswith(API_KEY_PREFIX):
+        return None
+    prefix, _, _ = secret[len(API_KEY_PREFIX) :].partition("_")
+    key = ApiKey.objects.select_related("member").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.digest, _digest(secret)):
+        return None
+    return key
+
+
+def api_key_revoke(*, api_key: ApiKey, actor: str) -> ApiKey:
+    with transaction.atomic():
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            audit_record(
+                actor=actor,
+                action="api_key.revoked",
+                object_type="api_key",
+                object_id=api_key.prefix,
+                after={"member": api_key.member.slug},
+            )
+    return api_key
+
+
+def signing_key_register(*, member: Member, public_key: str, actor: str) -> SigningKey:
+    """Register an Ed25519 public key given as PEM text or base64url ``x``."""
+    try:
+        x = jws.load_public_key(public_key)
+    except jws.InvalidKey as exc:
+        raise DomainError(str(exc), code="invalid_key") from exc
+    kid = jws.jwk_thumbprint(x)
+    if SigningKey.objects.filter(kid=kid).exists():
+        raise ConflictError(f"Key {kid} is registered already.", code="key_exists")
+    with transaction.atomic():
+        key = SigningKey.objects.create(member=member, kid=kid, x=x)
+        audit_record(
+            actor=actor,
+            action="signing_key.registered",
+            object_type="signing_key",
+            object_id=kid,
+            after={"member": member.slug, "x": x},
+        )
+    return key
+
+
+def signing_key_retire(*, key: SigningKey, actor: str) -> SigningKey:
+    """A retired key signs nothing new; what it signed before stays valid."""
+    with transaction.atomic():
+        key = SigningKey.objects.select_for_update().get(pk=key.pk)
+        if key.status != SigningKey.Status.ACTIVE:
+            raise ConflictError(f"Key {key.kid} is {key.status}.", code="invalid_transition")
+        key.status = SigningKey.Status.RETIRED
+        key.retired_at = timezone.now()
+        key.save(update_fields=["status", "retired_at"])
+        audit_record(
+            actor=actor,
+            action="signing_key.retired",
+            object_type="signing_key",
+            object_id=key.kid,
+            after={"member": key.member.slug, "status": key.status},
+        )
+    return key
+
+
+def signing_key_revoke(
+    *, key: SigningKey, compromised_since: datetime | None = None, actor: str
+) -> SigningKey:
+    """Revoke a key; statements it signed at or after ``compromised_since`` are withdrawn.
+
+    Without ``compromised_since`` the key is revoked from now on: nothing it signed
+    before is withdrawn, and it signs nothing new.
+    """
+    from exchange.services import membership
+
+    now = timezone.now()
+    since = compromised_since
+    with transaction.atomic():
+        key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
+        before = {"status": key.status, "compromised_since": key.compromised_since}
+        if key.compromised_since is not None and since is not None:
+            since = min(since, key.compromised_since)
+        elif key.compromised_since is not None:
+            since = key.compromised_since
+        key.status = SigningKey.Status.REVOKED
+        key.revoked_at = key.revoked_at or now
+        key.compromised_since = since
+        key.save(update_fields=["status", "revoked_at", "compromised_since"])
+        withdrawn = 0
+        if since is not None:
+            withdrawn = membership.key_compromised(key=key, since=since)
+        audit_record(
+            actor=actor,
+            action="signing_key.revoked",
+            object_type="signing_key",
+            object_id=key.kid,
+            before=before,
+            after={
+                "member": key.member.slug,
+                "status": key.status,
+                "compromised_since": since,
+                "statements_withdrawn": withdrawn,
+            },
+        )
+    return key
+
+
+def sharing_group_create(
+    *,
+    slug: str,
+    name: str = "",
+    members: Iterable[Member] = (),
+    description: str = "",
+    actor: str,
+) -> SharingGroup:
+    if SharingGroup.objects.filter(slug=slug).exists():
+        raise ConflictError(f"A sharing group {slug!r} exists already.", code="group_exists")
+    with transaction.atomic():
+        group = SharingGroup.objects.create(slug=slug, name=name or slug, description=description)
+        audit_record(
+            actor=actor,
+            action="sharing_group.created",
+            object_type="sharing_group",
+            object_id=slug,
+            after={"name": group.name},
+        )
+        sharing_group_set_members(group=group, members=members, actor=actor)
+    return group
+
+
+def sharing_group_set_members(
+    *, group: SharingGroup, members: Iterable[Member], actor: str
+) -> SharingGroup:
+    """Replace a group's member list; joiners receive its signals, leavers tombstones."""
+    from exchange.services import membership
+
+    wanted = {m.pk: m for m in members}
+    with transaction.atomic():
+        group = SharingGroup.objects.select_for_update().get(pk=group.pk)
+        current = {gm.member_id: gm for gm in GroupMembership.objects.filter(group=group)}
+        before = sorted(Member.objects.filter(pk__in=current).values_list("slug", flat=True))
+        for member_id, gm in current.items():
+            if member_id not in wanted:
+                gm.delete()
+                membership.member_left_group(group=group, member_id=member_id)
+        for member_id, member in wanted.items():
+            if member_id not in current:
+                GroupMembership.objects.create(group=group, member=member)
+                membership.member_joined_group(group=group, member_id=member_id)
+        after = sorted(m.slug for m in wanted.values())
+        if before != after:
+            audit_record(
+                actor=actor,
+                action="sharing_group.members_set",
+                object_type="sharing_group",
+                object_id=group.slug,
+                before={"members": before},
+                after={"members": after},
+            )
+    return group
