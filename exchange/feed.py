@@ -89,30 +89,61 @@ def feed_head() -> int:
     return int(rows[0][0])
 
 
-def feed_append(rows: Iterable[tuple[int, int]], *, now: datetime | None = None) -> int:
-    """Append ``(audience, signal_id)`` rows, deduplicated; the last step of a transaction.
+FeedChange = tuple[int, int] | tuple[int, int, int | None]
 
-    Returns the number of rows written.
+
+def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> int:
+    """Append ``(audience, signal_id[, effective_at])`` rows; the last step of a transaction.
+
+    A row may name the Unix time its change took effect when that was earlier (a lapse);
+    duplicates of one (audience, signal) keep the earliest such time, the strictest for
+    tombstones. Returns the number of rows written.
     """
-    unique = list(dict.fromkeys(rows))
+    unique: dict[tuple[int, int], int | None] = {}
+    for row in rows:
+        key = (row[0], row[1])
+        effective = row[2] if len(row) > 2 else None  # type: ignore[misc]
+        if key in unique:
+            held = unique[key]
+            if held is None or (effective is not None and effective < held):
+                unique[key] = effective
+        else:
+            unique[key] = effective
     if not unique:
         return 0
     feed_lock()
     at = now or timezone.now()
+    keys = list(unique)
     with connection.cursor() as cursor:
         if is_postgres():
             cursor.execute(
-                "INSERT INTO exchange_feedentry (audience, signal_id, created_at) "
-                "SELECT a, s, %s FROM unnest(%s::bigint[], %s::bigint[]) AS t(a, s)",
-                [at, [r[0] for r in unique], [r[1] for r in unique]],
+                "INSERT INTO exchange_feedentry (audience, signal_id, created_at, effective_at) "
+                "SELECT a, s, %s, e FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
+                "AS t(a, s, e)",
+                [at, [k[0] for k in keys], [k[1] for k in keys], [unique[k] for k in keys]],
             )
         else:
             cursor.executemany(
-                "INSERT INTO exchange_feedentry (audience, signal_id, created_at) "
-                "VALUES (%s, %s, %s)",
-                [(a, s, at) for a, s in unique],
+                "INSERT INTO exchange_feedentry (audience, signal_id, created_at, effective_at) "
+                "VALUES (%s, %s, %s, %s)",
+                [(a, s, at, unique[(a, s)]) for a, s in keys],
             )
-    return len(unique)
+    return len(keys)
+
+
+def live(exp: int | None, now: int) -> bool:
+    return exp is None or exp > now
+
+
+def before_change(
+    audience: int | None, exp: int | None, lapsed: bool, now: int
+) -> tuple[int, int | None] | None:
+    """``(audience, effective_at)`` of the row owed to whoever saw a statement that is
+    being replaced or withdrawn: none if nobody sees it (retraction, or its lapse was
+    recorded already); marked with its lapse time if it lapsed unrecorded."""
+    if audience is None or lapsed:
+        return None
+    return (audience, None if live(exp, now) else exp)
 
 
 # --- cursors -------------------------------------------------------------------------
@@ -188,6 +219,7 @@ class FeedRow:
     audience: int
     signal_id: int
     created_at: datetime
+    effective_at: int | None
 
 
 class Reader:
@@ -195,36 +227,41 @@ class Reader:
 
     def __init__(self, member_id: int) -> None:
         self.member_id = member_id
-        self.periods: dict[int, list[tuple[int, int | None]]] = {}
-        for audience, start, end in AudiencePeriod.objects.filter(member_id=member_id).values_list(
-            "audience", "start_seq", "end_seq"
+        # audience -> membership periods (start_seq, end_seq, started_at), oldest first
+        self.periods: dict[int, list[tuple[int, int | None, float]]] = {}
+        for audience, start, end, started_at in (
+            AudiencePeriod.objects.filter(member_id=member_id)
+            .order_by("start_seq", "id")
+            .values_list("audience", "start_seq", "end_seq", "started_at")
         ):
-            self.periods.setdefault(audience, []).append((start, end))
-        for spans in self.periods.values():
-            spans.sort()
+            self.periods.setdefault(audience, []).append((start, end, started_at.timestamp()))
         self.groups: list[int] = sorted(
             a for a, spans in self.periods.items() if a > 0 and spans[-1][1] is None
         )
 
-    def member_of_at(self, audience: int, seq: int) -> bool:
-        """Was the reader in ``audience`` when row ``seq`` was written?"""
-        if audience < 0:
-            return audience == -self.member_id
+    def may_tombstone(self, row: FeedRow) -> bool:
+        """May this row tell the reader that its signal is gone? Only if the reader was
+        in the row's audience when the change took effect, so it could have seen the
+        signal before."""
+        if row.audience < 0:
+            return row.audience == -self.member_id
         return any(
-            start < seq and (end is None or seq <= end)
-            for start, end in self.periods.get(audience, ())
+            start < row.seq
+            and (end is None or row.seq <= end)
+            and (row.effective_at is None or started_at < row.effective_at)
+            for start, end, started_at in self.periods.get(row.audience, ())
         )
 
     def scans(self, cursor: Cursor) -> list[Scan]:
         scans: list[Scan] = []
         for audience, spans in sorted(self.periods.items()):
             key = audience_cursor_key(audience)
-            start, end = spans[-1]
+            start, end, _ = spans[-1]
             held = cursor.positions.get(key)
             if end is None:
                 after = held[1] if held and held[0] == start else 0
                 scans.append(Scan(audience, key, start, after, None))
-            elif held and held[1] < end and any(s == held[0] for s, _ in spans):
+            elif held and held[1] < end and any(s == held[0] for s, _, _ in spans):
                 # Left the audience, but not yet read up to the leave: finish the period.
                 scans.append(Scan(audience, key, held[0], held[1], end))
         if FORUM_AUDIENCE not in self.periods:
@@ -243,7 +280,7 @@ def feed_rows(scans: list[Scan], limit: int) -> list[FeedRow]:
     for index, scan in enumerate(scans):
         upto = "" if scan.upto is None else " AND seq <= %s"
         parts.append(
-            f"SELECT * FROM (SELECT seq, audience, signal_id, created_at "
+            f"SELECT * FROM (SELECT seq, audience, signal_id, created_at, effective_at "
             f"FROM exchange_feedentry WHERE audience = %s AND seq > %s{upto} "
             f"ORDER BY seq LIMIT %s) AS s{index}"
         )
@@ -253,7 +290,7 @@ def feed_rows(scans: list[Scan], limit: int) -> list[FeedRow]:
         params.append(limit + 1)
     sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT %s"
     params.append(limit + 1)
-    return [FeedRow(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in fetchall(sql, params)]
+    return [FeedRow(int(r[0]), int(r[1]), int(r[2]), r[3], r[4]) for r in fetchall(sql, params)]
 
 
 def advance(cursor: Cursor, scans: list[Scan], last_seq: int | None) -> Cursor:

@@ -145,6 +145,10 @@ class FeedEntry(models.Model):
         Signal, on_delete=models.DO_NOTHING, db_index=False, db_constraint=False
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Unix time at which the change took effect, when that is earlier than the row: a
+    # lapse recorded by the sweep. Only readers in the audience since before then may
+    # learn of it as a tombstone.
+    effective_at = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["audience", "seq"], name="feed_audience_seq")]

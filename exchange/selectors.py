@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -68,6 +68,8 @@ def _opinion_summaries(
         f"WHERE {ids_clause} GROUP BY signal_id, category",
         ids_params,
     ):
+        if isinstance(last, str):  # SQLite loses the column type in aggregates
+            last = datetime.fromisoformat(last).replace(tzinfo=UTC)
         counts.setdefault(int(signal_id), {})[category] = int(count)
         if int(signal_id) not in latest or last > latest[int(signal_id)]:
             latest[int(signal_id)] = last
@@ -210,7 +212,7 @@ def feed_page(
     for row in rows:
         order.pop(row.signal_id, None)
         order[row.signal_id] = row.seq
-        if reader.member_of_at(row.audience, row.seq):
+        if reader.may_tombstone(row):
             tombstone_ok[row.signal_id] = True
             tombstone_at[row.signal_id] = row.created_at
     ids = list(order)

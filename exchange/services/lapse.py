@@ -16,19 +16,24 @@ from exchange.models import CurrentStatement
 BATCH = 5_000
 
 
-def statements_lapse_sweep(*, now: int | None = None) -> int:
-    """Record every lapse up to ``now``; returns how many were recorded."""
+def statements_lapse_sweep(*, now: int | None = None, audience: int | None = None) -> int:
+    """Record every lapse up to ``now`` (of one audience, if given); returns how many.
+
+    Each row carries the lapse time, so that only readers who were in the audience
+    before the assertion lapsed may learn of it as a tombstone.
+    """
     now = int(time.time()) if now is None else now
     total = 0
     while True:
         with transaction.atomic():
-            due = list(
-                CurrentStatement.objects.select_for_update(skip_locked=True)
-                .filter(audience__isnull=False, lapsed=False, exp__lte=now)
-                .values_list("pk", "audience", "signal_id")[:BATCH]
+            due_qs = CurrentStatement.objects.select_for_update(skip_locked=True).filter(
+                audience__isnull=False, lapsed=False, exp__lte=now
             )
+            if audience is not None:
+                due_qs = due_qs.filter(audience=audience)
+            due = list(due_qs.values_list("pk", "audience", "signal_id", "exp")[:BATCH])
             if not due:
                 return total
             CurrentStatement.objects.filter(pk__in=[d[0] for d in due]).update(lapsed=True)
-            feed_append([(d[1], d[2]) for d in due])
+            feed_append([(d[1], d[2], d[3]) for d in due])
             total += len(due)

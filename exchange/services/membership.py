@@ -6,14 +6,16 @@ and audience periods that keep the feed's guarantees (see ``exchange/feed.py``).
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
 
 from exchange.db import fetchall
-from exchange.feed import feed_append, feed_head, feed_lock
+from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock
 from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
+from exchange.services.lapse import statements_lapse_sweep
 from members.models import Member, SharingGroup, SigningKey
 
 
@@ -53,15 +55,16 @@ def member_left_group(*, group: SharingGroup, member_id: int) -> None:
         .order_by("-start_seq")
         .first()
     )
-    _close_period(member_id, group.pk)
     if period is None:
         return
-    # Assertions that lapsed before the member joined were never visible to it.
-    joined = int(period.started_at.timestamp())
+    # Lapses not yet recorded are written to the group's feed while the member still
+    # reads it; after it leaves, the sweep's rows would not reach it.
+    statements_lapse_sweep(audience=group.pk)
+    _close_period(member_id, group.pk)
     rows = fetchall(
         "SELECT DISTINCT signal_id FROM exchange_currentstatement "
         "WHERE audience = %s AND (exp IS NULL OR exp > %s)",
-        [group.pk, joined],
+        [group.pk, int(time.time())],
     )
     feed_append([(-member_id, int(r[0])) for r in rows])
 
@@ -74,12 +77,18 @@ def _withdraw(statements: Q, reason: str, now: datetime) -> int:
     Statement.objects.filter(pk__in=ids, withdrawn_at__isnull=True).update(
         withdrawn_at=now, withdrawn_reason=reason
     )
-    rows: list[tuple[int, int]] = []
+    rows: list[FeedChange] = []
+    epoch = int(now.timestamp())
     for chunk_start in range(0, len(ids), 5000):
         chunk = ids[chunk_start : chunk_start + 5000]
-        live = CurrentStatement.objects.filter(statement_id__in=chunk, audience__isnull=False)
-        rows.extend(live.values_list("audience", "signal_id"))
-        live.update(audience=None)
+        held = CurrentStatement.objects.filter(statement_id__in=chunk, audience__isnull=False)
+        for audience, signal_id, exp, lapsed in held.values_list(
+            "audience", "signal_id", "exp", "lapsed"
+        ):
+            owed = before_change(audience, exp, lapsed, epoch)
+            if owed is not None:
+                rows.append((owed[0], signal_id, owed[1]))
+        held.update(audience=None)
     feed_append(rows, now=now)
     return len(ids)
 
@@ -105,12 +114,13 @@ def key_compromised(*, key: SigningKey, since: datetime) -> int:
     )
 
 
-def _visible_audiences(signal_ids: list[int]) -> list[tuple[int, int]]:
+def _visible_audiences(signal_ids: list[int]) -> list[FeedChange]:
     """(audience, signal) for every audience that may see each signal now."""
     if not signal_ids:
         return []
     return list(
         CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
+        .filter(Q(exp__isnull=True) | Q(exp__gt=int(time.time())))
         .values_list("audience", "signal_id")
         .distinct()
     )

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from exchange import jws
 from exchange.db import fetchall, in_list, is_postgres
-from exchange.feed import feed_append
+from exchange.feed import FeedChange, before_change, feed_append, live
 from exchange.models import FORUM_AUDIENCE, Label
 from exchange.signal_types import (
     CONTENT_TYPES,
@@ -331,37 +331,39 @@ def _store(member: Member, items: list[Item]) -> None:
     signal_ids = _signal_ids([(i.claims["signal_type"], i.claims["value"]) for i in items])
     ids = list(set(signal_ids.values()))
     clause, params = in_list("signal_id", ids)
-    current: dict[int, tuple[int, int | None]] = {
-        int(r[0]): (int(r[1]), r[2])
-        for r in fetchall(
-            f"SELECT signal_id, iat, audience FROM exchange_currentstatement "
-            f"WHERE member_id = %s AND {clause}",
-            [member.pk, *params],
-        )
-    }
-    before = dict(current)
+    rows = fetchall(
+        f"SELECT signal_id, iat, audience, exp, lapsed FROM exchange_currentstatement "
+        f"WHERE member_id = %s AND {clause}",
+        [member.pk, *params],
+    )
+    current: dict[int, int] = {int(r[0]): int(r[1]) for r in rows}
+    before = {int(r[0]): (r[2], r[3], bool(r[4])) for r in rows}
     winners: dict[int, Item] = {}
     accepted: list[tuple[int, Item]] = []
     for item in items:
         signal_id = signal_ids[(item.claims["signal_type"], item.claims["value"])]
         held = current.get(signal_id)
-        if held is not None and held[0] >= item.claims["iat"]:
+        if held is not None and held >= item.claims["iat"]:
             item.finish("stale")
             continue
         item.finish("accepted")
-        current[signal_id] = (item.claims["iat"], item.audience_key)
+        current[signal_id] = item.claims["iat"]
         winners[signal_id] = item
         accepted.append((signal_id, item))
     if not accepted:
         return
     statement_ids = _insert_statements(member, accepted)
     _upsert_current(member, winners, statement_ids)
-    feed: list[tuple[int, int]] = []
+    # Rows for the audience that saw the old statement and the one that sees the new
+    # one; an assertion that is lapsed on arrival was never visible and gets none.
+    now = int(time.time())
+    feed: list[FeedChange] = []
     for signal_id, item in winners.items():
-        old = before.get(signal_id)
-        if old is not None and old[1] is not None:
-            feed.append((old[1], signal_id))
-        if item.audience_key is not None:
+        if signal_id in before:
+            owed = before_change(*before[signal_id], now)
+            if owed is not None:
+                feed.append((owed[0], signal_id, owed[1]))
+        if item.audience_key is not None and live(item.claims.get("exp"), now):
             feed.append((item.audience_key, signal_id))
     feed_append(feed)
 
