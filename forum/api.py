@@ -115,7 +115,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     code, title = "error", "Error"
     for cls in type(exc).__mro__:
         if cls in _DRF_CODES:
-            code, title = _DRF_CODES[cls]  # type: ignore[index]
+            code, title = _DRF_CODES[cls]
             break
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):

@@ -6,7 +6,9 @@ and audience periods that keep the feed's guarantees (see ``exchange/feed.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 from django.db.models import Q
 from django.utils import timezone
@@ -78,7 +80,8 @@ def _withdraw(statements: Q, reason: str, now: datetime) -> int:
     for chunk_start in range(0, len(ids), 5000):
         chunk = ids[chunk_start : chunk_start + 5000]
         live = CurrentStatement.objects.filter(statement_id__in=chunk, audience__isnull=False)
-        rows.extend(live.values_list("audience", "signal_id"))
+        # ``audience__isnull=False`` above: every audience here is an int.
+        rows.extend(cast(Iterable[tuple[int, int]], live.values_list("audience", "signal_id")))
         live.update(audience=None)
     feed_append(rows, now=now)
     return len(ids)
@@ -109,8 +112,9 @@ def _visible_audiences(signal_ids: list[int]) -> list[tuple[int, int]]:
     """(audience, signal) for every audience that may see each signal now."""
     if not signal_ids:
         return []
-    return list(
+    pairs = (
         CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
         .values_list("audience", "signal_id")
         .distinct()
     )
+    return list(cast(Iterable[tuple[int, int]], pairs))
