@@ -132,7 +132,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     else:
         detail = str(exc.detail)
         specific = getattr(exc.detail, "code", None)
-        if specific and specific not in ("error", "invalid", code, "not_found"):
+        # DRF's own default code (``parse_error``) yields to ours (``malformed_request``).
+        if specific and specific not in ("error", "invalid", code, "not_found", exc.default_code):
             code = str(specific)
     return problem_response(
         problem(status=exc.status_code, code=code, title=title, detail=detail, errors=errors),
