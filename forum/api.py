@@ -115,7 +115,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     code, title = "error", "Error"
     for cls in type(exc).__mro__:
         if cls in _DRF_CODES:
-            code, title = _DRF_CODES[cls]  # type: ignore[index]
+            code, title = _DRF_CODES[cls]
             break
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
@@ -132,7 +132,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     else:
         detail = str(exc.detail)
         specific = getattr(exc.detail, "code", None)
-        if specific and specific not in ("error", "invalid", code, "not_found"):
+        # DRF's own default code (``parse_error``) yields to ours (``malformed_request``).
+        if specific and specific not in ("error", "invalid", code, "not_found", exc.default_code):
             code = str(specific)
     return problem_response(
         problem(status=exc.status_code, code=code, title=title, detail=detail, errors=errors),

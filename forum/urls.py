@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import health
@@ -9,7 +9,7 @@ handler403 = "forum.api.handler403"
 handler404 = "forum.api.handler404"
 handler500 = "forum.api.handler500"
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("members.urls")),
     path("", include("exchange.urls")),
     path(

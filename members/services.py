@@ -97,6 +97,27 @@ def member_set_status(*, member: Member, status: str, actor: str) -> Member:
     return member
 
 
+def member_update(*, member: Member, name: str, contact_email: str, actor: str) -> Member:
+    """Change a member's descriptive details; its status moves only by ``member_set_status``."""
+    with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        before = {"name": member.name, "contact_email": member.contact_email}
+        after = {"name": name, "contact_email": contact_email}
+        if before == after:
+            return member
+        member.name, member.contact_email = name, contact_email
+        member.save(update_fields=["name", "contact_email"])
+        audit_record(
+            actor=actor,
+            action="member.updated",
+            object_type="member",
+            object_id=member.slug,
+            before=before,
+            after=after,
+        )
+    return member
+
+
 def _digest(secret: str) -> str:
     # API keys carry 256 bits of randomness, so a fast hash is enough: no dictionary to
     # attack, unlike passwords.
@@ -270,6 +291,30 @@ def sharing_group_create(
             after={"name": group.name},
         )
         sharing_group_set_members(group=group, members=members, actor=actor)
+    return group
+
+
+def sharing_group_update(
+    *, group: SharingGroup, name: str, description: str, actor: str
+) -> SharingGroup:
+    """Change a group's name or description; membership changes go through
+    ``sharing_group_set_members`` because they change visibility."""
+    with transaction.atomic():
+        group = SharingGroup.objects.select_for_update().get(pk=group.pk)
+        before = {"name": group.name, "description": group.description}
+        after = {"name": name or group.slug, "description": description}
+        if before == after:
+            return group
+        group.name, group.description = after["name"], description
+        group.save(update_fields=["name", "description"])
+        audit_record(
+            actor=actor,
+            action="sharing_group.updated",
+            object_type="sharing_group",
+            object_id=group.slug,
+            before=before,
+            after=after,
+        )
     return group
 
 

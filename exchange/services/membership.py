@@ -7,7 +7,9 @@ and audience periods that keep the feed's guarantees (see ``exchange/feed.py``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 from django.db.models import Q
 from django.utils import timezone
@@ -118,9 +120,10 @@ def _visible_audiences(signal_ids: list[int]) -> list[FeedChange]:
     """(audience, signal) for every audience that may see each signal now."""
     if not signal_ids:
         return []
-    return list(
+    pairs = (
         CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
         .filter(Q(exp__isnull=True) | Q(exp__gt=int(time.time())))
         .values_list("audience", "signal_id")
         .distinct()
     )
+    return list(cast(Iterable[tuple[int, int]], pairs))
