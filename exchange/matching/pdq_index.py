@@ -33,13 +33,16 @@ FORMAT_VERSION = 1
 
 # Measured crossovers (see the module docstring): below this many base entries a
 # vectorised scan beats the fixed cost of 16 x probes table look-ups ...
-BRUTE_FORCE_BELOW = 20_000
+BRUTE_FORCE_BELOW = 12_000
 # ... and multi-index hashing is used only while its expected candidate count times
 # this factor (the cost of one random gather + verify relative to one sequential
 # scanned row) stays below the number of base entries.
 CANDIDATE_COST_FACTOR = 8.0
-# Upper bound on candidates (or scanned query x row pairs) held in memory at once.
-_WORK_BLOCK = 1 << 21
+# Work per vectorised step: candidates verified at once (measured at 1M hashes, 1,000
+# queries: 2,600 q/s at 2**15, 2,000 at 2**17, 710 at 2**21: small steps stay in cache) ...
+_PROBE_BLOCK = 1 << 15
+# ... and rows scanned at once per query.
+_SCAN_BLOCK = 1 << 16
 
 IntArray = npt.NDArray[np.int64]
 U8Array = npt.NDArray[np.uint8]
@@ -134,6 +137,14 @@ def _chunks(hashes: U8Array) -> npt.NDArray[np.uint16]:
     return np.ascontiguousarray(hashes).view(np.uint16).reshape(-1, N_CHUNKS)
 
 
+def _distance_sum(xor: U64Array) -> IntArray:
+    """Row sums of the popcounts of an (n, 4) XOR; column by column (a short-axis sum is slow)."""
+    dist = _popcount(xor[:, 0]).astype(np.int64)
+    for w in range(1, N_WORDS):
+        dist += _popcount(xor[:, w])
+    return dist
+
+
 def _check_distance(max_distance: int) -> int:
     d = int(max_distance)
     if d != max_distance or not 0 <= d <= MAX_DISTANCE:
@@ -145,27 +156,21 @@ def _scan(
     words: U64Array, queries: U64Array, max_distance: int
 ) -> tuple[IntArray, IntArray, IntArray]:
     """Vectorised brute force: every (query, row, distance) with distance <= max_distance."""
-    n, q = len(words), len(queries)
     out_q: list[IntArray] = []
     out_r: list[IntArray] = []
     out_d: list[IntArray] = []
-    if n == 0 or q == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, empty
-    rows_per_block = max(1024, _WORK_BLOCK // q)
-    q_per_block = max(1, _WORK_BLOCK // min(n, rows_per_block))
-    for q0 in range(0, q, q_per_block):
-        qb = queries[q0 : q0 + q_per_block]
-        for r0 in range(0, n, rows_per_block):
-            block = words[r0 : r0 + rows_per_block]
-            dist = _popcount(block[None, :, 0] ^ qb[:, None, 0]).astype(np.uint16)
+    for r0 in range(0, len(words), _SCAN_BLOCK):
+        block = words[r0 : r0 + _SCAN_BLOCK]
+        for qi, query in enumerate(queries):
+            # Column by column: XOR, popcount and add of 1-d arrays (measured fastest).
+            dist = _popcount(block[:, 0] ^ query[0]).astype(np.uint16)
             for w in range(1, N_WORDS):
-                dist += _popcount(block[None, :, w] ^ qb[:, None, w])
-            qi, ri = np.nonzero(dist <= max_distance)
-            if qi.size:
-                out_q.append(qi + q0)
-                out_r.append(ri + r0)
-                out_d.append(dist[qi, ri].astype(np.int64))
+                dist += _popcount(block[:, w] ^ query[w])
+            (hit,) = np.nonzero(dist <= max_distance)
+            if hit.size:
+                out_q.append(np.full(hit.size, qi, dtype=np.int64))
+                out_r.append(hit + r0)
+                out_d.append(dist[hit].astype(np.int64))
     if not out_q:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
@@ -459,7 +464,7 @@ class PDQIndex:
         masks = _flip_masks(_flips_needed(max_distance))
         n = len(self._ids)
         per_query = N_CHUNKS * len(masks) * n / N_BUCKETS
-        batch = max(1, int(_WORK_BLOCK // max(per_query, 1.0)))
+        batch = max(1, int(_PROBE_BLOCK // max(per_query, 1.0)))
         parts = [
             self._probe(queries[s : s + batch], words, masks, max_distance, s)
             for s in range(0, len(queries), batch)
@@ -485,8 +490,8 @@ class PDQIndex:
         table = np.arange(N_CHUNKS, dtype=np.int64)[None, :, None]
         slot = (table * (N_BUCKETS + 1) + keys).reshape(-1)
         offsets = self._offsets.reshape(-1)
-        starts = offsets[slot]
-        lengths = offsets[slot + 1] - starts
+        starts = np.take(offsets, slot)
+        lengths = np.take(offsets, slot + 1) - starts
         # Positions in the flattened (16, n) permutation arrays, all ranges concatenated.
         starts += np.broadcast_to(table * n, (q, N_CHUNKS, m)).reshape(-1)
         nonempty = lengths > 0
@@ -499,13 +504,13 @@ class PDQIndex:
         shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         pos = np.arange(total, dtype=np.int64) + shift
         qi = np.repeat(owner, lengths)
-        rows = self._perm_lo.reshape(-1)[pos].astype(np.int64)
-        rows |= self._perm_hi.reshape(-1)[pos].astype(np.int64) << 16
+        # np.take is several times faster than fancy indexing for these gathers.
+        rows = np.take(self._perm_lo.reshape(-1), pos).astype(np.int64)
+        rows |= np.take(self._perm_hi.reshape(-1), pos).astype(np.int64) << 16
         # Verify every candidate with the exact distance over the 4 words.
-        qwords = _words(queries)
-        cand = words[rows]
-        cand ^= qwords[qi]
-        dist = _popcount(cand).sum(axis=1, dtype=np.int64)
+        cand = np.take(words, rows, axis=0)
+        cand ^= np.take(_words(queries), qi, axis=0)
+        dist = _distance_sum(cand)
         hit = dist <= max_distance
         qi, rows, dist = qi[hit], rows[hit], dist[hit]
         # A true neighbour is a candidate in every table where it is within the flips.
