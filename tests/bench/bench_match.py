@@ -324,9 +324,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             benches.append(bench_faiss_flat)
         rows: list[Row] = []
         for bench in benches:
-            rows += bench(data, args)
-            print_table(rows)
+            new_rows = bench(data, args)
+            print_table(new_rows)
             print()
+            rows += new_rows
         all_rows += rows
         del data
         gc.collect()
