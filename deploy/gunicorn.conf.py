@@ -133,8 +133,7 @@ class JsonAccessLogger(Logger):
             "logger": "gunicorn.access",
             # The id the app assigned (or accepted from the client) and echoed in the
             # response; the same id appears in the app's and the Celery tasks' logs.
-            "request_id": response_headers.get("x-request-id")
-            or environ.get("HTTP_X_REQUEST_ID"),
+            "request_id": response_headers.get("x-request-id") or environ.get("HTTP_X_REQUEST_ID"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
             "status": int(status),
