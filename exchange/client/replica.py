@@ -149,10 +149,16 @@ class Replica:
     # Applying the feed
 
     def apply_page(self, page: dict[str, Any], jwks: dict[str, Any] | None = None) -> PageResult:
-        """Store a page's snapshots and its cursor in one transaction."""
+        """Store a page's snapshots and its cursor in one transaction.
+
+        ``jwks``, when given, is what the page is verified against and is cached with it, so
+        that ``verify_all`` later checks against the same keys.
+        """
         keys = index_jwks(jwks if jwks is not None else self.jwks)
         result = PageResult()
         with self._transaction() as db:
+            if jwks is not None:
+                self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
             for snapshot in page.get("changes") or []:
                 result.refused.extend(self._apply_snapshot(db, snapshot, keys))
                 result.changes += 1
