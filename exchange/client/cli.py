@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None, *, transport: Any = None) -> int:
     try:
         return int(args.func(args))
     except CordialeError as exc:
-        say(f"cordiale: error: {exc.detail} ({exc.code}, HTTP {exc.status})")
+        say(f"cordiale: error: {exc}")
         for error in exc.errors:
             say(f"  {error.get('field')}: {error.get('detail')} ({error.get('code')})")
         emit({"error": exc.as_dict()})

@@ -105,8 +105,9 @@ class FakeForum:
         return httpx.Response(404, json={"code": "not_found", "detail": "no such thing"})
 
     def _submit(self, tokens: list[str]) -> httpx.Response:
-        if self.fail_submit_after is not None and len(self.submitted) >= self.fail_submit_after:
-            raise KeyboardInterrupt  # the member's process dies while the batch is in flight
+        interrupt = (
+            self.fail_submit_after is not None and len(self.submitted) >= self.fail_submit_after
+        )
         self.submitted.append(tokens)
         results = []
         for index, token in enumerate(tokens):
@@ -118,6 +119,9 @@ class FakeForum:
                 continue
             self.seen_jtis[jti] = token
             results.append({"index": index, "status": "accepted", "jti": jti})
+        if interrupt:
+            # The server committed the batch, but the member's process dies before the answer.
+            raise KeyboardInterrupt
         counts = {s: sum(r["status"] == s for r in results) for s in ("accepted", "duplicate")}
         return httpx.Response(200, json={"results": results, **counts, "stale": 0, "rejected": 0})
 
