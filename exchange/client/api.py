@@ -1,0 +1,379 @@
+"""
+An HTTP client for the Cordiale wire contract (``/api/v1/``), on httpx.
+
+Every endpoint has one typed method. Requests that fail transiently (429, any 5xx, a
+connection error or timeout) are retried with exponential backoff and full jitter; a
+``Retry-After`` header from the server wins over our own delay. Submitting statements is
+safe to retry because the server answers ``duplicate`` for a ``jti`` it already processed;
+creating a webhook is not, so it is retried only when the request cannot have arrived.
+
+Errors become ``CordialeError`` carrying the RFC 9457 problem the server sent::
+
+    try:
+        client.submit([token])
+    except CordialeError as exc:
+        print(exc.status, exc.code, exc.detail, exc.errors)
+
+Path values (signal values are often URLs) are percent-encoded completely, ``/`` included.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 5
+# Full-jitter backoff: attempt n sleeps uniformly in [0, min(cap, base * 2**n)].
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+# A server asking us to wait longer than this is treated as an outage, not a throttle.
+MAX_RETRY_AFTER = 300.0
+
+JSON = Any
+
+
+class CordialeError(Exception):
+    """A request that failed: the server's RFC 9457 problem, or a transport failure.
+
+    ``status`` is the HTTP status (0 when no response arrived), ``code`` the problem's
+    machine-readable code, ``errors`` its field errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: str,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        problem: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{detail} ({code}, HTTP {status})" if status else f"{detail} ({code})")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors or []
+        self.problem = problem or {}
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> CordialeError:
+        """Build the error from a problem document, or from whatever the server sent."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            errors = body.get("errors")
+            return cls(
+                status=response.status_code,
+                code=str(body.get("code") or _status_code_name(response.status_code)),
+                detail=str(body.get("detail") or body.get("title") or response.reason_phrase),
+                errors=errors if isinstance(errors, list) else None,
+                problem=body,
+            )
+        text = response.text.strip()[:200] or response.reason_phrase
+        return cls(
+            status=response.status_code, code=_status_code_name(response.status_code), detail=text
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as the CLI prints it in its last JSON line."""
+        error: dict[str, Any] = {"status": self.status, "code": self.code, "detail": self.detail}
+        if self.errors:
+            error["errors"] = self.errors
+        return error
+
+
+def _status_code_name(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "not_authenticated",
+        403: "permission_denied",
+        404: "not_found",
+        429: "throttled",
+    }.get(status, "server_error" if status >= 500 else f"http_{status}")
+
+
+def _path_value(value: str) -> str:
+    """Percent-encode one path segment completely: a URL value must stay one segment."""
+    return quote(str(value), safe="")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else datetime.now(UTC).timestamp()
+    return max(0.0, when.timestamp() - current)
+
+
+class CordialeClient:
+    """A member's connection to the forum; use as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str = "cordiale-client/1",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json, application/problem+json",
+                "User-Agent": user_agent,
+            },
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # Directory
+
+    def me(self) -> dict[str, Any]:
+        """The caller's member, its API key's scopes and its signing keys."""
+        result: dict[str, Any] = self._request("GET", "/me")
+        return result
+
+    def members(self) -> list[dict[str, Any]]:
+        """Active members (slug, name)."""
+        return _as_list(self._request("GET", "/members"))
+
+    def jwks(self) -> dict[str, Any]:
+        """All members' signing keys as a JWK set."""
+        result: dict[str, Any] = self._request("GET", "/jwks")
+        return result
+
+    def member_jwks(self, slug: str) -> dict[str, Any]:
+        """One member's signing keys as a JWK set."""
+        result: dict[str, Any] = self._request("GET", f"/members/{_path_value(slug)}/jwks")
+        return result
+
+    def signal_types(self) -> list[dict[str, Any]]:
+        return _as_list(self._request("GET", "/signal-types"))
+
+    def labels(self) -> list[dict[str, Any]]:
+        return _as_list(self._request("GET", "/labels"))
+
+    # Statements and the feed
+
+    def submit(self, statements: list[str]) -> dict[str, Any]:
+        """Submit 1 to 10,000 signed statements; one result per item, in input order."""
+        result: dict[str, Any] = self._request(
+            "POST", "/statements", json={"statements": list(statements)}
+        )
+        return result
+
+    def changes(self, cursor: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page of the change feed after ``cursor`` (from the beginning if None)."""
+        params: dict[str, str | int] = {}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if limit is not None:
+            params["limit"] = limit
+        result: dict[str, Any] = self._request("GET", "/changes", params=params)
+        return result
+
+    def iter_changes(
+        self, cursor: str | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Pages of the feed from ``cursor`` until ``has_more`` is false."""
+        while True:
+            page = self.changes(cursor, limit)
+            yield page
+            cursor = page.get("cursor", cursor)
+            if not page.get("has_more"):
+                return
+
+    def lookup(self, signal_type: str, value: str) -> dict[str, Any] | None:
+        """The signal's snapshot, or None if the caller cannot see it (or nobody sent it)."""
+        try:
+            result: dict[str, Any] = self._request(
+                "GET", f"/signals/{_path_value(signal_type)}/{_path_value(value)}"
+            )
+        except CordialeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def match(
+        self, queries: Iterable[dict[str, str]], max_distance: int | None = None
+    ) -> dict[str, Any]:
+        """Match 1 to 1,000 ``{"signal_type", "value"}`` queries; closest matches first."""
+        body: dict[str, Any] = {"queries": list(queries)}
+        if max_distance is not None:
+            body["max_distance"] = max_distance
+        result: dict[str, Any] = self._request("POST", "/match", json=body)
+        return result
+
+    # Opinions
+
+    def set_opinion(
+        self,
+        signal_type: str,
+        value: str,
+        *,
+        category: str,
+        tags: Iterable[str] = (),
+        reason: str = "",
+    ) -> dict[str, Any]:
+        """Set the caller's opinion (positive, negative, investigation) on a visible signal."""
+        body = {"category": category, "tags": list(tags), "reason": reason}
+        return _as_dict(self._request("PUT", self._opinion_path(signal_type, value), json=body))
+
+    def delete_opinion(self, signal_type: str, value: str) -> None:
+        """Withdraw the caller's opinion on a signal."""
+        self._request("DELETE", self._opinion_path(signal_type, value))
+
+    @staticmethod
+    def _opinion_path(signal_type: str, value: str) -> str:
+        return f"/opinions/{_path_value(signal_type)}/{_path_value(value)}"
+
+    # Webhooks
+
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        signal_types: Iterable[str] | None = None,
+        labels: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Create an endpoint; the answer holds its ``whsec_`` secret, shown only this once."""
+        body: dict[str, Any] = {"url": url}
+        if signal_types is not None:
+            body["signal_types"] = list(signal_types)
+        if labels is not None:
+            body["labels"] = list(labels)
+        return _as_dict(self._request("POST", "/webhooks", json=body, idempotent=False))
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        return _as_list(self._request("GET", "/webhooks"))
+
+    def get_webhook(self, webhook_id: str | int) -> dict[str, Any]:
+        return _as_dict(self._request("GET", f"/webhooks/{_path_value(str(webhook_id))}"))
+
+    def update_webhook(self, webhook_id: str | int, **fields: Any) -> dict[str, Any]:
+        """PATCH the endpoint with ``fields`` (for example ``url``, ``signal_types``)."""
+        path = f"/webhooks/{_path_value(str(webhook_id))}"
+        return _as_dict(self._request("PATCH", path, json=fields))
+
+    def delete_webhook(self, webhook_id: str | int) -> None:
+        self._request("DELETE", f"/webhooks/{_path_value(str(webhook_id))}")
+
+    def webhook_deliveries(self, webhook_id: str | int) -> list[dict[str, Any]]:
+        path = f"/webhooks/{_path_value(str(webhook_id))}/deliveries"
+        return _as_list(self._request("GET", path))
+
+    def ping_webhook(self, webhook_id: str | int) -> dict[str, Any]:
+        path = f"/webhooks/{_path_value(str(webhook_id))}/ping"
+        return _as_dict(self._request("POST", path, idempotent=False))
+
+    # Transport
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: JSON = None,
+        idempotent: bool = True,
+    ) -> JSON:
+        url = API_PREFIX + path
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, url, params=params, json=json)
+            except httpx.TransportError as exc:
+                # A connect failure means the request never left; others may have arrived.
+                retriable = idempotent or isinstance(exc, httpx.ConnectError)
+                if not retriable or attempt >= self.max_retries:
+                    raise CordialeError(
+                        status=0,
+                        code="connection_error",
+                        detail=f"{type(exc).__name__}: {exc} ({self.base_url})",
+                    ) from exc
+                self._sleep(self._backoff(attempt, None))
+                attempt += 1
+                continue
+            if response.is_success:
+                if response.status_code == 204 or not response.content:
+                    return None
+                try:
+                    return response.json()
+                except ValueError as exc:
+                    raise CordialeError(
+                        status=response.status_code,
+                        code="invalid_response",
+                        detail=f"the server did not answer JSON: {response.text[:200]!r}",
+                    ) from exc
+            retriable = response.status_code == 429 or (idempotent and response.status_code >= 500)
+            if not retriable or attempt >= self.max_retries:
+                raise CordialeError.from_response(response)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            self._sleep(self._backoff(attempt, retry_after))
+            attempt += 1
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER)
+        return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+def _as_list(body: JSON) -> list[dict[str, Any]]:
+    """A list endpoint's items, whether the server paginates (``results``) or not."""
+    if isinstance(body, dict):
+        for key in ("results", "keys", "items"):
+            if isinstance(body.get(key), list):
+                return list(body[key])
+    if isinstance(body, list):
+        return body
+    raise CordialeError(
+        status=200, code="invalid_response", detail=f"expected a list, got {str(body)[:200]}"
+    )
+
+
+def _as_dict(body: JSON) -> dict[str, Any]:
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,333 @@
+"""
+A member's local replica of the forum's feed, in SQLite inside a state directory.
+
+``replica.sqlite3`` holds the feed cursor, the cached JWKS, and the last snapshot of every
+signal: its statements (the verbatim JWS next to the fields the server showed) and its
+opinion counts. Applying a page of the feed is one SQLite transaction that writes the
+snapshots and the page's cursor together, so a sync interrupted at any point resumes from
+the last applied page: nothing is lost and, since the last snapshot of a signal wins,
+nothing is duplicated.
+
+Every statement is verified against the JWKS before it is stored; one that fails is
+refused and reported. A signal none of whose statements verifies is kept as not live
+(``deleted``), since nothing in it can be trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from exchange.client.verify import VerificationResult, index_jwks, verify_snapshot, verify_statement
+
+if TYPE_CHECKING:
+    from exchange.client.api import CordialeClient
+
+DB_NAME = "replica.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signals (
+    signal_type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    updated_at TEXT,
+    PRIMARY KEY (signal_type, value)
+);
+CREATE TABLE IF NOT EXISTS statements (
+    signal_type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    member TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    jti TEXT,
+    iat INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    tlp TEXT,
+    audience TEXT,
+    exp INTEGER,
+    jws TEXT NOT NULL,
+    PRIMARY KEY (signal_type, value, member)
+);
+CREATE TABLE IF NOT EXISTS opinions (
+    signal_type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    positive INTEGER NOT NULL DEFAULT 0,
+    negative INTEGER NOT NULL DEFAULT 0,
+    investigation INTEGER NOT NULL DEFAULT 0,
+    disputed INTEGER NOT NULL DEFAULT 0,
+    mine TEXT,
+    PRIMARY KEY (signal_type, value)
+);
+"""
+
+
+@dataclass
+class PageResult:
+    """What applying one page did."""
+
+    changes: int = 0
+    refused: list[VerificationResult] = field(default_factory=list)
+
+
+@dataclass
+class SyncResult:
+    """What a sync did: changes applied, statements refused, where the cursor now is."""
+
+    changes: int = 0
+    pages: int = 0
+    refused: list[VerificationResult] = field(default_factory=list)
+    cursor: str | None = None
+
+
+class Replica:
+    """The replica in ``state_dir``; created on first use."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.state_dir / DB_NAME, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # Metadata
+
+    def _get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor after the last applied page (None before the first sync)."""
+        return self._get_meta("cursor")
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The cached JWK set (empty before the first sync)."""
+        raw = self._get_meta("jwks")
+        return json.loads(raw) if raw else {"keys": []}
+
+    def store_jwks(self, jwks: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
+
+    # Applying the feed
+
+    def apply_page(self, page: dict[str, Any], jwks: dict[str, Any] | None = None) -> PageResult:
+        """Store a page's snapshots and its cursor in one transaction.
+
+        ``jwks``, when given, is what the page is verified against and is cached with it, so
+        that ``verify_all`` later checks against the same keys.
+        """
+        keys = index_jwks(jwks if jwks is not None else self.jwks)
+        result = PageResult()
+        with self._transaction() as db:
+            if jwks is not None:
+                self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
+            for snapshot in page.get("changes") or []:
+                result.refused.extend(self._apply_snapshot(db, snapshot, keys))
+                result.changes += 1
+            if page.get("cursor") is not None:
+                self._set_meta(db, "cursor", str(page["cursor"]))
+        return result
+
+    def _apply_snapshot(
+        self, db: sqlite3.Connection, snapshot: dict[str, Any], keys: dict[str, dict[str, Any]]
+    ) -> list[VerificationResult]:
+        signal_type, value = str(snapshot["signal_type"]), str(snapshot["value"])
+        where = (signal_type, value)
+        db.execute("DELETE FROM statements WHERE signal_type = ? AND value = ?", where)
+        db.execute("DELETE FROM opinions WHERE signal_type = ? AND value = ?", where)
+        statements = [] if snapshot.get("deleted") else list(snapshot.get("statements") or [])
+        results = verify_snapshot({**snapshot, "statements": statements}, keys)
+        stored = 0
+        for statement, verdict in zip(statements, results, strict=True):
+            if verdict.ok:
+                self._insert_statement(db, signal_type, value, statement, verdict)
+                stored += 1
+        deleted = bool(snapshot.get("deleted")) or stored == 0
+        db.execute(
+            "INSERT INTO signals (signal_type, value, deleted, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (signal_type, value) DO UPDATE SET "
+            "deleted = excluded.deleted, updated_at = excluded.updated_at",
+            (signal_type, value, int(deleted), snapshot.get("updated_at")),
+        )
+        opinions = snapshot.get("opinions")
+        if not deleted and isinstance(opinions, dict):
+            db.execute(
+                "INSERT INTO opinions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    signal_type,
+                    value,
+                    int(opinions.get("positive") or 0),
+                    int(opinions.get("negative") or 0),
+                    int(opinions.get("investigation") or 0),
+                    int(bool(opinions.get("disputed"))),
+                    json.dumps(opinions.get("mine")),
+                ),
+            )
+        return [verdict for verdict in results if not verdict.ok]
+
+    @staticmethod
+    def _insert_statement(
+        db: sqlite3.Connection,
+        signal_type: str,
+        value: str,
+        statement: dict[str, Any],
+        verdict: VerificationResult,
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                signal_type,
+                value,
+                verdict.member,
+                verdict.kid,
+                verdict.jti,
+                statement["iat"],
+                json.dumps(statement.get("labels")),
+                statement.get("tlp"),
+                statement.get("audience"),
+                statement.get("exp"),
+                statement["jws"],
+            ),
+        )
+
+    def sync(
+        self,
+        client: CordialeClient,
+        *,
+        limit: int | None = None,
+        on_page: Callable[[PageResult, dict[str, Any]], None] | None = None,
+    ) -> SyncResult:
+        """Follow the feed from the stored cursor until ``has_more`` is false.
+
+        The JWKS is fetched afresh first (a key may have been revoked since the last sync)
+        and again whenever a page names a kid we do not know.
+        """
+        jwks = client.jwks()
+        self.store_jwks(jwks)
+        known = set(index_jwks(jwks))
+        outcome = SyncResult(cursor=self.cursor)
+        for page in client.iter_changes(self.cursor, limit):
+            kids = {
+                str(statement.get("kid"))
+                for snapshot in page.get("changes") or []
+                for statement in snapshot.get("statements") or []
+            }
+            if not kids <= known:
+                jwks = client.jwks()
+                self.store_jwks(jwks)
+                known = set(index_jwks(jwks))
+            page_result = self.apply_page(page, jwks)
+            outcome.changes += page_result.changes
+            outcome.pages += 1
+            outcome.refused.extend(page_result.refused)
+            outcome.cursor = self.cursor
+            if on_page is not None:
+                on_page(page_result, page)
+        return outcome
+
+    # Reading
+
+    def count_signals(self) -> int:
+        """Signals currently live in the replica."""
+        row = self._db.execute("SELECT COUNT(*) FROM signals WHERE deleted = 0").fetchone()
+        return int(row[0])
+
+    def signal(self, signal_type: str, value: str) -> dict[str, Any] | None:
+        """The stored snapshot of one signal, in the feed's shape, or None."""
+        row = self._db.execute(
+            "SELECT deleted, updated_at FROM signals WHERE signal_type = ? AND value = ?",
+            (signal_type, value),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "signal_type": signal_type,
+            "value": value,
+            "deleted": bool(row[0]),
+            "updated_at": row[1],
+            "statements": list(self._statements(signal_type, value)),
+        }
+
+    def _statements(self, signal_type: str, value: str) -> Iterator[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT member, kid, iat, labels, tlp, audience, exp, jws FROM statements "
+            "WHERE signal_type = ? AND value = ? ORDER BY member",
+            (signal_type, value),
+        )
+        for member, kid, iat, labels, tlp, audience, exp, token in rows:
+            yield {
+                "member": member,
+                "kid": kid,
+                "iat": iat,
+                "labels": json.loads(labels),
+                "tlp": tlp,
+                "audience": audience,
+                "exp": exp,
+                "jws": token,
+            }
+
+    def verify_all(self) -> list[VerificationResult]:
+        """Re-verify every stored statement offline against the cached JWKS."""
+        keys = index_jwks(self.jwks)
+        rows = self._db.execute(
+            "SELECT signal_type, value, member, kid, iat, labels, tlp, audience, exp, jws "
+            "FROM statements ORDER BY signal_type, value, member"
+        ).fetchall()
+        results = []
+        for signal_type, value, member, kid, iat, labels, tlp, audience, exp, token in rows:
+            statement = {
+                "member": member,
+                "kid": kid,
+                "iat": iat,
+                "labels": json.loads(labels),
+                "tlp": tlp,
+                "audience": audience,
+                "exp": exp,
+                "jws": token,
+            }
+            results.append(
+                verify_statement(statement, signal_type=signal_type, value=value, keys=keys)
+            )
+        return results
+
+    def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run raw SQL on the replica (for inspection and tests)."""
+        return list(self._db.execute(sql, parameters).fetchall())

@@ -1,0 +1,153 @@
+"""
+Building and signing statements, and the member's Ed25519 key file.
+
+A statement's claims follow CONTRACT.md "Statements". ``build_statement`` turns reasonable
+input into the canonical value (the server never rewrites a signed value, so an
+unnormalised one would be refused) and checks the claims the server would refuse anyway,
+so that a bad row fails here with a clear message instead of in a batch.
+
+The key file is the private key as unencrypted PKCS#8 PEM, readable by its owner only; the
+``kid`` is the RFC 7638 thumbprint of the public JWK.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import jws
+from exchange.signal_types import (
+    CONTENT_TYPES,
+    InvalidSignalValue,
+    UnknownSignalType,
+    get_signal_type,
+)
+
+OPS = ("assert", "retract")
+TLPS = ("clear", "green", "amber", "amber+strict", "red")
+MAX_JTI_LENGTH = 64
+
+
+class StatementError(ValueError):
+    """Input that cannot become a valid statement; ``code`` mirrors the server's codes."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def build_statement(
+    *,
+    issuer: str,
+    signal_type: str,
+    value: str,
+    op: str = "assert",
+    labels: Iterable[str] | None = None,
+    tlp: str | None = None,
+    audience: str | None = None,
+    exp: int | None = None,
+    content_type: str | None = None,
+    ref: str | None = None,
+    iat: int | None = None,
+    jti: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a statement, with the value normalised; raise StatementError if invalid."""
+    try:
+        canonical = get_signal_type(signal_type).normalize(value)
+    except UnknownSignalType as exc:
+        raise StatementError(exc.code, str(exc)) from exc
+    except InvalidSignalValue as exc:
+        raise StatementError(exc.code, f"{signal_type} value {exc.hint}") from exc
+    if op not in OPS:
+        raise StatementError("malformed", f"op must be one of {', '.join(OPS)}; got {op!r}")
+    jti = jti if jti is not None else uuid.uuid4().hex
+    if not jti or len(jti) > MAX_JTI_LENGTH:
+        raise StatementError("malformed", f"jti must be 1 to {MAX_JTI_LENGTH} characters")
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "iat": int(iat if iat is not None else time.time()),
+        "jti": jti,
+        "op": op,
+        "signal_type": signal_type,
+        "value": canonical,
+    }
+    if op == "assert":
+        claims.update(_assertion_claims(labels, tlp, audience, exp))
+    if content_type:
+        if content_type not in CONTENT_TYPES:
+            raise StatementError(
+                "malformed", f"content_type must be one of {', '.join(CONTENT_TYPES)}"
+            )
+        claims["content_type"] = content_type
+    if ref:
+        claims["ref"] = ref
+    return claims
+
+
+def _assertion_claims(
+    labels: Iterable[str] | None, tlp: str | None, audience: str | None, exp: int | None
+) -> dict[str, Any]:
+    label_list = [label.strip() for label in labels or () if label.strip()]
+    if not label_list:
+        raise StatementError("unknown_label", "an assertion needs at least one label")
+    if tlp not in TLPS:
+        raise StatementError("malformed", f"tlp must be one of {', '.join(TLPS)}; got {tlp!r}")
+    if audience != "forum" and not (
+        audience and audience.startswith("group:") and len(audience) > len("group:")
+    ):
+        raise StatementError(
+            "invalid_audience", f"audience must be 'forum' or 'group:<slug>'; got {audience!r}"
+        )
+    claims: dict[str, Any] = {"labels": label_list, "tlp": tlp, "audience": audience}
+    if exp is not None:
+        claims["exp"] = int(exp)
+    return claims
+
+
+def key_id(private_key: Ed25519PrivateKey) -> str:
+    """The ``kid`` of the key: the RFC 7638 thumbprint of its public JWK."""
+    return jws.jwk_thumbprint(jws.public_key_x(private_key.public_key()))
+
+
+def sign_statement(claims: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
+    """The compact JWS of ``claims``; Ed25519 is deterministic, so equal claims sign equal."""
+    return jws.sign_compact(claims, private_key, key_id(private_key))
+
+
+def generate_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Write a new Ed25519 private key to ``path`` (mode 0600, never overwriting a file)."""
+    private_key = Ed25519PrivateKey.generate()
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(Path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return private_key
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key from a PEM file; raise StatementError if it is not one."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise StatementError("key_unreadable", f"cannot read signing key {path}: {exc}") from exc
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise StatementError("invalid_key", f"{path} is not a PEM private key: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise StatementError(
+            "invalid_key", f"{path} holds a {type(key).__name__}, not an Ed25519 key"
+        )
+    return key

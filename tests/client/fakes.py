@@ -1,0 +1,131 @@
+"""A fake forum behind ``httpx.MockTransport``: the server side is outside the client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import jws
+from exchange.client.statements import build_statement, sign_statement
+
+PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+def jwk_for(private_key: Ed25519PrivateKey, member: str, **extra: Any) -> dict[str, Any]:
+    key = jws.public_jwk(jws.public_key_x(private_key.public_key()))
+    return {**key, "member": member, "status": "active", **extra}
+
+
+def snapshot(
+    private_key: Ed25519PrivateKey,
+    *,
+    member: str = "acme",
+    signal_type: str = "md5",
+    value: str = MD5,
+    labels: tuple[str, ...] = ("violent-attack",),
+    iat: int = 1_764_400_000,
+) -> dict[str, Any]:
+    """A snapshot with one statement signed by ``private_key`` as ``member``."""
+    claims = build_statement(
+        issuer=member,
+        signal_type=signal_type,
+        value=value,
+        op="assert",
+        labels=list(labels),
+        tlp="green",
+        audience="forum",
+        iat=iat,
+    )
+    token = sign_statement(claims, private_key)
+    return {
+        "signal_type": signal_type,
+        "value": claims["value"],
+        "deleted": False,
+        "updated_at": "2025-11-29T08:00:00Z",
+        "statements": [
+            {
+                "member": member,
+                "kid": jws.parse_compact(token).kid,
+                "iat": iat,
+                "labels": list(labels),
+                "tlp": "green",
+                "audience": "forum",
+                "exp": None,
+                "jws": token,
+            }
+        ],
+        "opinions": {
+            "positive": 1,
+            "negative": 0,
+            "investigation": 0,
+            "disputed": False,
+            "mine": None,
+        },
+    }
+
+
+class FakeForum:
+    """Just enough of CONTRACT.md: /me, /jwks, /statements, /changes, /match."""
+
+    def __init__(self, member: str = "acme") -> None:
+        self.member = member
+        self.keys: list[dict[str, Any]] = []
+        self.pages: list[dict[str, Any]] = []
+        self.seen_jtis: dict[str, str] = {}
+        self.requests: list[httpx.Request] = []
+        self.submitted: list[list[str]] = []
+        self.fail_submit_after: int | None = None
+        self.jwks_calls = 0
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path.removeprefix("/api/v1")
+        if path == "/me":
+            return httpx.Response(200, json={"member": {"slug": self.member}})
+        if path == "/jwks":
+            self.jwks_calls += 1
+            return httpx.Response(200, json={"keys": self.keys})
+        if path == "/statements":
+            return self._submit(json.loads(request.content)["statements"])
+        if path == "/changes":
+            cursor = request.url.params.get("cursor")
+            index = int(cursor) if cursor else 0
+            if index >= len(self.pages):
+                return httpx.Response(
+                    200, json={"changes": [], "cursor": str(index), "has_more": False}
+                )
+            return httpx.Response(200, json=self.pages[index])
+        return httpx.Response(404, json={"code": "not_found", "detail": "no such thing"})
+
+    def _submit(self, tokens: list[str]) -> httpx.Response:
+        interrupt = (
+            self.fail_submit_after is not None and len(self.submitted) >= self.fail_submit_after
+        )
+        self.submitted.append(tokens)
+        results = []
+        for index, token in enumerate(tokens):
+            claims = jws.parse_compact(token).claims
+            jti = claims["jti"]
+            if jti in self.seen_jtis:
+                status = "duplicate" if self.seen_jtis[jti] == token else "rejected"
+                results.append({"index": index, "status": status, "jti": jti})
+                continue
+            self.seen_jtis[jti] = token
+            results.append({"index": index, "status": "accepted", "jti": jti})
+        if interrupt:
+            # The server committed the batch, but the member's process dies before the answer.
+            raise KeyboardInterrupt
+        counts = {s: sum(r["status"] == s for r in results) for s in ("accepted", "duplicate")}
+        return httpx.Response(200, json={"results": results, **counts, "stale": 0, "rejected": 0})
+
+    def add_page(self, changes: list[dict[str, Any]], *, has_more: bool) -> None:
+        self.pages.append(
+            {"changes": changes, "cursor": str(len(self.pages) + 1), "has_more": has_more}
+        )

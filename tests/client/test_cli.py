@@ -1,0 +1,256 @@
+"""The cordiale command against the fake forum, and its independence from Django."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange import jws
+from exchange.client.cli import main
+from exchange.client.statements import load_private_key
+from tests.client.fakes import MD5, PDQ, FakeForum, jwk_for, snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORDIALE_URL", "https://forum.example")
+    monkeypatch.setenv("CORDIALE_API_KEY", "key")
+    monkeypatch.delenv("CORDIALE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("CORDIALE_MEMBER", raising=False)
+
+
+def last_json(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    out = capsys.readouterr().out
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def test_importing_the_client_does_not_load_django() -> None:
+    """Members use the library and CLI without the server's settings."""
+    code = (
+        "import sys, exchange.client, exchange.client.cli\n"
+        "assert 'django' not in sys.modules, sorted(m for m in sys.modules if 'django' in m)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+    help_run = subprocess.run(
+        [sys.executable, "-m", "exchange.client", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "submit" in help_run.stdout
+
+
+def test_keygen_writes_a_key_and_prints_its_kid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keygen", "--out", str(tmp_path / "k.pem")]) == 0
+    result = last_json(capsys)
+    assert result["kid"] == result["public_jwk"]["kid"]  # type: ignore[index]
+    load_private_key(tmp_path / "k.pem")
+    assert main(["keygen", "--out", str(tmp_path / "k.pem")]) == 2
+
+
+def test_submit_with_a_bad_row_exits_1_and_writes_the_rejected_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["keygen", "--out", str(tmp_path / "k.pem")])
+    data = tmp_path / "hashes.csv"
+    data.write_text(
+        "signal_type,value,labels,tlp,audience\n"
+        f"md5,{MD5.upper()},violent-attack,green,forum\n"
+        "pdq,zz,violent-attack,green,forum\n"
+    )
+    forum = FakeForum()
+    code = main(
+        ["submit", str(data), "--signing-key", str(tmp_path / "k.pem")], transport=forum.transport()
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert json.loads(captured.out.splitlines()[-1]) == {
+        "accepted": 1,
+        "duplicate": 0,
+        "stale": 0,
+        "rejected": 1,
+    }
+    assert "rejected invalid_value: 1" in captured.err
+    assert (tmp_path / "hashes.csv.rejected.csv").read_text().count("\n") == 2
+    # /me told us who we are; the value was normalised before signing.
+    assert forum.requests[0].url.path == "/api/v1/me"
+    (token,) = forum.seen_jtis.values()
+    assert jws.parse_compact(token).claims["value"] == MD5
+
+
+def test_retract_prints_the_items_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["keygen", "--out", str(tmp_path / "k.pem")])
+    capsys.readouterr()
+    forum = FakeForum()
+    code = main(
+        ["retract", "md5", MD5, "--signing-key", str(tmp_path / "k.pem"), "--member", "acme"],
+        transport=forum.transport(),
+    )
+    assert code == 0 and last_json(capsys)["status"] == "accepted"
+
+
+def test_sync_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key), snapshot(key, signal_type="pdq", value=PDQ)], has_more=False)
+    state = tmp_path / "state"
+    assert main(["sync", "--state", str(state)], transport=forum.transport()) == 0
+    assert last_json(capsys) == {"signals": 2, "changes": 2, "cursor": "1"}
+    assert main(["verify", "--state", str(state)]) == 0
+    assert last_json(capsys) == {"verified": 2, "failed": 0}
+
+
+def test_sync_refuses_and_reports_unverifiable_statements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forum = FakeForum()
+    forum.add_page([snapshot(Ed25519PrivateKey.generate())], has_more=False)
+    assert main(["sync", "--state", str(tmp_path)], transport=forum.transport()) == 1
+    captured = capsys.readouterr()
+    assert "refused: md5:" in captured.err and "unknown_key" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["signals"] == 0
+
+
+def test_match_type_value_queries(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        assert body["queries"] == [
+            {"signal_type": "pdq", "value": PDQ},
+            {"signal_type": "url", "value": "https://a.example/"},
+        ]
+        return httpx.Response(
+            200,
+            json={
+                "results": [
+                    {"index": 0, "matches": [{"distance": 3, "signal": {"signal_type": "pdq"}}]},
+                    {"index": 1, "matches": []},
+                ]
+            },
+        )
+
+    code = main(
+        ["match", f"pdq:{PDQ.upper()}", "url:HTTPS://A.EXAMPLE"],
+        transport=httpx.MockTransport(handler),
+    )
+    assert code == 0 and last_json(capsys) == {"queries": 2, "matched": 1}
+
+
+def test_match_hashes_image_files_locally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    pytest.importorskip("pdqhash")
+    path = tmp_path / "img.png"
+    image = image_module.new("RGB", (64, 64))
+    for x in range(64):
+        for y in range(64):
+            image.putpixel((x, y), (x * 4, y * 4, (x ^ y) * 4))
+    image.save(path)
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.extend(json.loads(request.content)["queries"])
+        return httpx.Response(200, json={"results": [{"index": 0, "matches": []}]})
+
+    assert main(["match", str(path)], transport=httpx.MockTransport(handler)) == 0
+    assert sent[0]["signal_type"] == "pdq" and len(sent[0]["value"]) == 64
+    assert last_json(capsys) == {"queries": 1, "matched": 0}
+
+
+def test_errors_are_clear_and_exit_codes_distinguish_usage(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["match", "sha1:abc"]) == 2
+    assert "neither a file nor TYPE:VALUE" in capsys.readouterr().err
+    monkeypatch.delenv("CORDIALE_URL")
+    assert main(["webhooks", "list"]) == 2
+    assert "CORDIALE_URL" in capsys.readouterr().err
+    assert main(["nonsense"]) == 2
+    assert main(["--help"]) == 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            403, json={"code": "permission_denied", "detail": "this key lacks the manage scope"}
+        )
+
+    capsys.readouterr()
+    code = main(
+        ["webhooks", "create", "https://h.example/", "--url", "https://f.example"],
+        transport=httpx.MockTransport(handler),
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "this key lacks the manage scope (permission_denied, HTTP 403)" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["error"]["code"] == "permission_denied"
+
+
+def test_opinion_and_webhook_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.content))
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(
+            200,
+            json={"id": 7, "url": "https://h.example/", "secret": "whsec_x"}
+            if request.method == "POST"
+            else [{"id": 7, "url": "https://h.example/"}]
+            if request.method == "GET"
+            else {"category": "negative"},
+        )
+
+    t = httpx.MockTransport(handler)
+    assert (
+        main(
+            [
+                "opinion",
+                "md5",
+                MD5.upper(),
+                "--category",
+                "negative",
+                "--tags",
+                "a, b",
+                "--reason",
+                "false positive",
+            ],
+            transport=t,
+        )
+        == 0
+    )
+    assert main(["opinion", "md5", MD5, "--delete"], transport=t) == 0
+    assert main(["webhooks", "create", "https://h.example/", "--labels", "x,y"], transport=t) == 0
+    assert last_json(capsys)["secret"] == "whsec_x"
+    assert main(["webhooks", "list"], transport=t) == 0
+    assert main(["webhooks", "delete", "7"], transport=t) == 0
+    assert [(m, p) for m, p, _ in seen] == [
+        ("PUT", f"/api/v1/opinions/md5/{MD5}"),
+        ("DELETE", f"/api/v1/opinions/md5/{MD5}"),
+        ("POST", "/api/v1/webhooks"),
+        ("GET", "/api/v1/webhooks"),
+        ("DELETE", "/api/v1/webhooks/7"),
+    ]
+    assert json.loads(seen[0][2]) == {
+        "category": "negative",
+        "tags": ["a", "b"],
+        "reason": "false positive",
+    }
+    assert json.loads(seen[2][2]) == {"url": "https://h.example/", "labels": ["x", "y"]}

@@ -1,0 +1,120 @@
+"""The SQLite replica: verified storage, atomic pages, resuming, offline re-verification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from exchange.client.api import CordialeClient
+from exchange.client.cli import main
+from exchange.client.replica import Replica
+from tests.client.fakes import MD5, PDQ, FakeForum, jwk_for, snapshot
+
+KEY = Ed25519PrivateKey.generate()
+JWKS = {"keys": [jwk_for(KEY, "acme")]}
+
+
+def test_apply_page_stores_verified_snapshots_and_the_cursor(tmp_path: Path) -> None:
+    md5_snapshot = snapshot(KEY)
+    with Replica(tmp_path) as replica:
+        result = replica.apply_page(
+            {
+                "changes": [md5_snapshot, snapshot(KEY, signal_type="pdq", value=PDQ)],
+                "cursor": "c1",
+                "has_more": False,
+            },
+            JWKS,
+        )
+        assert result.changes == 2 and result.refused == []
+        assert replica.cursor == "c1" and replica.count_signals() == 2
+        stored = replica.signal("md5", MD5)
+        assert stored is not None and stored["deleted"] is False
+        assert stored["statements"] == md5_snapshot["statements"]  # verbatim
+        assert replica.execute("SELECT positive FROM opinions WHERE value = ?", (MD5,)) == [(1,)]
+
+
+def test_a_tombstone_deletes_and_the_last_snapshot_wins(tmp_path: Path) -> None:
+    with Replica(tmp_path) as replica:
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+        tombstone = {"signal_type": "md5", "value": MD5, "deleted": True, "statements": []}
+        replica.apply_page({"changes": [tombstone], "cursor": "2"}, JWKS)
+        assert replica.count_signals() == 0
+        assert replica.execute("SELECT COUNT(*) FROM statements") == [(0,)]
+        replica.apply_page({"changes": [snapshot(KEY), snapshot(KEY)], "cursor": "3"}, JWKS)
+        assert replica.count_signals() == 1
+        assert replica.execute("SELECT COUNT(*) FROM statements") == [(1,)]
+
+
+def test_statements_that_fail_verification_are_refused_and_reported(tmp_path: Path) -> None:
+    forged = snapshot(Ed25519PrivateKey.generate())  # a key the JWKS does not know
+    tampered = snapshot(KEY, signal_type="pdq", value=PDQ)
+    tampered["statements"][0]["labels"] = ["harmless"]
+    with Replica(tmp_path) as replica:
+        result = replica.apply_page({"changes": [forged, tampered], "cursor": "1"}, JWKS)
+        assert [r.reason.split(":")[0] for r in result.refused] == [  # type: ignore[union-attr]
+            "unknown_key",
+            "claim_mismatch",
+        ]
+        assert replica.execute("SELECT COUNT(*) FROM statements") == [(0,)]
+        assert replica.count_signals() == 0
+
+
+def test_an_interrupted_page_changes_nothing(tmp_path: Path) -> None:
+    """Snapshots and cursor are one transaction: a crash mid-page keeps the old cursor."""
+    with Replica(tmp_path) as replica:
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+        broken = {"signal_type": "pdq"}  # no value: fails after the first snapshot is written
+        page = {"changes": [snapshot(KEY, signal_type="pdq", value=PDQ), broken], "cursor": "2"}
+        with pytest.raises(KeyError):
+            replica.apply_page(page, JWKS)
+        assert replica.cursor == "1" and replica.count_signals() == 1
+
+
+def test_sync_resumes_from_the_stored_cursor_and_refetches_jwks(tmp_path: Path) -> None:
+    """A second sync continues where the first stopped; an unknown kid refetches the JWKS."""
+    forum = FakeForum()
+    forum.keys = [jwk_for(KEY, "acme")]
+    forum.add_page([snapshot(KEY)], has_more=True)
+    forum.add_page([snapshot(KEY, signal_type="pdq", value=PDQ)], has_more=False)
+    client = CordialeClient("https://f.example", "k", transport=forum.transport())
+    with Replica(tmp_path) as replica:
+        first = replica.sync(client)
+        assert (first.changes, first.pages, first.cursor) == (2, 2, "2")
+        new_key = Ed25519PrivateKey.generate()
+        forum.keys.append(jwk_for(new_key, "globex"))
+        forum.add_page([snapshot(new_key, member="globex", value="1" * 32)], has_more=False)
+        calls_before = forum.jwks_calls
+        second = replica.sync(client)
+        assert second.changes == 1 and second.refused == []
+        assert replica.count_signals() == 3
+        assert forum.jwks_calls == calls_before + 1
+    cursors = [r.url.params.get("cursor") for r in forum.requests if r.url.path.endswith("changes")]
+    assert cursors == [None, "1", "2"]
+
+
+def test_verify_names_a_tampered_statement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Editing a stored statement makes `cordiale verify` fail and name it."""
+    with Replica(tmp_path) as replica:
+        replica.apply_page(
+            {
+                "changes": [snapshot(KEY), snapshot(KEY, signal_type="pdq", value=PDQ)],
+                "cursor": "1",
+            },
+            JWKS,
+        )
+        assert all(r.ok for r in replica.verify_all())
+        replica.execute(
+            "UPDATE statements SET labels = ? WHERE signal_type = 'pdq'", ('["harmless"]',)
+        )
+    assert main(["verify", "--state", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == '{"verified": 1, "failed": 1}'
+    assert f"pdq:{PDQ} by acme" in err and "claim_mismatch: labels" in err
+
+
+def test_verify_without_a_replica_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["verify", "--state", str(tmp_path / "none")]) == 2
