@@ -102,7 +102,7 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
     unique: dict[tuple[int, int], int | None] = {}
     for row in rows:
         key = (row[0], row[1])
-        effective = row[2] if len(row) > 2 else None  # type: ignore[misc]
+        effective = row[2] if len(row) > 2 else None
         if key in unique:
             held = unique[key]
             if held is None or (effective is not None and effective < held):

@@ -8,8 +8,10 @@ it) without the server's settings::
     from exchange.client import CordialeClient, build_statement, load_private_key, sign_statement
 
     key = load_private_key("acme.pem")
-    claims = build_statement(issuer="acme", signal_type="md5", value="D41D8CD98F00B204E9800998ECF8427E",
-                             op="assert", labels=["violent-attack"], tlp="green", audience="forum")
+    claims = build_statement(
+        issuer="acme", signal_type="md5", value="D41D8CD98F00B204E9800998ECF8427E",
+        op="assert", labels=["recruitment"], tlp="green", audience="forum",
+    )
     with CordialeClient("https://forum.example", api_key) as client:
         client.submit([sign_statement(claims, key)])
 """

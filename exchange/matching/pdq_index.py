@@ -378,8 +378,10 @@ class PDQIndex:
             raise ValueError(f"not a PDQ index of format version {FORMAT_VERSION}: {path}")
         if info.get("byteorder") != sys.byteorder:
             raise ValueError(f"index written on a {info.get('byteorder')}-endian machine: {path}")
-        mode = "r" if mmap else None
-        arrays = {name: np.load(path / f"{name}.npy", mmap_mode=mode) for name in cls._FILES}
+        arrays = {
+            name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None)
+            for name in cls._FILES
+        }
         n = int(info["count"])
         expected = {
             "ids": ((n,), np.int64),

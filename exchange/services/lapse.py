@@ -7,6 +7,7 @@ feed rows that tell followers about it.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from django.db import transaction
 
@@ -35,5 +36,5 @@ def statements_lapse_sweep(*, now: int | None = None, audience: int | None = Non
             if not due:
                 return total
             CurrentStatement.objects.filter(pk__in=[d[0] for d in due]).update(lapsed=True)
-            feed_append([(d[1], d[2], d[3]) for d in due])
+            feed_append([(cast(int, d[1]), d[2], d[3]) for d in due])
             total += len(due)

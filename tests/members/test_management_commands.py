@@ -173,3 +173,13 @@ def test_unknown_names_are_command_errors(args: tuple[str, ...]) -> None:
     with pytest.raises(CommandError, match="No "):
         run(*args)
     assert AuditEntry.objects.count() == before
+
+
+def test_key_arguments_may_start_with_a_dash() -> None:
+    """A kid or x beginning with '-' (1 in 64 keys) is still taken as the argument."""
+    party = make_party()
+    key = SigningKey.objects.get(kid=party.kid)
+    SigningKey.objects.filter(pk=key.pk).update(kid="-" + key.kid[1:])
+    out = StringIO()
+    call_command("revoke_signing_key", "-" + key.kid[1:], stdout=out)
+    assert json.loads(out.getvalue().splitlines()[-1])["status"] == "revoked"

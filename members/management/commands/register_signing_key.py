@@ -5,10 +5,10 @@ from django.core.management.base import CommandError, CommandParser
 
 from members.services import signing_key_register
 
-from ._base import ACTOR, JsonCommand, get_member
+from ._base import ACTOR, KeyArgumentCommand, get_member
 
 
-class Command(JsonCommand):
+class Command(KeyArgumentCommand):
     help = "Register an Ed25519 public key (PEM file path or base64url x) for a member."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -6,7 +6,7 @@ from django.core.management.base import CommandError, CommandParser
 from members.models import SigningKey
 from members.services import signing_key_revoke
 
-from ._base import ACTOR, JsonCommand
+from ._base import ACTOR, KeyArgumentCommand
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -19,7 +19,7 @@ def parse_rfc3339(text: str) -> datetime:
     return at.astimezone(UTC)
 
 
-class Command(JsonCommand):
+class Command(KeyArgumentCommand):
     help = "Revoke a signing key; with --compromised-since, withdraw what it signed since then."
 
     def add_arguments(self, parser: CommandParser) -> None:
