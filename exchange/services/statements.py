@@ -309,7 +309,9 @@ def _known_jtis(member_id: int, jtis: list[str]) -> dict[str, str]:
 
 
 def _signal_ids(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    unique = list(dict.fromkeys(pairs))
+    # Sorted, so that concurrent batches of different members that share signals take
+    # the unique-index locks of new signals in the same order instead of deadlocking.
+    unique = sorted(set(pairs))
     now = timezone.now()
     with connection.cursor() as cursor:
         if is_postgres():
