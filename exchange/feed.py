@@ -112,6 +112,10 @@ def feed_append(rows: Iterable[tuple[int, int]], *, now: datetime | None = None)
                 "VALUES (%s, %s, %s)",
                 [(a, s, at) for a, s in unique],
             )
+    # Webhook endpoints are woken once these rows commit (never failing this transaction).
+    from exchange.services.webhook_delivery import webhooks_schedule_wake
+
+    webhooks_schedule_wake(audiences=[a for a, _ in unique])
     return len(unique)
 
 
