@@ -79,7 +79,7 @@ _broker_down_until = 0.0
 _BROKER_BACKOFF = 5.0
 
 
-def _publish(task: Any, *, args: Iterable[Any] = (), **options: Any) -> bool:
+def publish_task(task: Any, *, args: Iterable[Any] = (), **options: Any) -> bool:
     """Publish a task; log broker errors instead of raising them (the sweep recovers).
 
     After a failure, publishing is skipped for a few seconds so that a Redis outage does
@@ -117,7 +117,7 @@ def _feed_committed(audiences: list[int]) -> None:
         .exists()
     ):
         return
-    _publish(fanout_feed_changed, args=[audiences])
+    publish_task(fanout_feed_changed, args=[audiences])
 
 
 def _due(now: datetime) -> Q:
@@ -157,7 +157,7 @@ def webhook_wake(*, endpoint_id: int, countdown: float | None = None) -> bool:
         # In process there is no clock to wait on: the next feed change retries it.
         return False
     options = {} if countdown is None else {"countdown": countdown}
-    return _publish(deliver_endpoint, args=[endpoint_id], **options)
+    return publish_task(deliver_endpoint, args=[endpoint_id], **options)
 
 
 # --- the lock --------------------------------------------------------------------------
