@@ -98,7 +98,9 @@ def publish_task(task: Any, *, args: Iterable[Any] = (), **options: Any) -> bool
 
 
 def _eager() -> bool:
-    return bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False))
+    from celery import current_app
+
+    return bool(current_app.conf.task_always_eager)
 
 
 def webhooks_schedule_wake(*, audiences: Iterable[int]) -> None:
