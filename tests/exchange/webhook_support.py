@@ -176,7 +176,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
-                item = Received(self.path, dict(self.headers.items()), body, time.time())
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                item = Received(self.path, headers, body, time.time())
                 failing = time.monotonic() < receiver.fail_until
                 with receiver.lock:
                     receiver.requests.append(item)
