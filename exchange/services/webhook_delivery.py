@@ -53,6 +53,7 @@ from typing import Any
 import httpx
 import orjson
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import mail_admins
 from django.db import connection, transaction
 from django.db.models import Q
@@ -148,8 +149,35 @@ def webhooks_fanout(*, audiences: list[int] | None) -> int:
         endpoints = endpoints.filter(member_id__in=member_ids)
     count = 0
     for endpoint_id in endpoints.values_list("pk", flat=True):
-        count += webhook_wake(endpoint_id=endpoint_id)
+        if _claim_wake(endpoint_id):
+            if webhook_wake(endpoint_id=endpoint_id):
+                count += 1
+            else:
+                _release_wake(endpoint_id)
     return count
+
+
+# One queued wake-up per endpoint is enough: a delivery reads the feed after it clears
+# the flag, so rows committed before that are read by it and rows committed after set
+# the flag again. Under load this folds a burst of commits into one delivery instead of
+# one per commit per endpoint. The flag lives in the cache (Redis) with a TTL; if it is
+# lost or stale, the sweep (which ignores it) still wakes a lagging endpoint.
+_WAKE_FLAG = "webhook-wake:{}"
+_WAKE_FLAG_TTL = 60
+
+
+def _claim_wake(endpoint_id: int) -> bool:
+    try:
+        return bool(cache.add(_WAKE_FLAG.format(endpoint_id), 1, _WAKE_FLAG_TTL))
+    except Exception:
+        return True  # no cache, no coalescing
+
+
+def _release_wake(endpoint_id: int) -> None:
+    try:
+        cache.delete(_WAKE_FLAG.format(endpoint_id))
+    except Exception:
+        logger.debug("could not clear the wake flag of webhook %s", endpoint_id)
 
 
 def webhook_wake(*, endpoint_id: int, countdown: float | None = None) -> bool:
@@ -452,6 +480,7 @@ def webhook_deliver(*, endpoint_id: int) -> str:
     (ran out of its time slice and re-enqueued itself).
     """
     deadline = time.monotonic() + float(settings.CORDIALE_WEBHOOK_TASK_BUDGET)
+    _release_wake(endpoint_id)
     while True:
         with endpoint_lock(endpoint_id) as got:
             if not got:
