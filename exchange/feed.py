@@ -128,6 +128,10 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
                 "VALUES (%s, %s, %s, %s)",
                 [(a, s, at, unique[(a, s)]) for a, s in keys],
             )
+    # Webhook endpoints are woken once these rows commit (never failing this transaction).
+    from exchange.services.webhook_delivery import webhooks_schedule_wake
+
+    webhooks_schedule_wake(audiences=[a for a, _ in keys])
     return len(keys)
 
 

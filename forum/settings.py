@@ -9,6 +9,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -115,6 +116,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout"
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_TASK_QUEUES_NAMES = ("fanout", "delivery", "maintenance", "priority")
+# Declared, so that a worker started without -Q consumes every one of them.
+CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_TASK_QUEUES_NAMES]
 CELERY_TASK_ROUTES = {
     "exchange.tasks.fanout_*": {"queue": "fanout"},
     "exchange.tasks.deliver_*": {"queue": "delivery"},
@@ -124,6 +127,10 @@ CELERY_BEAT_SCHEDULE = {
     "lapse-expired-statements": {
         "task": "exchange.tasks.sweep_lapsed_statements",
         "schedule": 60.0,
+    },
+    "sweep-webhooks": {
+        "task": "exchange.tasks.sweep_webhooks",
+        "schedule": env.float("CORDIALE_WEBHOOK_SWEEP_INTERVAL", default=30.0),
     },
 }
 
@@ -182,6 +189,18 @@ SPECTACULAR_SETTINGS = {
 CORDIALE_CLOCK_SKEW = env.int("CORDIALE_CLOCK_SKEW", default=300)
 CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 24 * 3600)
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery.py).
+CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)
+CORDIALE_WEBHOOK_BATCH = env.int("CORDIALE_WEBHOOK_BATCH", default=500)  # changes per POST
+CORDIALE_WEBHOOK_RETRY_BASE = env.float("CORDIALE_WEBHOOK_RETRY_BASE", default=10.0)
+CORDIALE_WEBHOOK_RETRY_MAX = env.float("CORDIALE_WEBHOOK_RETRY_MAX", default=3600.0)
+CORDIALE_WEBHOOK_DISABLE_AFTER = env.float("CORDIALE_WEBHOOK_DISABLE_AFTER", default=24 * 3600.0)
+CORDIALE_WEBHOOK_TASK_BUDGET = env.float("CORDIALE_WEBHOOK_TASK_BUDGET", default=60.0)
+CORDIALE_WEBHOOK_SECRET_GRACE = env.int("CORDIALE_WEBHOOK_SECRET_GRACE", default=24 * 3600)
+CORDIALE_WEBHOOK_DELIVERY_RETENTION = env.int(
+    "CORDIALE_WEBHOOK_DELIVERY_RETENTION", default=14 * 24 * 3600
+)
+CORDIALE_WEBHOOK_MAX_PER_MEMBER = env.int("CORDIALE_WEBHOOK_MAX_PER_MEMBER", default=10)
 
 LOGGING = {
     "version": 1,
