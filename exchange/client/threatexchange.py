@@ -39,7 +39,6 @@ import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from pathlib import Path
 
 from threatexchange.content_type.content_base import ContentType
 from threatexchange.content_type.file import FileContent
@@ -183,11 +182,6 @@ class CordialeCredentials(auth.CredentialHelper):
             if value:
                 return cls._from_str(value)
         return None
-
-    @classmethod
-    def _from_file(cls) -> "CordialeCredentials | None":
-        path = Path(cls.FILE_NAME).expanduser()
-        return cls._from_str(path.read_text()) if path.is_file() else None
 
     def _are_valid(self) -> bool:
         return bool(self.api_key)
