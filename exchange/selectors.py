@@ -168,6 +168,8 @@ def tombstone(*, signal_type: str, value: str, at: datetime) -> Snapshot:
 
 
 def signal_find(*, signal_type: str, value: str) -> Signal | None:
+    if "\x00" in signal_type or "\x00" in value:
+        return None  # no canonical value holds NUL, and PostgreSQL refuses it in text
     return Signal.objects.filter(signal_type=signal_type, value=value).first()
 
 
