@@ -26,19 +26,10 @@ import hmac
 import ipaddress
 import logging
 import os
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -224,8 +215,10 @@ class _Recorded:
 SCRAPE_COLLECTORS = (FeedCollector(), WebhookCollector(), QueueCollector())
 
 
-def render() -> bytes:
-    """Every series, in the Prometheus text format."""
+def render(accept: str | None = None) -> tuple[bytes, str]:
+    """Every series, in the format the scraper's ``Accept`` asks for, and its type."""
+    from prometheus_client.exposition import choose_encoder
+
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -235,7 +228,8 @@ def render() -> bytes:
         registry.register(_Recorded())
     for collector in SCRAPE_COLLECTORS:
         registry.register(_Guarded(collector))
-    return generate_latest(registry)
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
 
 
 # --- access --------------------------------------------------------------------------
@@ -274,7 +268,5 @@ def metrics_view(request: Any) -> Any:
         if refused == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    started = time.perf_counter()
-    body = render()
-    logger.debug("metrics rendered in %.3f s", time.perf_counter() - started)
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+    body, content_type = render(request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)

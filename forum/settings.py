@@ -183,6 +183,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Schema completeness is the API's business (tests), not the deployment's: keep
+    # `check --deploy` about the deployment.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
