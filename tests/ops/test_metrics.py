@@ -54,7 +54,7 @@ def test_series_after_traffic() -> None:
     assert globex.get(f"/api/v1/signals/pdq/{pdq()}").status_code == 404
     metrics.observe_match(0.012)
     metrics.set_index_size(1234)
-    sweep_lapsed_statements.delay()  # eager here: runs in process, through the signals
+    sweep_lapsed_statements.apply()  # in process, through the same signals as a worker
 
     after = scrape()
 
