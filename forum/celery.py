@@ -85,4 +85,5 @@ def _count_retry(sender: Any = None, request: Any = None, **kwargs: Any) -> None
     from .metrics import record_task
 
     # task_retry's sender is the task; its name is the label like the other outcomes.
-    record_task(getattr(sender, "name", None) or getattr(request, "task", "unknown"), "retry")
+    name = getattr(sender, "name", None) or getattr(request, "task", None)
+    record_task(str(name or "unknown"), "retry")

@@ -50,8 +50,7 @@ HTTP_LATENCY = Histogram(
 )
 STATEMENTS = Counter(
     "cordiale_statements",
-    "Submitted statements by result (accepted, duplicate, stale, rejected) and "
-    "rejection code.",
+    "Submitted statements by result (accepted, duplicate, stale, rejected) and rejection code.",
     ["status", "code"],
 )
 MATCH_LATENCY = Histogram(
@@ -120,14 +119,14 @@ class WebhookCollector:
     """
 
     def collect(self) -> Iterator[Metric]:
+        from django.apps import apps
         from django.utils import timezone
 
+        # Both exist once the webhook work has landed; until then there is no series.
         try:
-            from exchange.models import WebhookEndpoint  # type: ignore[attr-defined]
-            from exchange.services.webhook_delivery import (  # type: ignore[import-not-found]
-                webhook_lags,
-            )
-        except ImportError:
+            endpoints = apps.get_model("exchange", "WebhookEndpoint")  # type: ignore[misc,unused-ignore]
+            from exchange.services import webhook_delivery  # type: ignore[attr-defined,unused-ignore]
+        except (LookupError, ImportError):
             return
         lag = GaugeMetricFamily(
             "cordiale_webhook_lag_seconds",
@@ -141,10 +140,10 @@ class WebhookCollector:
             labels=["member", "endpoint"],
         )
         now = timezone.now()
-        for endpoint in WebhookEndpoint.objects.filter(active=True).select_related("member"):
+        for endpoint in endpoints.objects.filter(active=True).select_related("member"):
             labels = [endpoint.member.slug, str(endpoint.pk)]
             behind = 0.0
-            if webhook_lags(endpoint=endpoint):
+            if webhook_delivery.webhook_lags(endpoint=endpoint):
                 since = endpoint.cursor_updated_at or endpoint.created_at
                 behind = max(0.0, (now - since).total_seconds())
             lag.add_metric(labels, behind)
@@ -199,8 +198,9 @@ class _Guarded:
         try:
             metrics = list(self.collector.collect())
         except Exception:
-            logger.warning("metrics collector %s failed", type(self.collector).__name__,
-                           exc_info=True)
+            logger.warning(
+                "metrics collector %s failed", type(self.collector).__name__, exc_info=True
+            )
             return iter(())
         return iter(metrics)
 

@@ -85,10 +85,7 @@ class MetricsMiddleware:
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
         match = getattr(request, "resolver_match", None)
-        if match is None:
-            route = "unmatched"
-        else:
-            route = match.view_name or match.route or "unnamed"
+        route = "unmatched" if match is None else match.view_name or match.route or "unnamed"
         # Methods come from the client; anything unusual is folded into one series.
         method = request.method if request.method in _METHODS else "other"
         metrics.HTTP_REQUESTS.labels(route=route, method=method, status=response.status_code).inc()

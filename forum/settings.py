@@ -240,9 +240,7 @@ if not DEBUG:
     # admin only ever speak HTTPS to the forum's own host name, so there is nothing to
     # roll back to. Start lower (e.g. 300) on a host name that served plain HTTP before.
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
-        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True
-    )
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 # Preloading commits the whole registrable domain, which the forum's host name usually
 # does not own: a decision for the domain's owner (DJANGO_SECURE_HSTS_PRELOAD), not a

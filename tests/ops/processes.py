@@ -56,7 +56,11 @@ class Process:
         self.log = log
         self._out = log.open("wb")
         self.popen = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT,
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -80,8 +84,9 @@ class Process:
             if result:
                 return result
             if self.popen.poll() is not None:
-                raise AssertionError(f"exited ({self.popen.returncode}) before {what}:\n"
-                                     f"{self.output()[-4000:]}")
+                raise AssertionError(
+                    f"exited ({self.popen.returncode}) before {what}:\n{self.output()[-4000:]}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-4000:]}")
 
@@ -103,8 +108,19 @@ def start_redis(tmp: Path) -> tuple[Process, str]:
         raise RuntimeError("redis-server is not installed")
     port = free_port()
     proc = Process(
-        [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(tmp)],
+        [
+            program,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
         env=dict(os.environ),
         log=tmp / "redis.log",
     )

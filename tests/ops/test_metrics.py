@@ -67,10 +67,13 @@ def test_series_after_traffic() -> None:
     # The route name, never the value in the path.
     assert delta(requests, route="signal", method="GET", status="404") == 1
     assert not any("pdq/" in str(labels) for _, labels in after)
-    assert delta("cordiale_http_request_duration_seconds_count", route="statements",
-                 method="POST") == 1
-    assert delta("cordiale_http_request_duration_seconds_sum", route="statements",
-                 method="POST") > 0
+    assert (
+        delta("cordiale_http_request_duration_seconds_count", route="statements", method="POST")
+        == 1
+    )
+    assert (
+        delta("cordiale_http_request_duration_seconds_sum", route="statements", method="POST") > 0
+    )
 
     assert delta("cordiale_statements_total", status="accepted", code="") == 1
     assert delta("cordiale_statements_total", status="duplicate", code="") == 1
@@ -80,8 +83,14 @@ def test_series_after_traffic() -> None:
     assert value(after, "cordiale_feed_head") >= 1
     assert delta("cordiale_match_duration_seconds_count") == 1
     assert value(after, "cordiale_match_index_size", signal_type="pdq") == 1234
-    assert delta("cordiale_celery_tasks_total", task="exchange.tasks.sweep_lapsed_statements",
-                 outcome="success") == 1
+    assert (
+        delta(
+            "cordiale_celery_tasks_total",
+            task="exchange.tasks.sweep_lapsed_statements",
+            outcome="success",
+        )
+        == 1
+    )
 
 
 def test_unknown_path_is_one_series() -> None:
@@ -90,9 +99,11 @@ def test_unknown_path_is_one_series() -> None:
     assert Client().get("/no/such/path/12345").status_code == 404
     after = scrape()
     key = {"route": "unmatched", "method": "GET", "status": "404"}
-    assert value(after, "cordiale_http_requests_total", **key) - value(
-        before, "cordiale_http_requests_total", **key
-    ) == 1
+    assert (
+        value(after, "cordiale_http_requests_total", **key)
+        - value(before, "cordiale_http_requests_total", **key)
+        == 1
+    )
 
 
 @pytest.mark.redis
@@ -109,7 +120,9 @@ def test_token_required_when_set() -> None:
     client = Client()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Basic s3cret-metrics-token").status_code == 401
+    assert (
+        client.get("/metrics", HTTP_AUTHORIZATION="Basic s3cret-metrics-token").status_code == 401
+    )
     scrape(client, HTTP_AUTHORIZATION="Bearer s3cret-metrics-token")
     # From anywhere, over plain HTTP, whatever the Host: the token is the rule.
     ok = client.get(
@@ -128,6 +141,9 @@ def test_without_token_only_loopback() -> None:
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
     # A proxy on the same host relays outside requests from loopback.
-    assert client.get(
-        "/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9"
-    ).status_code == 403
+    assert (
+        client.get(
+            "/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9"
+        ).status_code
+        == 403
+    )

@@ -25,7 +25,7 @@ from .processes import BIN, PUBLIC_HOST, Process, free_port, http_get, productio
 
 pytestmark = pytest.mark.slow
 
-METRICS_TOKEN = "ops-test-metrics-token"  # noqa: S105
+METRICS_TOKEN = "ops-test-metrics-token"
 QUEUES = ("fanout", "delivery", "maintenance", "priority")
 
 
@@ -74,7 +74,10 @@ def worker(stack: Stack) -> Iterator[Process]:
 def test_migrate_applied_everything(stack: Stack) -> None:
     """``deploy/bin/migrate`` applied every migration: ``--check`` finds none left."""
     check = subprocess.run(
-        [str(BIN / "migrate"), "--check"], env=stack.env, capture_output=True, text=True,
+        [str(BIN / "migrate"), "--check"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert check.returncode == 0, check.stdout + check.stderr
@@ -110,7 +113,8 @@ def test_web_serves_probes_api_and_metrics(stack: Stack) -> None:
         assert headers["X-Content-Type-Options"] == "nosniff"
         web.wait_for(
             lambda: any(
-                line.get("logger") == "gunicorn.access" and line.get("request_id") == "ops-test-0001"
+                line.get("logger") == "gunicorn.access"
+                and line.get("request_id") == "ops-test-0001"
                 for line in web.json_lines()
             ),
             "an access log line with the request id",
@@ -149,7 +153,10 @@ def test_worker_consumes_every_queue_and_answers_ping(stack: Stack, worker: Proc
     for queue in QUEUES:
         assert re.search(rf"\.> {queue}\s", banner), banner
     ping = subprocess.run(
-        [str(BIN / "healthcheck"), "worker"], env=stack.env, capture_output=True, text=True,
+        [str(BIN / "healthcheck"), "worker"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert ping.returncode == 0, ping.stdout + ping.stderr
@@ -173,8 +180,7 @@ def test_task_log_carries_the_request_id(stack: Stack, worker: Process) -> None:
             (
                 line
                 for line in worker.json_lines()
-                if line.get("request_id") == request_id
-                and line.get("logger") == "celery.app.trace"
+                if line.get("request_id") == request_id and line.get("logger") == "celery.app.trace"
             ),
             None,
         ),
@@ -190,12 +196,13 @@ def test_beat_starts_and_keeps_its_schedule(stack: Stack) -> None:
     beat = stack.start("beat")
     try:
         beat.wait_for(lambda: "beat: Starting" in beat.output(), "beat start", 60)
-        beat.wait_for(
-            lambda: list(stack.tmp.glob("celerybeat-schedule*")), "the schedule file"
-        )
+        beat.wait_for(lambda: list(stack.tmp.glob("celerybeat-schedule*")), "the schedule file")
         time.sleep(0.5)
         health = subprocess.run(
-            [str(BIN / "healthcheck"), "beat"], env=stack.env, capture_output=True, text=True,
+            [str(BIN / "healthcheck"), "beat"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
             timeout=30,
         )
         assert health.returncode == 0, health.stdout + health.stderr
