@@ -42,6 +42,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before SecurityMiddleware and the host check: see forum/middleware.py.
+    "forum.middleware.RequestIdMiddleware",
+    "forum.middleware.ProbeMiddleware",
+    "forum.middleware.MetricsMiddleware",
+    "forum.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -182,6 +187,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Schema completeness is the API's business (tests), not the deployment's: keep
+    # `check --deploy` about the deployment.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
@@ -202,12 +210,55 @@ CORDIALE_WEBHOOK_DELIVERY_RETENTION = env.int(
 )
 CORDIALE_WEBHOOK_MAX_PER_MEMBER = env.int("CORDIALE_WEBHOOK_MAX_PER_MEMBER", default=10)
 
+# /metrics: the bearer token it requires; unset, only loopback may read it (README).
+CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
+
+# JSON lines on stdout outside debug mode, each with the request id (forum/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "forum.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "forum.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "filters": ["request_id"],
+            "formatter": "text" if DEBUG else "json",
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
 }
 
-# A batch of 10,000 statements is a few MB of JSON.
+# A batch of 10,000 statements is a few MB of JSON (enforced for the API's streamed
+# bodies by forum.middleware.BodySizeLimitMiddleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CORDIALE_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Form limits for the admin, the only place that posts forms; nothing uploads files.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
+
+# HTTPS and browser hardening. TLS ends at the proxy, which must set (overwrite)
+# X-Forwarded-Proto. /healthz, /readyz and /metrics are answered before these apply.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # A year, as check --deploy and the preload list expect: members' clients and the
+    # admin only ever speak HTTPS to the forum's own host name, so there is nothing to
+    # roll back to. Start lower (e.g. 300) on a host name that served plain HTTP before.
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Preloading commits the whole registrable domain, which the forum's host name usually
+# does not own: a decision for the domain's owner (DJANGO_SECURE_HSTS_PRELOAD), not a
+# deployment defect, so check --deploy does not warn about it.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]

@@ -43,6 +43,7 @@ from exchange.signal_types import (
     get_signal_type,
 )
 from forum.errors import DomainError
+from forum.metrics import record_statement_results
 from members.models import Member, SharingGroup, SigningKey
 
 MAX_BATCH = 10_000
@@ -257,6 +258,7 @@ def statement_submit(*, member: Member, tokens: list[Any]) -> dict[str, Any]:
         assert item.result is not None
         counts[item.result["status"]] += 1
         results.append(item.result)
+    record_statement_results(results)
     return {"results": results, **counts}
 
 
