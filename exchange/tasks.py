@@ -10,3 +10,10 @@ def sweep_lapsed_statements() -> int:
     from exchange.services.lapse import statements_lapse_sweep
 
     return statements_lapse_sweep()
+
+
+@shared_task(name="exchange.tasks.snapshot_match_index")
+def snapshot_match_index() -> str:
+    from exchange.matching.service import match_index_snapshot
+
+    return str(match_index_snapshot())
