@@ -25,7 +25,12 @@ cursor ORDER BY seq`` of every audience and re-checks each named signal: active 
 order, so this read never skips a committed change; re-checking the signal's state
 instead of interpreting the row makes repeated or reordered application harmless. So a
 change committed at time t is seen by every match request that starts after
-t + ``REFRESH_SECONDS`` (plus the catch-up itself: two indexed queries).
+t + ``REFRESH_SECONDS`` (plus the catch-up itself: two indexed queries). Retractions
+and lapses take effect at once: the visibility filter reads the database, the index
+only narrows the candidates. Measured (tests/exchange/test_match_freshness.py): an
+assertion is matchable 0.19-0.21 s after its submission returned; over HTTP with 2
+gunicorn workers at 1M hashes (tests/bench/bench_match.py --http) 0.008 s when no
+request had refreshed in the last 0.2 s.
 
 Snapshots
 ---------
@@ -51,7 +56,12 @@ Memory per web process
 The snapshot is mapped read-only (``PDQIndex.load(mmap=True)``): all processes of a
 host share one copy in the page cache, 888 MB at 10M hashes (see ``pdq_index``). A
 process's private memory is its delta: 40 B per changed entry plus ~100 B per hidden
-id of the base, e.g. ~14 MB for 100,000 changes since the last snapshot.
+id of the base, e.g. ~14 MB for 100,000 changes since the last snapshot. Measured at
+1M hashes, 2 gunicorn workers: 80 MB anonymous memory per worker (the Django process
+itself; the index adds ~0), 204 MB resident of which the 96 MB map is shared, PSS 130 MB.
+
+Searches and catch-ups of one process are serialised by a lock (a search is ~0.3 ms
+at 1M, ~2 ms at 10M), which threaded workers share; processes scale independently.
 """
 
 from __future__ import annotations
