@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -314,6 +315,7 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+        shutil.rmtree(index_dir, ignore_errors=True)
         if not args.keep_database:
             _drop_database(args.http_database)
     return rows
