@@ -39,3 +39,10 @@ def sweep_webhooks() -> int:
     from exchange.services.webhook_delivery import webhooks_sweep
 
     return webhooks_sweep()
+
+
+@shared_task(name="exchange.tasks.snapshot_match_index")
+def snapshot_match_index() -> str:
+    from exchange.matching.service import match_index_snapshot
+
+    return str(match_index_snapshot())

@@ -7,6 +7,7 @@ urlpatterns = [
     path("labels", apis.LabelsApi.as_view(), name="labels"),
     path("statements", apis.StatementsApi.as_view(), name="statements"),
     path("changes", apis.ChangesApi.as_view(), name="changes"),
+    path("match", apis.MatchApi.as_view(), name="match"),
     path("signals/<str:signal_type>/<path:value>", apis.SignalApi.as_view(), name="signal"),
     path("opinions/<str:signal_type>/<path:value>", apis.OpinionApi.as_view(), name="opinion"),
     path("webhooks", webhook_apis.WebhookListApi.as_view(), name="webhooks"),

@@ -137,6 +137,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.sweep_webhooks",
         "schedule": env.float("CORDIALE_WEBHOOK_SWEEP_INTERVAL", default=30.0),
     },
+    "snapshot-match-index": {
+        "task": "exchange.tasks.snapshot_match_index",
+        "schedule": 300.0,
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -196,6 +200,11 @@ SPECTACULAR_SETTINGS = {
 # how old a statement may be when it reaches the server.
 CORDIALE_CLOCK_SKEW = env.int("CORDIALE_CLOCK_SKEW", default=300)
 CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 24 * 3600)
+# Snapshots of the PDQ match index (exchange/matching/service.py), shared by the web
+# processes of a host through mmap.
+CORDIALE_MATCH_INDEX_DIR = env.path(
+    "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
+)
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery.py).
 CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)
