@@ -7,6 +7,7 @@ call services directly instead of going through DRF serializers.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -179,6 +180,9 @@ class MatchApi(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request) -> HttpResponse:
+        from forum.metrics import observe_match
+
+        started = time.perf_counter()
         queries, max_distance, limit = match_request_parse(_json_body(request))
         results = signals_match(
             member_id=principal(request).member.pk,
@@ -186,6 +190,7 @@ class MatchApi(APIView):
             max_distance=max_distance,
             limit=limit,
         )
+        observe_match(time.perf_counter() - started)
         return json_response({"results": results})
 
 

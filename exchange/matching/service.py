@@ -325,6 +325,9 @@ def match_search(hashes: npt.NDArray[np.uint8], max_distance: int) -> list[list[
             _current = _switch_to_newer_snapshot(_current, root)
         if time.monotonic() - _current.refreshed_at >= REFRESH_SECONDS:
             _current.catch_up()
+            from forum.metrics import set_index_size
+
+            set_index_size(len(_current.index))
         return _current.search(hashes, max_distance)
 
 

@@ -98,7 +98,6 @@ def test_submit_sync_verify_and_tamper(forum: LiveForum, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="enable when POST /api/v1/match is on the server (issue 7)")
 def test_match_finds_a_submitted_pdq_hash(forum: LiveForum, tmp_path: Path) -> None:
     """``cordiale match pdq:<hash>`` finds acme's hash for globex, and a near one too."""
     _acme, globex, pdq_value = submit_fixture(forum, tmp_path)

@@ -24,7 +24,7 @@ from exchange.tasks import snapshot_match_index
 from tests.factories import Party, make_party, pdq
 
 # Real commits, as between web processes; the seeded labels are restored after each test.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 BOUND_SECONDS = 2.0
 
