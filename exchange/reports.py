@@ -184,8 +184,10 @@ def membership_changes(*, since: datetime, until: datetime) -> dict[str, Any]:
 
 def webhook_summary(*, since: datetime, until: datetime) -> dict[str, Any] | None:
     """Delivery success of change batches; None where webhooks are not installed."""
+    # Looked up by name: the report must work on a server built without webhooks.
+    model_name = "WebhookDelivery"
     try:
-        delivery = apps.get_model("exchange", "WebhookDelivery")
+        delivery = apps.get_model("exchange", model_name)
     except LookupError:
         return None
     attempts = delivery.objects.filter(started_at__gte=since, started_at__lt=until).exclude(

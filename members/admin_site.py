@@ -82,11 +82,11 @@ class CordialeAdminSite(OTPAdminSite):
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)
 
-    @property  # type: ignore[override]
+    @property
     def login_form(self) -> type[AdminAuthenticationForm]:
         return CordialeOTPLoginForm if admin_otp_required() else AdminAuthenticationForm
 
-    @property  # type: ignore[override]
+    @property
     def login_template(self) -> str | None:
         return "otp/admin111/login.html" if admin_otp_required() else None
 
