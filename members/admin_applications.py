@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -40,11 +41,16 @@ _EDITABLE = (
 )
 
 
-class ApplicationForm(forms.ModelForm):
-    website = forms.URLField(required=False, assume_scheme="https")
+def _https_urls(field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
 
+
+class ApplicationForm(forms.ModelForm):
     class Meta:
         model = MembershipApplication
+        formfield_callback = _https_urls
         fields = list(_EDITABLE)
         widgets = {"public_key": forms.Textarea(attrs={"rows": 5, "cols": 70})}
 
@@ -74,6 +80,7 @@ class RejectForm(forms.Form):
 @admin.register(MembershipApplication)
 class MembershipApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "organisation_name",
         "slug",
