@@ -1,6 +1,7 @@
-"""Exchange endpoints: signal types, labels, statements, the change feed, lookup, opinions.
+"""Exchange endpoints: signal types, labels, statements, the change feed, lookup, match,
+opinions.
 
-The submit and feed endpoints are hot paths: they read and write JSON with orjson and
+The submit, feed and match endpoints are hot paths: they read and write JSON with orjson and
 call services directly instead of going through DRF serializers.
 """
 
@@ -23,6 +24,7 @@ from members.apis import principal
 
 from . import selectors
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
+from .matching.selectors import match_request_parse, signals_match
 from .models import Label
 from .services.opinions import opinion_delete, opinion_set
 from .services.statements import MAX_BATCH, statement_submit
@@ -157,6 +159,34 @@ class SignalApi(APIView):
             # The same answer whether nobody submitted it or the caller may not see it.
             raise NotFoundError(NOT_VISIBLE)
         return json_response(snapshot)
+
+
+class MatchApi(APIView):
+    required_scope = "read"
+    throttle_scope = "read"
+
+    @extend_schema(
+        summary="Match 1 to 1,000 values: exact types by equality, pdq and vpdq by distance",
+        description="See exchange/matching/selectors.py: per-query errors, limit, vpdq frames.",
+        request=inline_serializer(
+            "MatchRequest",
+            {
+                "queries": serializers.ListField(child=serializers.DictField()),
+                "max_distance": serializers.IntegerField(required=False, default=31),
+                "limit": serializers.IntegerField(required=False, default=100),
+            },
+        ),
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request: Request) -> HttpResponse:
+        queries, max_distance, limit = match_request_parse(_json_body(request))
+        results = signals_match(
+            member_id=principal(request).member.pk,
+            queries=queries,
+            max_distance=max_distance,
+            limit=limit,
+        )
+        return json_response({"results": results})
 
 
 class OpinionInput(serializers.Serializer[Any]):

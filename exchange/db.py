@@ -22,6 +22,9 @@ def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     if not values:
         return "FALSE" if is_postgres() else "0", []
     if is_postgres():
+        if all(type(v) is int for v in values):
+            # One array literal: psycopg would otherwise adapt each element in Python.
+            return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, values)) + "}"]
         return f"{column} = ANY(%s)", [list(values)]
     return f"{column} IN ({','.join(['%s'] * len(values))})", list(values)
 
@@ -36,3 +39,14 @@ def execute(sql: str, params: Sequence[Any] = ()) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def rfc3339(column: str) -> str:
+    """SQL for a timestamp column as RFC 3339 UTC text.
+
+    Formatting in the database spares the hot path parsing a datetime per row in
+    Python (it was a third of a feed page's time); the text sorts chronologically.
+    """
+    if is_postgres():
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    return f"strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', {column})"

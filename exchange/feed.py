@@ -63,7 +63,7 @@ from django.utils import timezone
 
 from forum.errors import DomainError
 
-from .db import fetchall, is_postgres
+from .db import fetchall, is_postgres, rfc3339
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
 FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
@@ -128,6 +128,10 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
                 "VALUES (%s, %s, %s, %s)",
                 [(a, s, at, unique[(a, s)]) for a, s in keys],
             )
+    # Webhook endpoints are woken once these rows commit (never failing this transaction).
+    from exchange.services.webhook_delivery import webhooks_schedule_wake
+
+    webhooks_schedule_wake(audiences=[a for a, _ in keys])
     return len(keys)
 
 
@@ -218,7 +222,7 @@ class FeedRow:
     seq: int
     audience: int
     signal_id: int
-    created_at: datetime
+    created_at: str  # RFC 3339 UTC text
     effective_at: int | None
 
 
@@ -280,7 +284,8 @@ def feed_rows(scans: list[Scan], limit: int) -> list[FeedRow]:
     for index, scan in enumerate(scans):
         upto = "" if scan.upto is None else " AND seq <= %s"
         parts.append(
-            f"SELECT * FROM (SELECT seq, audience, signal_id, created_at, effective_at "
+            f"SELECT * FROM (SELECT seq, audience, signal_id, {rfc3339('created_at')} AS at, "
+            f"effective_at "
             f"FROM exchange_feedentry WHERE audience = %s AND seq > %s{upto} "
             f"ORDER BY seq LIMIT %s) AS s{index}"
         )

@@ -170,3 +170,6 @@ class AudiencePeriod(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["member", "audience"], name="period_member")]
+
+
+from .webhook_models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from .db import fetchall, in_list
+from .db import fetchall, in_list, rfc3339
 from .feed import Reader
 from .models import FORUM_AUDIENCE, Signal
 
@@ -36,7 +36,11 @@ def _audience_clause(reader: Reader) -> tuple[str, list[Any]]:
 def visible_statements(
     *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
 ) -> dict[int, list[tuple[Any, ...]]]:
-    """Visible current statements per signal id, oldest first."""
+    """Visible current statements per signal id, oldest first.
+
+    Each row: signal id, member, kid, iat, labels (JSON text), tlp, audience, exp, jws,
+    received_at (RFC 3339 text), signal type, value.
+    """
     if not signal_ids:
         return {}
     now = int(time.time()) if now is None else now
@@ -44,9 +48,10 @@ def visible_statements(
     aud_clause, aud_params = _audience_clause(reader)
     rows = fetchall(
         "SELECT cs.signal_id, st.member_slug, st.kid, st.iat, st.labels, st.tlp, "
-        "st.audience, st.exp, st.jws, st.received_at "
+        f"st.audience, st.exp, st.jws, {rfc3339('st.received_at')}, s.signal_type, s.value "
         "FROM exchange_currentstatement cs "
         "JOIN exchange_statement st ON st.id = cs.statement_id "
+        "JOIN exchange_signal s ON s.id = cs.signal_id "
         f"WHERE {ids_clause} AND {aud_clause} AND (cs.exp IS NULL OR cs.exp > %s) "
         "ORDER BY cs.signal_id, st.iat, st.id",
         [*ids_params, *aud_params, now],
@@ -59,17 +64,15 @@ def visible_statements(
 
 def _opinion_summaries(
     *, member_id: int, signal_ids: Sequence[int]
-) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, datetime]]:
+) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, str]]:
     ids_clause, ids_params = in_list("signal_id", signal_ids)
     counts: dict[int, dict[str, int]] = {}
-    latest: dict[int, datetime] = {}
+    latest: dict[int, str] = {}
     for signal_id, category, count, last in fetchall(
-        "SELECT signal_id, category, COUNT(*), MAX(updated_at) FROM exchange_opinion "
-        f"WHERE {ids_clause} GROUP BY signal_id, category",
+        f"SELECT signal_id, category, COUNT(*), MAX({rfc3339('updated_at')}) "
+        f"FROM exchange_opinion WHERE {ids_clause} GROUP BY signal_id, category",
         ids_params,
     ):
-        if isinstance(last, str):  # SQLite loses the column type in aggregates
-            last = datetime.fromisoformat(last).replace(tzinfo=UTC)
         counts.setdefault(int(signal_id), {})[category] = int(count)
         if int(signal_id) not in latest or last > latest[int(signal_id)]:
             latest[int(signal_id)] = last
@@ -100,20 +103,12 @@ def snapshots(
     if not statements:
         return {}
     visible_ids = list(statements)
-    ids_clause, ids_params = in_list("id", visible_ids)
-    values = {
-        int(r[0]): (r[1], r[2])
-        for r in fetchall(
-            f"SELECT id, signal_type, value FROM exchange_signal WHERE {ids_clause}",
-            ids_params,
-        )
-    }
     counts, mine, opinion_times = _opinion_summaries(
         member_id=reader.member_id, signal_ids=visible_ids
     )
     out: dict[int, Snapshot] = {}
     for signal_id, rows in statements.items():
-        signal_type, value = values[signal_id]
+        signal_type, value = rows[0][10], rows[0][11]
         updated = max(r[9] for r in rows)
         if signal_id in opinion_times and opinion_times[signal_id] > updated:
             updated = opinion_times[signal_id]
@@ -123,7 +118,7 @@ def snapshots(
             "signal_type": signal_type,
             "value": value,
             "deleted": False,
-            "updated_at": _rfc3339(updated),
+            "updated_at": updated,
             "statements": [
                 {
                     "member": r[1],
@@ -150,12 +145,12 @@ def snapshots(
     return out
 
 
-def tombstone(*, signal_type: str, value: str, at: datetime) -> Snapshot:
+def tombstone(*, signal_type: str, value: str, at: str) -> Snapshot:
     return {
         "signal_type": signal_type,
         "value": value,
         "deleted": True,
-        "updated_at": _rfc3339(at),
+        "updated_at": at,
         "statements": [],
         "opinions": {
             "positive": 0,
@@ -168,6 +163,8 @@ def tombstone(*, signal_type: str, value: str, at: datetime) -> Snapshot:
 
 
 def signal_find(*, signal_type: str, value: str) -> Signal | None:
+    if "\x00" in signal_type or "\x00" in value:
+        return None  # no canonical value holds NUL, and PostgreSQL refuses it in text
     return Signal.objects.filter(signal_type=signal_type, value=value).first()
 
 
@@ -208,7 +205,7 @@ def feed_page(
     # the reader was in its audience allows a tombstone.
     order: dict[int, int] = {}
     tombstone_ok: dict[int, bool] = {}
-    tombstone_at: dict[int, datetime] = {}
+    tombstone_at: dict[int, str] = {}
     for row in rows:
         order.pop(row.signal_id, None)
         order[row.signal_id] = row.seq

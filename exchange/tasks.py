@@ -10,3 +10,39 @@ def sweep_lapsed_statements() -> int:
     from exchange.services.lapse import statements_lapse_sweep
 
     return statements_lapse_sweep()
+
+
+@shared_task(name="exchange.tasks.fanout_feed_changed")
+def fanout_feed_changed(audiences: list[int] | None = None) -> int:
+    """Feed rows for ``audiences`` committed: wake the endpoints that may be concerned."""
+    from exchange.services.webhook_delivery import webhooks_fanout
+
+    return webhooks_fanout(audiences=audiences)
+
+
+@shared_task(name="exchange.tasks.deliver_endpoint")
+def deliver_endpoint(endpoint_id: int) -> str:
+    from exchange.services.webhook_delivery import webhook_deliver
+
+    return webhook_deliver(endpoint_id=endpoint_id)
+
+
+@shared_task(name="exchange.tasks.deliver_ping")
+def deliver_ping(endpoint_id: int) -> bool:
+    from exchange.services.webhook_delivery import webhook_ping
+
+    return webhook_ping(endpoint_id=endpoint_id)
+
+
+@shared_task(name="exchange.tasks.sweep_webhooks")
+def sweep_webhooks() -> int:
+    from exchange.services.webhook_delivery import webhooks_sweep
+
+    return webhooks_sweep()
+
+
+@shared_task(name="exchange.tasks.snapshot_match_index")
+def snapshot_match_index() -> str:
+    from exchange.matching.service import match_index_snapshot
+
+    return str(match_index_snapshot())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -45,6 +46,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before SecurityMiddleware and the host check: see forum/middleware.py.
+    "forum.middleware.RequestIdMiddleware",
+    "forum.middleware.ProbeMiddleware",
+    "forum.middleware.MetricsMiddleware",
+    "forum.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -121,6 +127,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout"
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_TASK_QUEUES_NAMES = ("fanout", "delivery", "maintenance", "priority")
+# Declared, so that a worker started without -Q consumes every one of them.
+CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_TASK_QUEUES_NAMES]
 CELERY_TASK_ROUTES = {
     "exchange.tasks.fanout_*": {"queue": "fanout"},
     "exchange.tasks.deliver_*": {"queue": "delivery"},
@@ -130,6 +138,14 @@ CELERY_BEAT_SCHEDULE = {
     "lapse-expired-statements": {
         "task": "exchange.tasks.sweep_lapsed_statements",
         "schedule": 60.0,
+    },
+    "sweep-webhooks": {
+        "task": "exchange.tasks.sweep_webhooks",
+        "schedule": env.float("CORDIALE_WEBHOOK_SWEEP_INTERVAL", default=30.0),
+    },
+    "snapshot-match-index": {
+        "task": "exchange.tasks.snapshot_match_index",
+        "schedule": 300.0,
     },
 }
 
@@ -200,20 +216,83 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Schema completeness is the API's business (tests), not the deployment's: keep
+    # `check --deploy` about the deployment.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
 # how old a statement may be when it reaches the server.
 CORDIALE_CLOCK_SKEW = env.int("CORDIALE_CLOCK_SKEW", default=300)
 CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 24 * 3600)
+# Snapshots of the PDQ match index (exchange/matching/service.py), shared by the web
+# processes of a host through mmap.
+CORDIALE_MATCH_INDEX_DIR = env.path(
+    "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
+)
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery.py).
+CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)
+CORDIALE_WEBHOOK_BATCH = env.int("CORDIALE_WEBHOOK_BATCH", default=500)  # changes per POST
+CORDIALE_WEBHOOK_RETRY_BASE = env.float("CORDIALE_WEBHOOK_RETRY_BASE", default=10.0)
+CORDIALE_WEBHOOK_RETRY_MAX = env.float("CORDIALE_WEBHOOK_RETRY_MAX", default=3600.0)
+CORDIALE_WEBHOOK_DISABLE_AFTER = env.float("CORDIALE_WEBHOOK_DISABLE_AFTER", default=24 * 3600.0)
+CORDIALE_WEBHOOK_TASK_BUDGET = env.float("CORDIALE_WEBHOOK_TASK_BUDGET", default=60.0)
+CORDIALE_WEBHOOK_SECRET_GRACE = env.int("CORDIALE_WEBHOOK_SECRET_GRACE", default=24 * 3600)
+CORDIALE_WEBHOOK_DELIVERY_RETENTION = env.int(
+    "CORDIALE_WEBHOOK_DELIVERY_RETENTION", default=14 * 24 * 3600
+)
+CORDIALE_WEBHOOK_MAX_PER_MEMBER = env.int("CORDIALE_WEBHOOK_MAX_PER_MEMBER", default=10)
 
+# /metrics: the bearer token it requires; unset, only loopback may read it (README).
+CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
+
+# JSON lines on stdout outside debug mode, each with the request id (forum/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "forum.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "forum.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "filters": ["request_id"],
+            "formatter": "text" if DEBUG else "json",
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
 }
 
-# A batch of 10,000 statements is a few MB of JSON.
+# A batch of 10,000 statements is a few MB of JSON (enforced for the API's streamed
+# bodies by forum.middleware.BodySizeLimitMiddleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CORDIALE_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Form limits for the admin, the only place that posts forms; nothing uploads files.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
+
+# HTTPS and browser hardening. TLS ends at the proxy, which must set (overwrite)
+# X-Forwarded-Proto. /healthz, /readyz and /metrics are answered before these apply.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # A year, as check --deploy and the preload list expect: members' clients and the
+    # admin only ever speak HTTPS to the forum's own host name, so there is nothing to
+    # roll back to. Start lower (e.g. 300) on a host name that served plain HTTP before.
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Preloading commits the whole registrable domain, which the forum's host name usually
+# does not own: a decision for the domain's owner (DJANGO_SECURE_HSTS_PRELOAD), not a
+# deployment defect, so check --deploy does not warn about it.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]

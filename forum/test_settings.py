@@ -15,6 +15,7 @@ STORAGES = {
 # Each test run counts throttles under its own prefix in a shared Redis.
 CACHES["default"]["KEY_PREFIX"] = f"cordiale-test-{os.getpid()}"  # noqa: F405
 WHITENOISE_AUTOREFRESH = True  # no collected static directory in tests
+SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP
 
 # Concurrent test runs against one PostgreSQL server each get their own test database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405

@@ -48,3 +48,20 @@ def _clear_cache() -> None:
 
     if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _default_labels(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush every table, data migrations' rows included: put the
+    default labels back for them."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    from exchange.default_labels import LABELS
+    from exchange.models import Label
+
+    for slug, name, kind, description in LABELS:
+        Label.objects.get_or_create(
+            slug=slug, defaults={"name": name, "kind": kind, "description": description}
+        )

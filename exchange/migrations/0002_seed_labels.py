@@ -2,31 +2,7 @@
 
 from django.db import migrations
 
-LABELS = [
-    ("imminent-threat", "Imminent threat", "behaviour",
-     "Content signalling a credible, imminent threat of violence."),
-    ("graphic-violence", "Graphic violence", "content",
-     "Depiction of violence or its aftermath by or for a terrorist or violent extremist actor."),
-    ("glorification", "Glorification", "behaviour",
-     "Praise or glorification of terrorist acts or perpetrators."),
-    ("recruitment", "Recruitment", "behaviour",
-     "Recruiting for a terrorist or violent extremist organisation."),
-    ("instruction", "Instruction", "behaviour",
-     "Instructional material for attacks: weapons, explosives, tactics."),
-    ("attacker-manifesto", "Attacker manifesto", "content",
-     "A manifesto or statement authored by a perpetrator of an attack."),
-    ("branded-publication", "Branded publication", "content",
-     "Official branded media of a designated terrorist organisation."),
-    ("perpetrator-content", "Perpetrator-produced content", "content",
-     "Content produced by perpetrators during an attack, e.g. a livestream."),
-    ("incitement", "Incitement", "behaviour", "Incitement to commit terrorist violence."),
-    ("financing", "Financing", "behaviour",
-     "Soliciting or organising funding for terrorist activity."),
-    ("designated-entity", "Designated entity", "entity",
-     "Attributed to an entity on a government or UN designation list."),
-    ("violent-extremist-entity", "Violent extremist entity", "entity",
-     "Attributed to a violent extremist group not (yet) designated."),
-]
+from exchange.default_labels import LABELS
 
 
 def seed(apps, schema_editor):

@@ -18,7 +18,9 @@ MAX_REASON = 2000
 
 
 def _visible_signal_id(member: Member, signal_type: str, value: str) -> int:
-    signal = signal_find(signal_type=signal_type, value=value)
+    # No signal contains NUL, and PostgreSQL refuses it in a query: a plain 404.
+    storable = "\x00" not in signal_type and "\x00" not in value
+    signal = signal_find(signal_type=signal_type, value=value) if storable else None
     if signal is None or not visible_statements(reader=Reader(member.pk), signal_ids=[signal.pk]):
         raise NotFoundError(f"No signal {signal_type}:{value} is visible to you.")
     return signal.pk

@@ -43,6 +43,7 @@ from exchange.signal_types import (
     get_signal_type,
 )
 from forum.errors import DomainError
+from forum.metrics import record_statement_results
 from members.models import Member, SharingGroup, SigningKey
 
 MAX_BATCH = 10_000
@@ -52,6 +53,8 @@ AUDIENCE_FORUM = "forum"
 AUDIENCE_GROUP_PREFIX = "group:"
 MAX_JTI = 64
 MAX_REF = 256
+# 9999-12-31T23:59:59Z: ``exp`` is stored in a 64-bit column, and no real expiry is later.
+MAX_TIMESTAMP = 253_402_300_799
 
 
 class Rejection(Exception):
@@ -74,6 +77,9 @@ class Item:
     result: dict[str, Any] | None = None
 
     def reject(self, code: str, detail: str) -> None:
+        # Details quote parts of the token (kid, labels), which JSON may spell as lone
+        # surrogates; those cannot be written back as UTF-8.
+        detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
         self.result = {"index": self.index, "status": "rejected", "code": code, "detail": detail}
 
     def finish(self, status: str) -> None:
@@ -114,14 +120,28 @@ def _verify(item: Item, keys: dict[str, SigningKey], member: Member) -> None:
             f"iss must be the authenticated member {member.slug!r}; got {claims.get('iss')!r}.",
         )
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI:
-        raise Rejection("malformed", f"jti must be a string of 1 to {MAX_JTI} characters.")
+    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI or not _storable(jti):
+        raise Rejection(
+            "malformed", f"jti must be a string of 1 to {MAX_JTI} characters, without NUL."
+        )
     item.parsed, item.key, item.claims = parsed, key, claims
     item.digest = hashlib.sha256(item.token.encode()).hexdigest()
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _storable(text: str) -> bool:
+    """Text a database column can hold: no NUL (PostgreSQL refuses it in text) and no
+    lone surrogate (JSON can escape one; UTF-8 cannot encode it)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_claims(
@@ -161,8 +181,8 @@ def _check_claims(
             raise Rejection("malformed", f"{name} must be a string.")
     if claims.get("content_type") not in (None, *CONTENT_TYPES):
         raise Rejection("malformed", f"content_type must be one of {', '.join(CONTENT_TYPES)}.")
-    if len(claims.get("ref") or "") > MAX_REF:
-        raise Rejection("malformed", f"ref is limited to {MAX_REF} characters.")
+    if len(claims.get("ref") or "") > MAX_REF or not _storable(claims.get("ref") or ""):
+        raise Rejection("malformed", f"ref is limited to {MAX_REF} characters, without NUL.")
     iat = claims["iat"]
     if iat > now + settings.CORDIALE_CLOCK_SKEW:
         raise Rejection(
@@ -210,8 +230,8 @@ def _check_assertion(
     else:
         raise Rejection("invalid_audience", "audience must be 'forum' or 'group:<slug>'.")
     exp = claims.get("exp")
-    if exp is not None and (not _is_int(exp) or exp <= claims["iat"]):
-        raise Rejection("malformed", "exp must be Unix seconds after iat.")
+    if exp is not None and (not _is_int(exp) or not claims["iat"] < exp <= MAX_TIMESTAMP):
+        raise Rejection("malformed", "exp must be Unix seconds after iat, before the year 10000.")
 
 
 def _context(member: Member) -> tuple[dict[str, bool], dict[str, tuple[int, bool]]]:
@@ -238,6 +258,7 @@ def statement_submit(*, member: Member, tokens: list[Any]) -> dict[str, Any]:
         assert item.result is not None
         counts[item.result["status"]] += 1
         results.append(item.result)
+    record_statement_results(results)
     return {"results": results, **counts}
 
 
@@ -290,7 +311,9 @@ def _known_jtis(member_id: int, jtis: list[str]) -> dict[str, str]:
 
 
 def _signal_ids(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    unique = list(dict.fromkeys(pairs))
+    # Sorted, so that concurrent batches of different members that share signals take
+    # the unique-index locks of new signals in the same order instead of deadlocking.
+    unique = sorted(set(pairs))
     now = timezone.now()
     with connection.cursor() as cursor:
         if is_postgres():

@@ -12,7 +12,11 @@ threshold 31, per planted distance. Competitors, each optional:
 - `pytx`: python-threatexchange's default PDQIndex (faiss IndexBinaryMultiHash, the
   index HMA uses), queried through its public `query` and, batched, through the
   wrapped index's `search_with_distance_in_result`;
-- `faiss-flat`: faiss.IndexBinaryFlat with range_search (exhaustive, exact).
+- `faiss-flat`: faiss.IndexBinaryFlat with range_search (exhaustive, exact);
+- with --http, `http gunicorn 2w`: POST /api/v1/match served by gunicorn over a
+  PostgreSQL database holding the same hashes (see bench_match_http.py).
+
+    python tests/bench/bench_match.py --sizes 1000000 --http
 
 Everything runs single-threaded (faiss OpenMP threads set to --threads, default 1) so
 that the figures compare algorithms, not core counts. The ceiling compared with is
@@ -37,6 +41,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exchange.matching.pdq_index import PDQIndex
+from tests.bench import bench_match_http
 
 PLANTED_DISTANCES = (10, 20, 31)
 THRESHOLD = 31
@@ -301,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-cordiale", action="store_true")
     parser.add_argument("--no-pytx", action="store_true", help="skip threatexchange PDQIndex")
     parser.add_argument("--no-faiss-flat", action="store_true")
+    bench_match_http.add_arguments(parser)
     args = parser.parse_args(argv)
 
     if not (args.no_pytx and args.no_faiss_flat):
@@ -325,6 +331,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows: list[Row] = []
         for bench in benches:
             new_rows = bench(data, args)
+            print_table(new_rows)
+            print()
+            rows += new_rows
+        if args.http:
+            new_rows = bench_match_http.bench_http(data, args, Row)
             print_table(new_rows)
             print()
             rows += new_rows

@@ -1,0 +1,108 @@
+"""Admin for webhook endpoints: health, lag and recent deliveries; re-enabling.
+
+Kept apart from ``exchange/admin.py``; ``ExchangeConfig.ready()`` imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import WebhookDelivery, WebhookEndpoint
+
+
+class DeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ("started_at", "kind", "attempt", "status_code", "latency_ms", "ok", "error")
+    readonly_fields = fields
+    ordering = ["-started_at"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
+        return super().get_queryset(request).order_by("-started_at")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "member",
+        "url",
+        "active",
+        "status",
+        "lagging",
+        "cursor_updated_at",
+        "last_success_at",
+        "failing_since",
+        "next_attempt_at",
+        "attempts",
+    ]
+    list_filter = ["status", "active"]
+    search_fields = ["member__slug", "url"]
+    list_select_related = ["member"]
+    readonly_fields = [
+        "member",
+        "status",
+        "disabled_reason",
+        "cursor",
+        "cursor_updated_at",
+        "failing_since",
+        "next_attempt_at",
+        "attempts",
+        "last_success_at",
+        "created_at",
+    ]
+    fields = ["url", "description", "signal_types", "labels", "active", *readonly_fields]
+    inlines = [DeliveryInline]
+    actions = ["enable"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # members create endpoints through the API, which returns the secret
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # changes go through the audited services (actions, the API)
+
+    @admin.display(boolean=True, description="lagging")
+    def lagging(self, obj: WebhookEndpoint) -> bool:
+        from .services.webhook_delivery import webhook_lags
+
+        return webhook_lags(endpoint=obj)
+
+    @admin.action(description="Re-enable (clear failures, resume from the cursor)")
+    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        from .services.webhooks import webhook_enable
+
+        for endpoint in queryset.select_related("member"):
+            webhook_enable(endpoint=endpoint, actor=f"admin:{request.user}")
+        messages.success(request, f"Re-enabled {queryset.count()} endpoint(s).")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "endpoint",
+        "kind",
+        "attempt",
+        "status_code",
+        "latency_ms",
+        "ok",
+        "changes",
+        "error",
+    ]
+    list_filter = ["ok", "kind"]
+    list_select_related = ["endpoint__member"]
+    search_fields = ["endpoint__member__slug", "endpoint__url", "message_id"]
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,325 @@
+"""Webhook endpoints: creating, changing and deleting them, and where they may point.
+
+Where a webhook may point. The server makes requests on a member's behalf, so a URL
+must not turn it into a probe of the forum's own network (SSRF). A URL is ``https``
+(``http`` only under ``DJANGO_DEBUG`` or ``CORDIALE_WEBHOOK_ALLOW_PRIVATE``), has no
+credentials or fragment, and every address its host resolves to is a public unicast
+address: loopback, private, link-local, shared, reserved, multicast and unspecified
+addresses are refused unless ``CORDIALE_WEBHOOK_ALLOW_PRIVATE``. The check runs when the
+endpoint is created or its URL changed, and again before every delivery; delivery then
+connects to the address it checked (not to a second resolution of the name), so a DNS
+answer that changes between the check and the connection (rebinding) gains nothing.
+
+Where a new endpoint starts. By default at the current end of the member's feed: it
+receives changes committed from now on (a member that wants the current state first
+pulls the feed, or asks for ``"start": "beginning"``, which delivers every signal it
+may currently see, then every change).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.models import Label, WebhookEndpoint
+from exchange.signal_types import SIGNAL_TYPES
+from exchange.webhook_secrets import secret_encrypt, secret_generate
+from forum.errors import ConflictError, DomainError
+from members.audit import audit_record
+from members.models import Member
+
+MAX_URL_LENGTH = 2000
+STARTS = ("now", "beginning")
+
+
+class InvalidWebhookUrl(DomainError):
+    code = "invalid_url"
+    title = "Invalid webhook URL"
+
+
+class PrivateWebhookAddress(DomainError):
+    code = "private_address"
+    title = "Webhook URL points to a private address"
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A checked URL: connect to ``address``, present ``host`` (Host header, TLS SNI)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+    @property
+    def connect_url(self) -> str:
+        ip = ipaddress.ip_address(self.address)
+        literal = f"[{ip}]" if ip.version == 6 else str(ip)
+        return f"{self.scheme}://{literal}:{self.port}{self.path}"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def _allow_private() -> bool:
+    return bool(getattr(settings, "CORDIALE_WEBHOOK_ALLOW_PRIVATE", False))
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _parse_url(url: Any) -> tuple[str, str, int, str]:
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise InvalidWebhookUrl(f"url must be a string of 1 to {MAX_URL_LENGTH} characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidWebhookUrl(f"url cannot be parsed: {exc}.") from None
+    scheme = parts.scheme.lower()
+    plain_http_ok = settings.DEBUG or _allow_private()
+    if scheme != "https" and not (scheme == "http" and plain_http_ok):
+        raise InvalidWebhookUrl("url must use https.")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidWebhookUrl("url must not contain credentials; use the signing secret.")
+    if parts.fragment:
+        raise InvalidWebhookUrl("url must not contain a fragment.")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise InvalidWebhookUrl("url must name a host.")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return scheme, host, port or (443 if scheme == "https" else 80), path
+
+
+def webhook_target_check(*, url: str) -> WebhookTarget:
+    """Parse, resolve and vet a webhook URL; raises ``invalid_url`` or ``private_address``."""
+    scheme, host, port, path = _parse_url(url)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidWebhookUrl(
+            f"The host {host!r} does not resolve ({exc}).", code="unresolvable_host"
+        ) from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise InvalidWebhookUrl(f"The host {host!r} does not resolve.", code="unresolvable_host")
+    if not _allow_private():
+        # One private answer is enough to refuse: a name may mix them to get lucky.
+        refused = [a for a in addresses if not _is_public(a)]
+        if refused:
+            raise PrivateWebhookAddress(
+                f"The host {host!r} resolves to a loopback, private, link-local or reserved "
+                "address; webhooks must point to the public internet."
+            )
+    return WebhookTarget(scheme, host, port, path, addresses[0].split("%", 1)[0])
+
+
+def _check_filters(signal_types: Any, labels: Any) -> tuple[list[str], list[str]]:
+    errors: list[dict[str, str]] = []
+    if not isinstance(signal_types, list) or not all(isinstance(s, str) for s in signal_types):
+        errors.append({"field": "signal_types", "code": "invalid", "detail": "a list of names"})
+        signal_types = []
+    if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
+        errors.append({"field": "labels", "code": "invalid", "detail": "a list of label slugs"})
+        labels = []
+    for name in signal_types:
+        if name not in SIGNAL_TYPES:
+            errors.append({"field": "signal_types", "code": "unknown_signal_type", "detail": name})
+    known = set(Label.objects.filter(slug__in=labels).values_list("slug", flat=True))
+    for slug in labels:
+        if slug not in known:
+            errors.append({"field": "labels", "code": "unknown_label", "detail": slug})
+    if errors:
+        raise DomainError(
+            "; ".join(f"{e['field']}: {e['code']} {e['detail']}" for e in errors),
+            code="invalid_filter",
+            errors=errors,
+        )
+    return sorted(set(signal_types)), sorted(set(labels))
+
+
+def _state(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "url": endpoint.url,
+        "signal_types": endpoint.signal_types,
+        "labels": endpoint.labels,
+        "active": endpoint.active,
+        "status": endpoint.status,
+    }
+
+
+def _audit(endpoint: WebhookEndpoint, action: str, actor: str, before: Any, after: Any) -> None:
+    audit_record(
+        actor=actor,
+        action=f"webhook.{action}",
+        object_type="webhook",
+        object_id=f"{endpoint.member.slug}/{endpoint.pk}",
+        before=before,
+        after=after,
+    )
+
+
+def webhook_cursor_at_head(*, member_id: int) -> str:
+    """A cursor at the current end of the member's feed (positions in commit order)."""
+    from exchange.feed import Cursor, Reader, advance, feed_head
+
+    empty = Cursor({})
+    reader = Reader(member_id)
+    return advance(empty, reader.scans(empty), feed_head()).encode()
+
+
+def webhook_create(
+    *,
+    member: Member,
+    url: str,
+    signal_types: list[str] | None = None,
+    labels: list[str] | None = None,
+    description: str = "",
+    start: str = "now",
+    actor: str,
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its secret; the secret is returned this once and never again."""
+    webhook_target_check(url=url)
+    types, label_slugs = _check_filters(signal_types or [], labels or [])
+    if start not in STARTS:
+        raise DomainError(f"start must be one of {', '.join(STARTS)}.", code="invalid_start")
+    limit = settings.CORDIALE_WEBHOOK_MAX_PER_MEMBER
+    secret = secret_generate()
+    with transaction.atomic():
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        if WebhookEndpoint.objects.filter(member=member).count() >= limit:
+            raise ConflictError(
+                f"A member may have at most {limit} webhook endpoints.", code="too_many_webhooks"
+            )
+        cursor = webhook_cursor_at_head(member_id=member.pk) if start == "now" else ""
+        endpoint = WebhookEndpoint.objects.create(
+            member=member,
+            url=url,
+            description=description,
+            signal_types=types,
+            labels=label_slugs,
+            secret_encrypted=secret_encrypt(secret),
+            cursor=cursor,
+            cursor_updated_at=timezone.now(),
+        )
+        _audit(endpoint, "created", actor, None, {**_state(endpoint), "start": start})
+    if start == "beginning":
+        from exchange.services.webhook_delivery import webhook_wake
+
+        transaction.on_commit(lambda: webhook_wake(endpoint_id=endpoint.pk), robust=True)
+    return endpoint, secret
+
+
+def webhook_update(*, endpoint: WebhookEndpoint, actor: str, **changes: Any) -> WebhookEndpoint:
+    """Change ``url``, ``signal_types``, ``labels``, ``description`` or ``active``."""
+    unknown = set(changes) - {"url", "signal_types", "labels", "description", "active"}
+    if unknown:
+        raise DomainError(f"Cannot change {', '.join(sorted(unknown))}.", code="invalid_request")
+    if "url" in changes:
+        webhook_target_check(url=changes["url"])
+    if "signal_types" in changes or "labels" in changes:
+        changes["signal_types"], changes["labels"] = _check_filters(
+            changes.get("signal_types", endpoint.signal_types),
+            changes.get("labels", endpoint.labels),
+        )
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        before = _state(endpoint)
+        for name, value in changes.items():
+            setattr(endpoint, name, value)
+        endpoint.save(update_fields=list(changes))
+        _audit(endpoint, "updated", actor, before, _state(endpoint))
+    return endpoint
+
+
+def webhook_delete(*, endpoint: WebhookEndpoint, actor: str) -> None:
+    with transaction.atomic():
+        _audit(endpoint, "deleted", actor, _state(endpoint), None)
+        endpoint.delete()
+
+
+def webhook_rotate_secret(*, endpoint: WebhookEndpoint, actor: str) -> tuple[WebhookEndpoint, str]:
+    """A new secret; for a grace period deliveries carry signatures by both (the Standard
+    Webhooks header holds several), so the receiver can switch without losing any."""
+    secret = secret_generate()
+    grace = timedelta(seconds=settings.CORDIALE_WEBHOOK_SECRET_GRACE)
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = timezone.now() + grace
+        endpoint.secret_encrypted = secret_encrypt(secret)
+        endpoint.save(
+            update_fields=[
+                "secret_encrypted",
+                "previous_secret_encrypted",
+                "previous_secret_expires_at",
+            ]
+        )
+        _audit(endpoint, "secret_rotated", actor, None, {"grace_seconds": grace.seconds})
+    return endpoint, secret
+
+
+def webhook_enable(*, endpoint: WebhookEndpoint, actor: str) -> WebhookEndpoint:
+    """Switch an endpoint on and clear its failure state; it resumes from its cursor."""
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        before = _state(endpoint)
+        endpoint.active = True
+        endpoint.status = WebhookEndpoint.Status.HEALTHY
+        endpoint.disabled_reason = ""
+        endpoint.failing_since = None
+        endpoint.next_attempt_at = None
+        endpoint.attempts = 0
+        endpoint.save(
+            update_fields=[
+                "active",
+                "status",
+                "disabled_reason",
+                "failing_since",
+                "next_attempt_at",
+                "attempts",
+            ]
+        )
+        _audit(endpoint, "enabled", actor, before, _state(endpoint))
+    from exchange.services.webhook_delivery import webhook_wake
+
+    transaction.on_commit(lambda: webhook_wake(endpoint_id=endpoint.pk), robust=True)
+    return endpoint
+
+
+def webhook_disable(*, endpoint_id: int, reason: str, actor: str) -> WebhookEndpoint | None:
+    """Mark an endpoint disabled by the server (failing past the horizon)."""
+    with transaction.atomic():
+        endpoint = (
+            WebhookEndpoint.objects.select_for_update()
+            .select_related("member")
+            .filter(pk=endpoint_id)
+            .first()
+        )
+        if endpoint is None or endpoint.status == WebhookEndpoint.Status.DISABLED:
+            return None
+        before = _state(endpoint)
+        endpoint.status = WebhookEndpoint.Status.DISABLED
+        endpoint.disabled_reason = reason
+        endpoint.next_attempt_at = None
+        endpoint.save(update_fields=["status", "disabled_reason", "next_attempt_at"])
+        _audit(endpoint, "disabled", actor, before, {**_state(endpoint), "reason": reason})
+    return endpoint

@@ -1,0 +1,148 @@
+"""Where a webhook may point: https, public addresses, checked again at delivery."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exchange.models import WebhookDelivery
+from exchange.services.webhook_delivery import webhook_deliver
+from exchange.services.webhooks import webhook_create, webhook_target_check
+from forum.errors import DomainError
+from tests.exchange.webhook_support import Receiver
+from tests.factories import make_party, pdq
+
+PRIVATE = [
+    "https://127.0.0.1/hook",
+    "https://10.1.2.3/hook",
+    "https://172.16.0.1/",
+    "https://192.168.1.1/",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://100.64.0.1/",
+    "https://0.0.0.0/",
+    "https://[::1]/",
+    "https://[fe80::1]/",
+    "https://[fd00::1]/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://224.0.0.1/",
+    "https://localhost/",
+]
+
+
+@pytest.fixture
+def strict(settings: Any) -> None:
+    settings.DEBUG = False
+    settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = False
+
+
+@pytest.fixture
+def resolve(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """DNS is outside the system: names in the returned dict resolve as it says."""
+    answers: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def fake(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in answers:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    yield answers
+
+
+@pytest.mark.parametrize("url", PRIVATE)
+def test_private_targets_are_refused(strict: None, url: str) -> None:
+    """Loopback, private, link-local, shared, multicast and unspecified: private_address."""
+    with pytest.raises(DomainError) as caught:
+        webhook_target_check(url=url)
+    assert caught.value.code == "private_address"
+
+
+@pytest.mark.parametrize("url", PRIVATE[:-1])
+def test_private_targets_are_allowed_when_configured(settings: Any, url: str) -> None:
+    settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
+    assert webhook_target_check(url=url).port == 443
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://203.0.113.7/hook",  # plain http outside debug
+        "ftp://example.com/",
+        "https://user:pw@example.com/",
+        "https://example.com/#frag",
+        "https:///nohost",
+        "https://example.com:99999/",
+        "",
+    ],
+)
+def test_malformed_or_insecure_urls_are_refused(strict: None, url: str) -> None:
+    with pytest.raises(DomainError) as caught:
+        webhook_target_check(url=url)
+    assert caught.value.code == "invalid_url"
+
+
+def test_a_public_name_is_accepted_and_pinned(strict: None, resolve: dict[str, str]) -> None:
+    """The checked address is the one delivery connects to; the name goes in Host/SNI."""
+    resolve["hooks.example.org"] = "93.184.215.14"
+    target = webhook_target_check(url="https://hooks.example.org:8443/in?x=1")
+    assert target.connect_url == "https://93.184.215.14:8443/in?x=1"
+    assert target.host_header == "hooks.example.org:8443"
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused(
+    strict: None, resolve: dict[str, str]
+) -> None:
+    resolve["rebind.example.org"] = "127.0.0.1"
+    with pytest.raises(DomainError) as caught:
+        webhook_target_check(url="https://rebind.example.org/")
+    assert caught.value.code == "private_address"
+
+
+@pytest.mark.django_db
+def test_dns_rebinding_after_creation_is_caught_at_delivery(
+    settings: Any, resolve: dict[str, str]
+) -> None:
+    """A name that was public at creation and points inside at delivery gets no request;
+    the attempt is logged with the reason and retried later."""
+    settings.DEBUG = True  # allows http, still refuses private addresses
+    settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = False
+    receiver = Receiver()
+    port = receiver.server.server_address[1]
+    try:
+        acme, globex = make_party(), make_party()
+        resolve["rebind.example.org"] = "93.184.215.14"
+        endpoint, _ = webhook_create(
+            member=globex.member, url=f"http://rebind.example.org:{port}/h", actor="test"
+        )
+        acme.submit(acme.statement("pdq", pdq()))
+        resolve["rebind.example.org"] = "127.0.0.1"
+        assert webhook_deliver(endpoint_id=endpoint.pk) == "failed"
+        attempt = WebhookDelivery.objects.get(endpoint=endpoint)
+        assert attempt.error.startswith("private_address")
+        assert receiver.requests == []
+    finally:
+        receiver.close()
+
+
+@pytest.mark.django_db
+def test_delivery_connects_to_the_checked_address_with_the_name_as_host(
+    settings: Any, resolve: dict[str, str]
+) -> None:
+    settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
+    receiver = Receiver()
+    port = receiver.server.server_address[1]
+    try:
+        acme, globex = make_party(), make_party()
+        resolve["hooks.example.org"] = "127.0.0.1"
+        endpoint, _ = webhook_create(
+            member=globex.member, url=f"http://hooks.example.org:{port}/h", actor="test"
+        )
+        acme.submit(acme.statement("pdq", pdq()))
+        assert webhook_deliver(endpoint_id=endpoint.pk) == "caught_up"
+        assert receiver.requests[0].headers["host"] == f"hooks.example.org:{port}"
+    finally:
+        receiver.close()
