@@ -24,6 +24,7 @@ from forum.errors import DomainError
 
 from . import services
 from .models import ApiKey, AuditEntry, Member, SharingGroup, SigningKey
+from .selectors_admin import member_impact, member_overview
 
 
 def admin_actor(request: HttpRequest) -> str:
@@ -162,14 +163,34 @@ class MemberAdmin(admin.ModelAdmin):
             "Reinstated",
         )
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        member = self.get_object(request, object_id)
+        if member is not None:
+            extra_context = {**(extra_context or {}), **member_overview(member=member)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.action(description="Suspend selected members…")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Member]) -> TemplateResponse | None:
+        counted = []
+        for member in queryset:
+            impact = member_impact(member=member)
+            line = f"{member.slug}: {impact.api_keys} API key(s) disabled"
+            if impact.webhook_endpoints is not None:
+                line += f", deliveries to {impact.webhook_endpoints} webhook endpoint(s) paused"
+            counted.append(line + ".")
         return confirm_then(
             self,
             request,
             queryset,
             title="Suspend members",
             consequences=[
+                *counted,
                 "Their API keys stop working at once (403 on every request).",
                 "Their webhook deliveries pause; their statements stay visible to others.",
                 "Reinstating them later restores access; nothing is lost.",
@@ -179,12 +200,21 @@ class MemberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Expel selected members…")
     def expel(self, request: HttpRequest, queryset: QuerySet[Member]) -> TemplateResponse | None:
+        counted = []
+        for member in queryset:
+            impact = member_impact(member=member)
+            counted.append(
+                f"{member.slug}: {impact.api_keys} API key(s) disabled; "
+                f"{impact.live_statements} current statement(s) withdrawn from "
+                f"{impact.viewers} member(s)' view."
+            )
         return confirm_then(
             self,
             request,
             queryset,
             title="Expel members",
             consequences=[
+                *counted,
                 "Their API keys stop working at once.",
                 "Every statement they made is withdrawn: other members receive deletions.",
                 "Their opinions are removed and they leave every audience.",
@@ -549,3 +579,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
         return False
+
+
+from . import admin_applications  # noqa: E402, F401  (registers the applications admin)

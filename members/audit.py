@@ -8,7 +8,12 @@ for the first) and ``entry_hash`` = SHA-256 over the canonical JSON of::
      "before": {...}, "after": {...}}
 
 Editing, inserting or deleting any entry breaks the chain at that entry, which
-``python manage.py verify_audit`` reports. Appends are serialised by a transaction-level
+``python manage.py verify_audit`` reports. ``python manage.py export_audit`` writes the
+same documents as JSON lines, each with its ``hash``, so that an archive can be checked
+without the server: drop ``hash``, serialise the rest with sorted keys and no spaces
+(``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``), and
+compare its SHA-256 with ``hash``; each line's ``prev`` is the ``hash`` of the line
+before (``audit_verify_documents`` does exactly that). Appends are serialised by a transaction-level
 lock so two writers cannot both extend the same predecessor.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,19 +50,40 @@ def entry_digest(
     before: Any,
     after: Any,
 ) -> str:
-    document = {
-        "id": entry_id,
-        "prev": prev_hash,
-        "at": _canonical_time(at),
-        "actor": actor,
-        "action": action,
-        "type": object_type,
-        "object": object_id,
-        "before": before,
-        "after": after,
-    }
+    return _document_digest(
+        {
+            "id": entry_id,
+            "prev": prev_hash,
+            "at": _canonical_time(at),
+            "actor": actor,
+            "action": action,
+            "type": object_type,
+            "object": object_id,
+            "before": before,
+            "after": after,
+        }
+    )
+
+
+def _document_digest(document: dict[str, Any]) -> str:
     encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def entry_document(entry: AuditEntry) -> dict[str, Any]:
+    """The entry as it is hashed, plus its ``hash``: one line of the JSONL export."""
+    return {
+        "id": entry.pk,
+        "prev": entry.prev_hash,
+        "at": _canonical_time(entry.created_at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "type": entry.object_type,
+        "object": entry.object_id,
+        "before": entry.before,
+        "after": entry.after,
+        "hash": entry.entry_hash,
+    }
 
 
 def _lock_audit_chain() -> None:
@@ -144,4 +171,28 @@ def audit_verify() -> AuditVerification:
         if digest != entry.entry_hash:
             return AuditVerification(False, count, entry.pk, "entry content was altered")
         prev_hash = entry.entry_hash
+    return AuditVerification(True, count)
+
+
+def audit_verify_documents(
+    documents: Iterable[dict[str, Any]], *, anchor: str | None = None
+) -> AuditVerification:
+    """Check exported entries without the database.
+
+    ``anchor`` is the ``prev`` the first document must carry: the genesis hash for a
+    full export; for a partial one (``export_audit --since``), the ``hash`` of the last
+    entry of the previous archive, or None to trust the first document's ``prev``.
+    """
+    prev_hash = anchor
+    count = 0
+    for document in documents:
+        count += 1
+        body = {k: v for k, v in document.items() if k != "hash"}
+        if prev_hash is not None and body.get("prev") != prev_hash:
+            return AuditVerification(
+                False, count, document.get("id"), "prev does not match the previous entry"
+            )
+        if _document_digest(body) != document.get("hash"):
+            return AuditVerification(False, count, document.get("id"), "entry content was altered")
+        prev_hash = document["hash"]
     return AuditVerification(True, count)

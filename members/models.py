@@ -127,3 +127,52 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} {self.object_type}:{self.object_id}"
+
+
+class MembershipApplication(models.Model):
+    """An organisation asking to join, with the commitments the forum asks of members.
+
+    Approval (``members.applications.application_approve``) creates the member, its
+    first API key and its signing key; the application then points at the member.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    organisation_name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, help_text="The member slug the organisation wants.")
+    website = models.URLField(blank=True)
+    contact_name = models.CharField(max_length=200)
+    contact_email = models.EmailField()
+    bans_terrorist_content = models.BooleanField(
+        "terms of service ban terrorist content", default=False
+    )
+    publishes_transparency_report = models.BooleanField(default=False)
+    human_rights_commitment = models.BooleanField(default=False)
+    public_key = models.TextField(
+        help_text="Ed25519 public key for signing statements: PEM or base64url x."
+    )
+    reviewer_notes = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+    member = models.OneToOneField(
+        Member, null=True, blank=True, on_delete=models.PROTECT, related_name="application"
+    )
+
+    class Meta:
+        ordering = ["-submitted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_name} ({self.slug})"
+
+    @property
+    def commitments_met(self) -> bool:
+        return (
+            self.bans_terrorist_content
+            and self.publishes_transparency_report
+            and self.human_rights_commitment
+        )

@@ -124,3 +124,27 @@ def pdq() -> str:
 
 def key_of(party: Party) -> SigningKey:
     return SigningKey.objects.get(kid=party.kid)
+
+
+def make_staff(username: str = "root", password: str = "pw") -> tuple[Any, Any]:
+    """A superuser with a confirmed TOTP device, as ``enrol_totp`` leaves one."""
+    from django.contrib.auth import get_user_model
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = get_user_model().objects.create_superuser(username, f"{username}@example.org", password)
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    return user, device
+
+
+def verified_admin_client(user: Any, device: Any) -> Any:
+    """A test client signed in as ``user`` with ``device`` verified, like after the
+    password-and-code sign-in (which tests/admin/test_security.py drives for real)."""
+    from django.test import Client
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client

@@ -4,13 +4,12 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from exchange.models import Label
 from members.models import ApiKey, AuditEntry, Member, SharingGroup, SigningKey
 from members.services import api_key_lookup
-from tests.factories import MemberFactory, make_party
+from tests.factories import MemberFactory, make_party, make_staff, verified_admin_client
 
 pytestmark = pytest.mark.django_db
 
@@ -21,10 +20,7 @@ RFC8037_KID = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 
 @pytest.fixture
 def admin_client() -> Client:
-    user = get_user_model().objects.create_superuser("root", "root@example.org", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
+    return verified_admin_client(*make_staff("root"))
 
 
 def action(client: Client, url: str, name: str, pks: list[int], **extra: Any) -> Any:
@@ -194,7 +190,11 @@ def test_sharing_group_members_go_through_the_service(admin_client: Client) -> N
     assert response.status_code == 302, response.content
     group = SharingGroup.objects.get(slug="g1")
     assert set(group.members.all()) == {a, b}
-    actions = list(AuditEntry.objects.filter(actor=ACTOR).values_list("action", flat=True))
+    actions = list(
+        AuditEntry.objects.filter(actor=ACTOR, object_type="sharing_group").values_list(
+            "action", flat=True
+        )
+    )
     assert actions == ["sharing_group.created", "sharing_group.members_set"]
 
     admin_client.post(

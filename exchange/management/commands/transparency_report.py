@@ -1,0 +1,38 @@
+import json
+from datetime import date
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from exchange.report_render import report_csv, report_html
+from exchange.reports import transparency_report
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{value!r} is not a date (YYYY-MM-DD).") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "The transparency report for whole UTC days FROM to TO (both included): JSON (one "
+        "object on the last line), CSV (section,key,metric,value) or a printable HTML page."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--from", dest="start", required=True, type=_date)
+        parser.add_argument("--to", dest="end", required=True, type=_date)
+        parser.add_argument("--format", choices=["json", "csv", "html"], default="json")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["end"] < options["start"]:
+            raise CommandError("--to is before --from.")
+        report = transparency_report(start=options["start"], end=options["end"])
+        if options["format"] == "csv":
+            self.stdout.write(report_csv(report), ending="")
+        elif options["format"] == "html":
+            self.stdout.write(report_html(report))
+        else:
+            self.stdout.write(json.dumps(report, sort_keys=True))

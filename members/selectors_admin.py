@@ -1,0 +1,97 @@
+"""Reads for the admin console: what a lifecycle action would do, and a member's page."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .models import ApiKey, AuditEntry, GroupMembership, Member, SigningKey
+
+
+def _webhook_endpoints(member: Member) -> QuerySet[Any] | None:
+    # Looked up by name: the console works on a server built without webhooks.
+    model_name = "WebhookEndpoint"
+    try:
+        model = apps.get_model("exchange", model_name)
+    except LookupError:
+        return None
+    return model.objects.filter(member=member)
+
+
+@dataclass(frozen=True)
+class MemberImpact:
+    """What suspending or expelling the member would change, counted now."""
+
+    api_keys: int
+    signing_keys: int
+    webhook_endpoints: int | None
+    live_statements: int
+    viewers: int
+
+
+def member_impact(*, member: Member) -> MemberImpact:
+    from exchange.models import FORUM_AUDIENCE, CurrentStatement
+
+    now = timezone.now()
+    keys = ApiKey.objects.filter(member=member, revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    live = CurrentStatement.objects.filter(member=member, audience__isnull=False).filter(
+        Q(exp__isnull=True) | Q(exp__gt=int(time.time()))
+    )
+    audiences = set(live.values_list("audience", flat=True).distinct())
+    others = Member.objects.filter(status=Member.Status.ACTIVE).exclude(pk=member.pk)
+    if FORUM_AUDIENCE in audiences:
+        viewers = others.count()
+    else:
+        viewers = (
+            others.filter(
+                pk__in=GroupMembership.objects.filter(group_id__in=audiences).values("member_id")
+            )
+            .distinct()
+            .count()
+        )
+    endpoints = _webhook_endpoints(member)
+    return MemberImpact(
+        api_keys=keys.count(),
+        signing_keys=SigningKey.objects.filter(member=member, status="active").count(),
+        webhook_endpoints=None if endpoints is None else endpoints.filter(active=True).count(),
+        live_statements=live.count(),
+        viewers=viewers,
+    )
+
+
+def member_overview(*, member: Member, limit: int = 20) -> dict[str, Any]:
+    """Everything the member's admin page shows besides its own fields."""
+    from exchange.models import Opinion, Statement
+
+    endpoints = _webhook_endpoints(member)
+    api_keys = list(ApiKey.objects.filter(member=member).order_by("-created_at"))
+    return {
+        "impact": member_impact(member=member),
+        "api_keys": api_keys,
+        "signing_keys": list(SigningKey.objects.filter(member=member).order_by("-created_at")),
+        "groups": list(member.groups.order_by("slug")),
+        "webhooks": None if endpoints is None else list(endpoints.order_by("-created_at")),
+        "last_sync": max((k.last_used_at for k in api_keys if k.last_used_at), default=None),
+        "statements": list(
+            Statement.objects.filter(member=member)
+            .select_related("signal")
+            .order_by("-received_at")[:limit]
+        ),
+        "opinions": list(
+            Opinion.objects.filter(member=member)
+            .select_related("signal")
+            .order_by("-updated_at")[:limit]
+        ),
+        "audit": list(
+            AuditEntry.objects.filter(
+                Q(object_type="member", object_id=member.slug) | Q(after__member=member.slug)
+            ).order_by("-id")[: limit * 2]
+        ),
+    }
