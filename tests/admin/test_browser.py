@@ -31,12 +31,7 @@ from members.services import api_key_lookup
 from tests.conftest import IN_CI
 from tests.factories import make_party, make_staff, pdq
 
-# serialized_rollback: the flush after this test must leave the content types that
-# later serialized-rollback tests restore (tests/exchange/test_match_freshness.py).
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = os.environ.get("CORDIALE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -23,7 +23,7 @@ def test_no_secret_in_any_column() -> None:
     part; only the prefix and the SHA-256 digest of the whole secret are stored."""
     member = MemberFactory()
     key, secret = api_key_issue(member=member, actor="test")
-    random_part = secret.rsplit("_", 1)[1]
+    random_part = secret.split("_", 2)[2]  # cdl_<hex prefix>_<random part>
     columns = _text_columns()
     with connection.cursor() as cursor:
         cursor.execute(
