@@ -82,6 +82,7 @@ def test_rows_committed_after_a_shared_page_are_read_next(builds: list[int]) -> 
 
     acme.submit(acme.statement("pdq", second, iat=now - 10))
     again = shared_feed_page(member_id=globex.member.pk, cursor=empty[1], limit=10)
-    assert orjson.dumps(again) == orjson.dumps(page)  # built before ``second``: what a reader then would hold
+    # Built before ``second`` committed: what a reader at that time would hold.
+    assert orjson.dumps(again) == orjson.dumps(page)
     later = shared_feed_page(member_id=globex.member.pk, cursor=again[1], limit=10)
     assert [c["value"] for c in later[0]] == [second]
