@@ -66,23 +66,28 @@ def test_pages_are_never_shared_between_members(builds: list[int]) -> None:
     assert builds == [globex.member.pk, initech.member.pk]
 
 
-def test_rows_committed_after_a_shared_page_are_read_next(builds: list[int]) -> None:
-    """A page read from the cache ends where its build ended; the rows committed since
-    come with the next page. An empty page is not kept: a look right after new rows
-    commit sees them."""
+def test_only_full_pages_are_shared(builds: list[int]) -> None:
+    """A full page has the rows a fresh build would have, so it is shared; a partial page
+    (the end of the feed) is built afresh each time, so rows committed since are never
+    left for a second, smaller batch."""
     acme, globex = make_party(), make_party()
     now = int(time.time())
-    first, second = pdq(), pdq()
+    first, second, third = pdq(), pdq(), pdq()
+    member = globex.member.pk
 
-    empty = shared_feed_page(member_id=globex.member.pk, cursor="", limit=10)
-    assert empty[0] == []
+    assert shared_feed_page(member_id=member, cursor="", limit=1)[0] == []
     acme.submit(acme.statement("pdq", first, iat=now - 10))
-    page = shared_feed_page(member_id=globex.member.pk, cursor=empty[1], limit=10)
-    assert [c["value"] for c in page[0]] == [first]
-
     acme.submit(acme.statement("pdq", second, iat=now - 10))
-    again = shared_feed_page(member_id=globex.member.pk, cursor=empty[1], limit=10)
-    # Built before ``second`` committed: what a reader at that time would hold.
-    assert orjson.dumps(again) == orjson.dumps(page)
-    later = shared_feed_page(member_id=globex.member.pk, cursor=again[1], limit=10)
-    assert [c["value"] for c in later[0]] == [second]
+    full = shared_feed_page(member_id=member, cursor="", limit=1)
+    assert [c["value"] for c in full[0]] == [first] and full[2] is True
+    assert len(builds) == 2
+
+    partial = shared_feed_page(member_id=member, cursor=full[1], limit=10)
+    assert [c["value"] for c in partial[0]] == [second] and partial[2] is False
+    acme.submit(acme.statement("pdq", third, iat=now - 10))
+    later = shared_feed_page(member_id=member, cursor=full[1], limit=10)
+    assert [c["value"] for c in later[0]] == [second, third]
+    assert len(builds) == 4
+
+    again = shared_feed_page(member_id=member, cursor="", limit=1)
+    assert orjson.dumps(again) == orjson.dumps(full) and len(builds) == 4
