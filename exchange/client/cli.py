@@ -169,10 +169,19 @@ def cmd_retract(args: argparse.Namespace) -> int:
         )
         response = client.submit([sign_statement(claims, key)])
     result = (response.get("results") or [{}])[0]
-    if result.get("status") == "rejected":
+    status = result.get("status")
+    # A retraction that changed nothing must not look like success.
+    if status == "rejected":
         say(f"retraction rejected: {result.get('detail')} ({result.get('code')})")
+    elif status == "stale":
+        say(
+            "retraction changed nothing (stale): the forum holds a statement of yours on "
+            "this signal at the same or a later time; check your clock"
+        )
+    elif status not in ("accepted", "duplicate"):
+        say(f"retraction not confirmed: unexpected result {status!r}")
     emit(result)
-    return EXIT_FAILURE if result.get("status") == "rejected" else 0
+    return 0 if status in ("accepted", "duplicate") else EXIT_FAILURE
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -139,7 +139,9 @@ def run(args: argparse.Namespace, database_url: str, redis_url: str, tmp: Path) 
             ]
         )
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Workers log at INFO, the production default: the harness waits for their "ready"
+    # line, which a WARNING level hides.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_LOG_LEVEL": "INFO"}
     workers = [
         Worker(env=env, log=tmp / f"worker-{n}.log", concurrency=args.concurrency, beat=True)
         for n in range(args.workers)

@@ -106,6 +106,40 @@ def test_retract_prints_the_items_result(
     assert code == 0 and last_json(capsys)["status"] == "accepted"
 
 
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"index": 0, "status": "stale", "signal_type": "md5", "value": MD5}, "changed nothing"),
+        (
+            {"index": 0, "status": "rejected", "code": "unknown_key", "detail": "no such key"},
+            "retraction rejected: no such key (unknown_key)",
+        ),
+    ],
+)
+def test_retract_that_changed_nothing_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], result: dict[str, str], message: str
+) -> None:
+    """``stale`` and ``rejected`` retractions exit 1 and say why on stderr; the item's
+    result is still printed on stdout."""
+    main(["keygen", "--out", str(tmp_path / "k.pem")])
+    capsys.readouterr()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/statements"
+        status = result["status"]
+        counts = {"accepted": 0, "duplicate": 0, "stale": 0, "rejected": 0, status: 1}
+        return httpx.Response(200, json={"results": [result], **counts})
+
+    code = main(
+        ["retract", "md5", MD5, "--signing-key", str(tmp_path / "k.pem"), "--member", "acme"],
+        transport=httpx.MockTransport(handler),
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert message in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["status"] == result["status"]
+
+
 def test_sync_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key = Ed25519PrivateKey.generate()
     forum = FakeForum()

@@ -16,14 +16,21 @@ from typing import Any
 
 import orjson
 import pytest
-from django.db import connection
 from standardwebhooks.webhooks import Webhook
 
 from exchange.models import Label, WebhookEndpoint
 from exchange.selectors import feed_page
 from exchange.services.webhook_delivery import change_passes
 from exchange.services.webhooks import webhook_cursor_at_head
-from tests.exchange.webhook_support import ROOT, Receiver, RedisServer, Worker, wait_for
+from tests.exchange.webhook_support import (
+    ROOT,
+    Receiver,
+    RedisServer,
+    Worker,
+    celery_broker,
+    database_url,
+    wait_for,
+)
 from tests.factories import Party, make_group, make_party, pdq, random_hex
 
 pytestmark = [
@@ -46,20 +53,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def broker(redis_server: RedisServer) -> Iterator[RedisServer]:
     """Point this process's Celery app (on-commit fan-out, sweeps) at the private Redis."""
-    from forum.celery import app
-
-    saved = (app.conf.broker_url, app.conf.task_always_eager)
-
-    def repoint(url: str, eager: bool) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-        app.conf.broker_url, app.conf.task_always_eager = url, eager
-
-    repoint(redis_server.url, False)
-    yield redis_server
-    repoint(*saved)
+    with celery_broker(redis_server.url):
+        yield redis_server
 
 
 @pytest.fixture
@@ -72,19 +67,13 @@ def labels() -> None:
         )
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 @pytest.fixture
 def worker_env(broker: RedisServer) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "forum.test_settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": broker.url,
         "CORDIALE_WEBHOOK_ALLOW_PRIVATE": "true",
         "CORDIALE_WEBHOOK_SWEEP_INTERVAL": "1",

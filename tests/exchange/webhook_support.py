@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +36,36 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, step: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(step)
+
+
+def database_url() -> str:
+    """The URL of the database Django uses in this process (the test database)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@contextlib.contextmanager
+def celery_broker(url: str) -> Iterator[None]:
+    """Point this process's Celery app (on-commit fan-out, sweeps) at ``url``, not eager."""
+    from forum.celery import app
+
+    saved = (app.conf.broker_url, app.conf.task_always_eager)
+
+    def repoint(url: str, eager: bool) -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+        app.conf.broker_url, app.conf.task_always_eager = url, eager
+
+    repoint(url, False)
+    try:
+        yield
+    finally:
+        repoint(*saved)
 
 
 class RedisServer:
