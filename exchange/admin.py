@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils.text import slugify
 
-from members.admin import admin_actor
+from members.admin import admin_actor, confirm_then
 
-from .models import Label, Signal, Statement
+from .models import Incident, Label, Signal, Statement
+from .services.incidents import incident_declare, incident_end
 from .services.labels import label_save
 
 
@@ -30,6 +35,79 @@ class LabelAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Label, form: Any, change: bool) -> None:
         label_save(label=obj, actor=admin_actor(request))
+
+
+class IncidentDeclareForm(forms.ModelForm):
+    class Meta:
+        model = Incident
+        fields = ["name", "slug", "description"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].required = False
+        self.fields[
+            "slug"
+        ].help_text = "Optional; made from the name. The label is incident-<slug>."
+
+    def validate_unique(self) -> None:
+        slug = slugify(self.cleaned_data.get("slug") or self.cleaned_data.get("name") or "")
+        if Incident.objects.filter(slug=slug[:55]).exists():
+            self.add_error("slug", "An incident with this slug exists already.")
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Declaring is the add form; an incident is never edited, only ended (audited)."""
+
+    list_display = ["slug", "name", "declared_at", "declared_by", "ended_at", "label"]
+    list_filter = [("ended_at", admin.EmptyFieldListFilter)]
+    search_fields = ["slug", "name"]
+    actions = ["end_incidents"]
+    form = IncidentDeclareForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["name", "slug", "description", "declared_at", "declared_by", "ended_at", "label"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> None:
+        if change:
+            return
+        declared = incident_declare(
+            name=obj.name,
+            slug=obj.slug or None,
+            description=obj.description,
+            actor=admin_actor(request),
+        )
+        obj.pk = declared.pk
+        obj.slug, obj.label = declared.slug, declared.label
+
+    @admin.action(description="End the selected incidents", permissions=["change"])
+    def end_incidents(
+        self, request: HttpRequest, queryset: QuerySet[Incident]
+    ) -> TemplateResponse | None:
+        actor = admin_actor(request)
+
+        def apply(incident: Incident, data: dict[str, Any]) -> None:
+            incident_end(incident=incident, actor=actor)
+
+        return confirm_then(
+            self,
+            request,
+            queryset.filter(ended_at__isnull=True),
+            title="End incidents",
+            consequences=[
+                "Their labels are refused in new statements; statements that carry them keep them.",
+                "Their statements are no longer pushed ahead of routine traffic.",
+            ],
+            apply=apply,
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -38,6 +38,30 @@ class Label(models.Model):
         return self.slug
 
 
+class Incident(models.Model):
+    """A declared crisis (an attack and its livestream, say). While it lasts its label
+    may be used in statements, and statements carrying it are pushed ahead of routine
+    traffic."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=55, unique=True)
+    description = models.TextField(blank=True)
+    declared_at = models.DateTimeField(default=timezone.now)
+    declared_by = models.CharField(max_length=200)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    label = models.OneToOneField(Label, on_delete=models.PROTECT, related_name="incident")
+
+    class Meta:
+        ordering = ["-declared_at"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
 class Signal(models.Model):
     """One (type, value), in the canonical form of its type."""
 

@@ -63,6 +63,7 @@ class WebhookDelivery(models.Model):
     class Kind(models.TextChoices):
         CHANGES = "changes"
         PING = "ping"
+        EVENT = "event"
 
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"

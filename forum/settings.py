@@ -123,10 +123,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing must never hang a submission when the broker is down: the periodic sweep
 # recovers whatever a lost message would have done.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
+# Kombu's Redis transport polls a worker's queues with one BRPOP whose keys are in the
+# order of its queue cycle; Redis answers from the first non-empty key. The default
+# cycle ("round_robin") moves the queue just served to the back, so a busy routine queue
+# would take turns with "priority". "priority" keeps the declared order, and
+# CELERY_TASK_QUEUES declares "priority" first: a worker consuming every queue takes an
+# incident's deliveries before any routine backlog (it still finishes its current task).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
+    "queue_order_strategy": "priority",
+}
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
-CELERY_TASK_QUEUES_NAMES = ("fanout", "delivery", "maintenance", "priority")
+CELERY_TASK_QUEUES_NAMES = ("priority", "fanout", "delivery", "maintenance")
 # Declared, so that a worker started without -Q consumes every one of them.
 CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_TASK_QUEUES_NAMES]
 CELERY_TASK_ROUTES = {

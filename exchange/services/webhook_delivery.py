@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 
 _LOCK_NAMESPACE = 0x5748  # "WH": endpoint locks are (namespace << 32) | endpoint id
 SYSTEM_ACTOR = "system"
+# Consumed before every other queue (CELERY_BROKER_TRANSPORT_OPTIONS in the settings).
+PRIORITY_QUEUE = "priority"
 USER_AGENT = "Cordiale-Webhooks/1"
 
 # --- waking up -------------------------------------------------------------------------
@@ -105,13 +107,20 @@ def _eager() -> bool:
     return bool(current_app.conf.task_always_eager)
 
 
-def webhooks_schedule_wake(*, audiences: Iterable[int]) -> None:
-    """Called where feed rows are appended: wake the endpoints once the rows commit."""
+def webhooks_schedule_wake(
+    *, audiences: Iterable[int], rows: Iterable[tuple[int, int]] = ()
+) -> None:
+    """Called where feed rows are appended: wake the endpoints once the rows commit.
+
+    ``rows`` are the ``(audience, signal_id)`` pairs appended; they let the wake-up
+    pick out the audiences that must hear about an active incident first.
+    """
     changed = sorted(set(audiences))
-    transaction.on_commit(lambda: _feed_committed(changed), robust=True)
+    pairs = list(rows)
+    transaction.on_commit(lambda: _feed_committed(changed, pairs), robust=True)
 
 
-def _feed_committed(audiences: list[int]) -> None:
+def _feed_committed(audiences: list[int], rows: list[tuple[int, int]]) -> None:
     from exchange.tasks import fanout_feed_changed
 
     # Most forums have far fewer endpoints than submissions; skip the broker when idle.
@@ -121,7 +130,34 @@ def _feed_committed(audiences: list[int]) -> None:
         .exists()
     ):
         return
+    urgent = _incident_audiences(rows)
+    if urgent:
+        publish_task(fanout_feed_changed, args=[urgent, True], queue=PRIORITY_QUEUE)
     publish_task(fanout_feed_changed, args=[audiences])
+
+
+def _incident_audiences(rows: list[tuple[int, int]]) -> list[int]:
+    """Audiences of ``rows`` whose signal has a live statement carrying the label of an
+    active incident. One cheap query when no incident is declared, which is the norm."""
+    from exchange.models import CurrentStatement, Incident
+
+    if not rows:
+        return []
+    slugs = set(
+        Incident.objects.filter(ended_at__isnull=True).values_list("label__slug", flat=True)
+    )
+    if not slugs:
+        return []
+    signals = {signal for _, signal in rows}
+    urgent: set[int] = set()
+    for signal_id, labels in (
+        CurrentStatement.objects.filter(signal_id__in=signals, audience__isnull=False)
+        .values_list("signal_id", "statement__labels")
+        .iterator()
+    ):
+        if isinstance(labels, list) and slugs.intersection(labels):
+            urgent.add(signal_id)
+    return sorted({audience for audience, signal in rows if signal in urgent})
 
 
 def _due(now: datetime) -> Q:
@@ -138,8 +174,14 @@ def deliverable_endpoints(now: datetime | None = None) -> Any:
     )
 
 
-def webhooks_fanout(*, audiences: list[int] | None) -> int:
-    """Enqueue a delivery for each endpoint whose member reads one of ``audiences``."""
+def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int:
+    """Enqueue a delivery for each endpoint whose member reads one of ``audiences``.
+
+    ``urgent`` (an active incident's statement changed): publish on the priority queue,
+    ignoring the wake flag, whose queued delivery may sit behind a routine backlog. The
+    delivery still sends the endpoint's next batches in feed order, only sooner; if the
+    routine one runs later, it finds nothing left to send.
+    """
     endpoints = deliverable_endpoints()
     if audiences is not None and 0 not in audiences:
         groups = [a for a in audiences if a > 0]
@@ -150,7 +192,10 @@ def webhooks_fanout(*, audiences: list[int] | None) -> int:
         endpoints = endpoints.filter(member_id__in=member_ids)
     count = 0
     for endpoint_id in endpoints.values_list("pk", flat=True):
-        if _claim_wake(endpoint_id):
+        if urgent:
+            if webhook_wake(endpoint_id=endpoint_id, queue=PRIORITY_QUEUE):
+                count += 1
+        elif _claim_wake(endpoint_id):
             if webhook_wake(endpoint_id=endpoint_id):
                 count += 1
             else:
@@ -181,13 +226,17 @@ def _release_wake(endpoint_id: int) -> None:
         logger.debug("could not clear the wake flag of webhook %s", endpoint_id)
 
 
-def webhook_wake(*, endpoint_id: int, countdown: float | None = None) -> bool:
+def webhook_wake(
+    *, endpoint_id: int, countdown: float | None = None, queue: str | None = None
+) -> bool:
     from exchange.tasks import deliver_endpoint
 
     if countdown is not None and _eager():
         # In process there is no clock to wait on: the next feed change retries it.
         return False
-    options = {} if countdown is None else {"countdown": countdown}
+    options: dict[str, Any] = {} if countdown is None else {"countdown": countdown}
+    if queue is not None:
+        options["queue"] = queue
     return publish_task(deliver_endpoint, args=[endpoint_id], **options)
 
 
@@ -585,25 +634,82 @@ def webhook_deliver(*, endpoint_id: int) -> str:
             return outcome
 
 
-def webhook_ping(*, endpoint_id: int) -> bool:
-    """Send ``{"type": "ping"}`` now, whatever the endpoint's health; logs the attempt."""
-    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
-    if endpoint is None or not endpoint.member.is_active:
-        return False
-    message_id = f"msg_{secrets.token_hex(16)}"
-    body = orjson.dumps({"type": "ping", "cursor": endpoint.cursor})
+def _send_event(
+    endpoint: WebhookEndpoint, *, kind: str, event: dict[str, Any], message_id: str = ""
+) -> bool:
+    """POST one signed event (not feed changes) now and log the attempt."""
+    message_id = message_id or f"msg_{secrets.token_hex(16)}"
+    body = orjson.dumps(event)
     started_at = timezone.now()
     result = _send(endpoint, message_id, body)
     endpoint.attempts = 0
     _record(
         endpoint,
-        kind=WebhookDelivery.Kind.PING,
+        kind=kind,
         message_id=message_id,
         result=result,
         changes=[],
         started_at=started_at,
     )
     return result.ok
+
+
+def webhook_ping(*, endpoint_id: int) -> bool:
+    """Send ``{"type": "ping"}`` now, whatever the endpoint's health; logs the attempt."""
+    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
+    if endpoint is None or not endpoint.member.is_active:
+        return False
+    event = {"type": "ping", "cursor": endpoint.cursor}
+    return _send_event(endpoint, kind=WebhookDelivery.Kind.PING, event=event)
+
+
+def webhook_incident_declared(*, endpoint_id: int, incident_id: int) -> bool:
+    """Send ``{"type": "incident.declared", "incident": {...}}`` to one endpoint.
+
+    Sent once, like a ping: the incident's label is also in the directory, so a missed
+    announcement costs a receiver the early warning, not the statements themselves.
+    """
+    from exchange.models import Incident
+
+    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
+    incident = Incident.objects.select_related("label").filter(pk=incident_id).first()
+    if endpoint is None or incident is None or not endpoint.deliverable:
+        return False
+    if not endpoint.member.is_active:
+        return False
+    event = {
+        "type": "incident.declared",
+        "incident": {
+            "name": incident.name,
+            "slug": incident.slug,
+            "label": incident.label.slug,
+            "description": incident.description,
+            "declared_at": incident.declared_at.isoformat(),
+        },
+    }
+    # A task run twice sends the same webhook-id, which receivers use to drop repeats.
+    digest = hashlib.sha256(f"incident\n{incident.pk}\n{endpoint.pk}".encode()).hexdigest()
+    return _send_event(
+        endpoint, kind=WebhookDelivery.Kind.EVENT, event=event, message_id=f"msg_{digest[:32]}"
+    )
+
+
+def webhooks_announce_incident(*, incident_id: int) -> int:
+    """After a declaration commits: queue the event for every active member's endpoints."""
+    from exchange.tasks import deliver_incident_declared
+
+    endpoints = (
+        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
+        .exclude(status=WebhookEndpoint.Status.DISABLED)
+        .values_list("pk", flat=True)
+    )
+    count = 0
+    for endpoint_id in endpoints:
+        if publish_task(
+            deliver_incident_declared, args=[endpoint_id, incident_id], queue=PRIORITY_QUEUE
+        ):
+            count += 1
+    return count
 
 
 def webhooks_sweep() -> int:
