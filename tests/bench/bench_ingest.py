@@ -160,6 +160,8 @@ def _start_gunicorn(database_url: str, port: int) -> subprocess.Popen[bytes]:
         "DATABASE_URL": database_url,
         "DJANGO_SECRET_KEY": "bench-only-secret",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Plain HTTP on loopback, as behind a TLS-terminating proxy.
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
         "CORDIALE_THROTTLE_SUBMIT": "1000000/min",
         "DJANGO_SETTINGS_MODULE": "forum.settings",
     }

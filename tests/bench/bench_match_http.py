@@ -58,6 +58,7 @@ def _env(args: argparse.Namespace, index_dir: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="forum.settings",
         DJANGO_SECRET_KEY="bench-only-secret",
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback, as behind a TLS proxy
         CORDIALE_THROTTLE_READ="100000000/min",
         CORDIALE_THROTTLE_SUBMIT="100000000/min",
         CORDIALE_MATCH_INDEX_DIR=index_dir,
