@@ -201,21 +201,18 @@ def feed_page(
     rows = rows[:limit]
     last_seq = rows[-1].seq if rows else None
 
-    # The last row of each signal decides its place in the page; any row written while
-    # the reader was in its audience allows a tombstone.
-    order: dict[int, int] = {}
-    tombstone_ok: dict[int, bool] = {}
-    tombstone_at: dict[int, str] = {}
-    for row in rows:
-        order.pop(row.signal_id, None)
-        order[row.signal_id] = row.seq
-        if reader.may_tombstone(row):
-            tombstone_ok[row.signal_id] = True
-            tombstone_at[row.signal_id] = row.created_at
-    ids = list(order)
+    # The last row of each signal decides its place in the page.
+    ids = list(dict.fromkeys(row.signal_id for row in reversed(rows)))[::-1]
     visible = snapshots(reader=reader, signal_ids=ids)
-    hidden = [i for i in ids if i not in visible and tombstone_ok.get(i)]
-    values = signal_values(hidden) if hidden else {}
+    # A signal the reader does not see now is a tombstone only if one of its rows was
+    # written while the reader was in that row's audience; otherwise it is left out,
+    # since the reader could never have seen it.
+    tombstone_at: dict[int, str] = {}
+    if len(visible) < len(ids):
+        for row in rows:
+            if row.signal_id not in visible and reader.may_tombstone(row):
+                tombstone_at[row.signal_id] = row.created_at
+    values = signal_values(list(tombstone_at)) if tombstone_at else {}
     changes: list[Snapshot] = []
     for signal_id in ids:
         snap = visible.get(signal_id)
