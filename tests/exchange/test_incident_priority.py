@@ -17,8 +17,16 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from exchange.services.incidents import incident_declare
-from tests.exchange.test_webhook_delivery import _database_url, subscribe
-from tests.exchange.webhook_support import ROOT, Received, Receiver, RedisServer, Worker, wait_for
+from tests.exchange.test_webhook_delivery import subscribe
+from tests.exchange.webhook_support import (
+    ROOT,
+    Received,
+    Receiver,
+    RedisServer,
+    Worker,
+    database_url,
+    wait_for,
+)
 from tests.factories import make_group, make_party, pdq
 
 pytestmark = [
@@ -59,7 +67,7 @@ def worker(broker: RedisServer, tmp_path: Path, transactional_db: None) -> Itera
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "forum.test_settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": broker.url,
         "CORDIALE_WEBHOOK_ALLOW_PRIVATE": "true",
         "CORDIALE_WEBHOOK_TIMEOUT": "10",
