@@ -46,6 +46,12 @@ def _disabled_webhook() -> int:
     return endpoint.pk
 
 
+def _incident() -> int:
+    from exchange.services.incidents import incident_declare
+
+    return incident_declare(name="Test incident", description="", actor="setup").pk
+
+
 # (app, model, action) -> (make the object, extra POST data, expected audit action)
 CASES: dict[tuple[str, str, str], tuple[Callable[[], int], dict[str, str], str]] = {
     ("members", "member", "approve"): (_member("applicant"), {}, "member.status_changed"),
@@ -64,6 +70,7 @@ CASES: dict[tuple[str, str, str], tuple[Callable[[], int], dict[str, str], str]]
     ("members", "signingkey", "retire"): (_signing_key, {}, "signing_key.retired"),
     ("members", "signingkey", "revoke"): (_signing_key, {"confirm": "yes"}, "signing_key.revoked"),
     ("exchange", "webhookendpoint", "enable"): (_disabled_webhook, {}, "webhook.enabled"),
+    ("exchange", "incident", "end_incidents"): (_incident, {"confirm": "yes"}, "incident.ended"),
 }
 
 
