@@ -18,6 +18,7 @@ from forum.errors import DomainError
 
 from .admin import admin_actor
 from .applications import (
+    APPLICATION_FIELDS,
     application_approve,
     application_check_approvable,
     application_reject,
@@ -27,18 +28,7 @@ from .applications import (
 from .models import Member, MembershipApplication
 from .services import ALL_SCOPES
 
-_EDITABLE = (
-    "organisation_name",
-    "slug",
-    "website",
-    "contact_name",
-    "contact_email",
-    "bans_terrorist_content",
-    "publishes_transparency_report",
-    "human_rights_commitment",
-    "public_key",
-    "reviewer_notes",
-)
+_EDITABLE = APPLICATION_FIELDS
 
 
 def _https_urls(field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:

@@ -20,7 +20,8 @@ from . import services
 from .audit import audit_record
 from .models import ApiKey, Member, MembershipApplication, SigningKey
 
-_FIELDS = (
+# What an applicant states and a reviewer may edit before deciding.
+APPLICATION_FIELDS = (
     "organisation_name",
     "slug",
     "website",
@@ -35,7 +36,7 @@ _FIELDS = (
 
 
 def _state(application: MembershipApplication) -> dict[str, Any]:
-    return {f: getattr(application, f) for f in (*_FIELDS, "status")}
+    return {f: getattr(application, f) for f in (*APPLICATION_FIELDS, "status")}
 
 
 def application_submit(*, application: MembershipApplication, actor: str) -> MembershipApplication:
