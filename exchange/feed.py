@@ -269,10 +269,6 @@ class Reader:
             elif held and held[1] < end and any(s == held[0] for s, _, _ in spans):
                 # Left the audience, but not yet read up to the leave: finish the period.
                 scans.append(Scan(audience, key, held[0], held[1], end))
-        if FORUM_AUDIENCE not in self.periods:
-            # A member activated before periods existed; it has always been in the forum.
-            held = cursor.positions.get("0")
-            scans.append(Scan(FORUM_AUDIENCE, "0", 0, held[1] if held else 0, None))
         held = cursor.positions.get("m")
         scans.append(Scan(-self.member_id, "m", 0, held[1] if held else 0, None))
         return scans

@@ -10,21 +10,17 @@ one of its statements.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import orjson
+from django.db.models import Q
 
 from .db import fetchall, in_list, rfc3339
 from .feed import Reader
-from .models import FORUM_AUDIENCE, Signal
+from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
 Snapshot = dict[str, Any]
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _audience_clause(reader: Reader) -> tuple[str, list[Any]]:
@@ -143,6 +139,21 @@ def snapshots(
             },
         }
     return out
+
+
+def live_audiences(signal_ids: Sequence[int]) -> list[tuple[int, int]]:
+    """(audience, signal) for every audience that may see each signal now: where an
+    opinion change must be written in the feed."""
+    if not signal_ids:
+        return []
+    now = int(time.time())
+    pairs = (
+        CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
+        .filter(Q(exp__isnull=True) | Q(exp__gt=now))
+        .values_list("audience", "signal_id")
+        .distinct()
+    )
+    return list(cast(Iterable[tuple[int, int]], pairs))
 
 
 def tombstone(*, signal_type: str, value: str, at: str) -> Snapshot:

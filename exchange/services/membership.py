@@ -7,9 +7,7 @@ and audience periods that keep the feed's guarantees (see ``exchange/feed.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from datetime import datetime
-from typing import cast
 
 from django.db.models import Q
 from django.utils import timezone
@@ -17,6 +15,7 @@ from django.utils import timezone
 from exchange.db import fetchall
 from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock
 from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
+from exchange.selectors import live_audiences
 from exchange.services.lapse import statements_lapse_sweep
 from members.models import Member, SharingGroup, SigningKey
 
@@ -102,7 +101,7 @@ def member_expelled(*, member: Member) -> None:
     opinions = Opinion.objects.filter(member=member)
     signal_ids = list(opinions.values_list("signal_id", flat=True))
     opinions.delete()
-    feed_append(_visible_audiences(signal_ids), now=now)
+    feed_append(live_audiences(signal_ids), now=now)
     for audience in AudiencePeriod.objects.filter(member=member, end_seq__isnull=True).values_list(
         "audience", flat=True
     ):
@@ -114,16 +113,3 @@ def key_compromised(*, key: SigningKey, since: datetime) -> int:
     return _withdraw(
         Q(signing_key=key, iat__gte=int(since.timestamp())), "key_compromised", timezone.now()
     )
-
-
-def _visible_audiences(signal_ids: list[int]) -> list[FeedChange]:
-    """(audience, signal) for every audience that may see each signal now."""
-    if not signal_ids:
-        return []
-    pairs = (
-        CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
-        .filter(Q(exp__isnull=True) | Q(exp__gt=int(time.time())))
-        .values_list("audience", "signal_id")
-        .distinct()
-    )
-    return list(cast(Iterable[tuple[int, int]], pairs))

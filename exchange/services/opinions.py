@@ -7,8 +7,7 @@ from django.utils import timezone
 
 from exchange.feed import Reader, feed_append
 from exchange.models import Opinion
-from exchange.selectors import signal_find, visible_statements
-from exchange.services.membership import _visible_audiences
+from exchange.selectors import live_audiences, signal_find, visible_statements
 from forum.errors import DomainError, NotFoundError
 from members.models import Member
 
@@ -52,7 +51,7 @@ def opinion_set(
                 "updated_at": timezone.now(),
             },
         )
-        feed_append(_visible_audiences([signal_id]))
+        feed_append(live_audiences([signal_id]))
     return opinion
 
 
@@ -62,5 +61,5 @@ def opinion_delete(*, member: Member, signal_type: str, value: str) -> bool:
         signal_id = _visible_signal_id(member, signal_type, value)
         deleted, _ = Opinion.objects.filter(member=member, signal_id=signal_id).delete()
         if deleted:
-            feed_append(_visible_audiences([signal_id]))
+            feed_append(live_audiences([signal_id]))
     return bool(deleted)
