@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from django.db import connection
 
 
@@ -25,8 +26,46 @@ def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if all(type(v) is int for v in values):
             # One array literal: psycopg would otherwise adapt each element in Python.
             return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, values)) + "}"]
+        if all(type(v) is str for v in values):
+            # Likewise one JSON document, unless a value cannot be JSON text (a lone
+            # surrogate) or jsonb text (NUL).
+            try:
+                payload = json_rows(values)
+            except orjson.JSONEncodeError:
+                payload = "\\u0000"
+            if "\\u0000" not in payload:
+                return (
+                    f"{column} = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+                    [payload],
+                )
         return f"{column} = ANY(%s)", [list(values)]
     return f"{column} IN ({','.join(['%s'] * len(values))})", list(values)
+
+
+def json_rows(rows: Sequence[Any]) -> str:
+    """Rows as one JSON parameter for ``jsonb_array_elements(%s::jsonb) AS x``.
+
+    Passing a batch as one document encoded by orjson costs ~3 ms of Python per 1,000
+    statement rows where psycopg's array adaptation cost ~30 ms (it quotes every element
+    in Python); PostgreSQL parses the document in C. Read the fields with ``json_fields``.
+    """
+    return orjson.dumps(rows).decode()
+
+
+def json_fields(*types: str) -> str:
+    """The select list reading ``json_rows`` element ``x``: ``(x->>0)::bigint, ...``.
+
+    ``text`` fields are read as is, ``jsonb`` ones as nested JSON, the rest cast.
+    """
+    fields = []
+    for i, kind in enumerate(types):
+        if kind == "text":
+            fields.append(f"x->>{i}")
+        elif kind == "jsonb":
+            fields.append(f"x->{i}")
+        else:
+            fields.append(f"(x->>{i})::{kind}")
+    return ", ".join(fields)
 
 
 def fetchall(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

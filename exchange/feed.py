@@ -63,7 +63,7 @@ from django.utils import timezone
 
 from forum.errors import DomainError
 
-from .db import fetchall, is_postgres, rfc3339
+from .db import fetchall, is_postgres, json_fields, json_rows, rfc3339
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
 FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
@@ -118,9 +118,9 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
         if is_postgres():
             cursor.execute(
                 "INSERT INTO exchange_feedentry (audience, signal_id, created_at, effective_at) "
-                "SELECT a, s, %s, e FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
-                "AS t(a, s, e)",
-                [at, [k[0] for k in keys], [k[1] for k in keys], [unique[k] for k in keys]],
+                f"SELECT {json_fields('bigint', 'bigint')}, %s, (x->>2)::bigint "
+                "FROM jsonb_array_elements(%s::jsonb) AS x",
+                [at, json_rows([(a, s, unique[(a, s)]) for a, s in keys])],
             )
         else:
             cursor.executemany(

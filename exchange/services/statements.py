@@ -28,12 +28,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from exchange import jws
-from exchange.db import fetchall, in_list, is_postgres
+from exchange.db import fetchall, in_list, is_postgres, json_fields, json_rows
 from exchange.feed import FeedChange, before_change, feed_append, live
 from exchange.models import FORUM_AUDIENCE, Label
 from exchange.signal_types import (
@@ -317,19 +318,19 @@ def _signal_ids(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     now = timezone.now()
     with connection.cursor() as cursor:
         if is_postgres():
-            types = [p[0] for p in unique]
-            values = [p[1] for p in unique]
+            payload = json_rows(unique)
             cursor.execute(
                 "INSERT INTO exchange_signal (signal_type, value, created_at) "
-                "SELECT t, v, %s FROM unnest(%s::text[], %s::text[]) AS x(t, v) "
+                f"SELECT {json_fields('text', 'text')}, %s "
+                "FROM jsonb_array_elements(%s::jsonb) AS x "
                 "ON CONFLICT (signal_type, value) DO NOTHING",
-                [now, types, values],
+                [now, payload],
             )
             cursor.execute(
                 "SELECT s.id, s.signal_type, s.value FROM exchange_signal s "
-                "JOIN unnest(%s::text[], %s::text[]) AS x(t, v) "
-                "ON s.signal_type = x.t AND s.value = x.v",
-                [types, values],
+                "JOIN jsonb_array_elements(%s::jsonb) AS x "
+                "ON s.signal_type = x->>0 AND s.value = x->>1",
+                [payload],
             )
             rows = cursor.fetchall()
         else:
@@ -392,8 +393,6 @@ def _store(member: Member, items: list[Item]) -> None:
 
 
 def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict[str, int]:
-    import orjson
-
     now = timezone.now()
     rows = []
     for signal_id, item in accepted:
@@ -410,7 +409,7 @@ def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict
                 c["jti"],
                 c["iat"],
                 c["op"],
-                orjson.dumps(c.get("labels") if is_assert else []).decode(),
+                c.get("labels") if is_assert else [],
                 c.get("tlp", "") if is_assert else "",
                 c.get("audience", "") if is_assert else "",
                 item.group_id,
@@ -419,7 +418,6 @@ def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict
                 c.get("ref") or "",
                 item.token,
                 item.digest,
-                now,
             )
         )
     columns = (
@@ -429,23 +427,22 @@ def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict
     )
     with connection.cursor() as cursor:
         if is_postgres():
-            arrays = [list(col) for col in zip(*rows, strict=True)]
+            fields = json_fields(
+                *("bigint", "bigint", "bigint", "text", "text", "text", "bigint", "text"),
+                *("jsonb", "text", "text", "bigint", "bigint", "text", "text", "text", "text"),
+            )
             cursor.execute(
                 f"INSERT INTO exchange_statement ({columns}) "
-                "SELECT m, k, s, ms, kid, j, i, o, l::jsonb, t, a, g, e, ct, r, w, d, %s, '' "
-                "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], "
-                "%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-                "AS x(m, k, s, ms, kid, j, i, o, l, t, a, g, e, ct, r, w, d) "
+                f"SELECT {fields}, %s, '' FROM jsonb_array_elements(%s::jsonb) AS x "
                 "RETURNING id, jti",
-                [now, *arrays[:17]],
+                [now, json_rows(rows)],
             )
             return {jti: int(pk) for pk, jti in cursor.fetchall()}
         out: dict[str, int] = {}
         for row in rows:
             cursor.execute(
                 f"INSERT INTO exchange_statement ({columns}) VALUES ({', '.join(['%s'] * 18)}, '')",
-                list(row),
+                [*row[:8], orjson.dumps(row[8]).decode(), *row[9:], now],
             )
             out[row[5]] = int(cursor.lastrowid)
         return out
@@ -469,14 +466,12 @@ def _upsert_current(member: Member, winners: dict[int, Item], ids: dict[str, int
     )
     with connection.cursor() as cursor:
         if is_postgres():
-            arrays = [list(col) for col in zip(*rows, strict=True)]
             cursor.execute(
                 "INSERT INTO exchange_currentstatement "
                 "(member_id, signal_id, statement_id, iat, audience, exp, lapsed) "
-                "SELECT m, s, st, i, a, e, FALSE FROM unnest(%s::bigint[], %s::bigint[], "
-                "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-                "AS x(m, s, st, i, a, e) " + sql_tail,
-                arrays,
+                f"SELECT {json_fields(*['bigint'] * 6)}, FALSE "
+                "FROM jsonb_array_elements(%s::jsonb) AS x " + sql_tail,
+                [json_rows(rows)],
             )
         else:
             cursor.executemany(
