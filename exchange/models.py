@@ -9,6 +9,7 @@ a group). See ``exchange/feed.py`` for how the feed uses them.
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from members.models import Member, SharingGroup, SigningKey
@@ -85,8 +86,12 @@ class Statement(models.Model):
         ASSERT = "assert"
         RETRACT = "retract"
 
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="statements")
-    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT)
+    # No single-column indexes where a composite one starts with the column
+    # (unique_member_jti, statement_key_iat): every index costs each ingested row.
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="statements", db_index=False
+    )
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, db_index=False)
     signal = models.ForeignKey(Signal, on_delete=models.PROTECT, related_name="statements")
     # Denormalised from member and key (both immutable) so feed reads need no joins.
     member_slug = models.CharField(max_length=64)
@@ -97,7 +102,9 @@ class Statement(models.Model):
     labels = models.JSONField(default=list)
     tlp = models.CharField(max_length=16, blank=True)
     audience = models.CharField(max_length=80, blank=True)
-    group = models.ForeignKey(SharingGroup, null=True, blank=True, on_delete=models.PROTECT)
+    group = models.ForeignKey(
+        SharingGroup, null=True, blank=True, on_delete=models.PROTECT, db_index=False
+    )
     exp = models.BigIntegerField(null=True, blank=True)
     content_type = models.CharField(max_length=16, blank=True)
     ref = models.CharField(max_length=256, blank=True)
@@ -109,7 +116,13 @@ class Statement(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["member", "jti"], name="unique_member_jti")]
-        indexes = [models.Index(fields=["signing_key", "iat"], name="statement_key_iat")]
+        indexes = [
+            models.Index(fields=["signing_key", "iat"], name="statement_key_iat"),
+            # Most statements address the forum; only group ones need finding by group.
+            models.Index(
+                fields=["group"], name="statement_group", condition=Q(group__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.member_slug}:{self.jti}"
@@ -124,8 +137,9 @@ class CurrentStatement(models.Model):
     the lapse (``lapsed``) yet.
     """
 
-    member = models.ForeignKey(Member, on_delete=models.PROTECT)
-    signal = models.ForeignKey(Signal, on_delete=models.PROTECT)
+    # member and signal are indexed by unique_current and current_signal.
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, db_index=False)
+    signal = models.ForeignKey(Signal, on_delete=models.PROTECT, db_index=False)
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT)
     iat = models.BigIntegerField()
     audience = models.BigIntegerField(null=True)
@@ -136,7 +150,8 @@ class CurrentStatement(models.Model):
         constraints = [models.UniqueConstraint(fields=["member", "signal"], name="unique_current")]
         indexes = [
             models.Index(fields=["signal"], name="current_signal"),
-            models.Index(fields=["exp"], name="current_exp"),
+            # For the lapse sweep; most assertions never expire.
+            models.Index(fields=["exp"], name="current_exp", condition=Q(exp__isnull=False)),
         ]
 
 
