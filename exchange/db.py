@@ -7,7 +7,8 @@ embedded default, so the few constructs that differ are chosen here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -66,6 +67,27 @@ def json_fields(*types: str) -> str:
         else:
             fields.append(f"(x->>{i})::{kind}")
     return ", ".join(fields)
+
+
+@contextmanager
+def bulk_cursor() -> Iterator[Any]:
+    """A cursor for the batch statements that pass one ``json_rows`` document.
+
+    On PostgreSQL the document travels as a bound parameter (server-side binding)
+    instead of being quoted into the SQL text, as Django's client-side cursors do: for
+    1,000 statement rows that saves ~3 ms of Python and ~5 ms of the server's time,
+    which no longer lexes a 600 kB literal. Same connection and transaction as the
+    ORM, and errors arrive as Django's database exceptions. On SQLite, the usual cursor.
+    """
+    if not is_postgres():
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def fetchall(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

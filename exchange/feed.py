@@ -63,7 +63,7 @@ from django.utils import timezone
 
 from forum.errors import DomainError
 
-from .db import fetchall, is_postgres, json_fields, json_rows, rfc3339
+from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3339
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
 FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
@@ -114,7 +114,7 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
     feed_lock()
     at = now or timezone.now()
     keys = list(unique)
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         if is_postgres():
             cursor.execute(
                 "INSERT INTO exchange_feedentry (audience, signal_id, created_at, effective_at) "

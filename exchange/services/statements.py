@@ -30,11 +30,11 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from exchange import jws
-from exchange.db import fetchall, in_list, is_postgres, json_fields, json_rows
+from exchange.db import bulk_cursor, fetchall, in_list, is_postgres, json_fields, json_rows
 from exchange.feed import FeedChange, before_change, feed_append, live
 from exchange.models import FORUM_AUDIENCE, Label
 from exchange.signal_types import (
@@ -316,23 +316,26 @@ def _signal_ids(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     # the unique-index locks of new signals in the same order instead of deadlocking.
     unique = sorted(set(pairs))
     now = timezone.now()
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         if is_postgres():
             payload = json_rows(unique)
             cursor.execute(
                 "INSERT INTO exchange_signal (signal_type, value, created_at) "
                 f"SELECT {json_fields('text', 'text')}, %s "
                 "FROM jsonb_array_elements(%s::jsonb) AS x "
-                "ON CONFLICT (signal_type, value) DO NOTHING",
+                "ON CONFLICT (signal_type, value) DO NOTHING RETURNING id, signal_type, value",
                 [now, payload],
             )
-            cursor.execute(
-                "SELECT s.id, s.signal_type, s.value FROM exchange_signal s "
-                "JOIN jsonb_array_elements(%s::jsonb) AS x "
-                "ON s.signal_type = x->>0 AND s.value = x->>1",
-                [payload],
-            )
             rows = cursor.fetchall()
+            if len(rows) < len(unique):
+                # Signals that existed already (or a concurrent batch just inserted).
+                cursor.execute(
+                    "SELECT s.id, s.signal_type, s.value FROM exchange_signal s "
+                    "JOIN jsonb_array_elements(%s::jsonb) AS x "
+                    "ON s.signal_type = x->>0 AND s.value = x->>1",
+                    [payload],
+                )
+                rows = cursor.fetchall()
         else:
             cursor.executemany(
                 "INSERT INTO exchange_signal (signal_type, value, created_at) VALUES (%s, %s, %s) "
@@ -425,7 +428,7 @@ def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict
         "audience, group_id, exp, content_type, ref, jws, token_digest, received_at, "
         "withdrawn_reason"
     )
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         if is_postgres():
             fields = json_fields(
                 *("bigint", "bigint", "bigint", "text", "text", "text", "bigint", "text"),
@@ -464,7 +467,7 @@ def _upsert_current(member: Member, winners: dict[int, Item], ids: dict[str, int
         "ON CONFLICT (member_id, signal_id) DO UPDATE SET statement_id = excluded.statement_id, "
         "iat = excluded.iat, audience = excluded.audience, exp = excluded.exp, lapsed = FALSE"
     )
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         if is_postgres():
             cursor.execute(
                 "INSERT INTO exchange_currentstatement "
