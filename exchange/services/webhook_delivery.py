@@ -51,7 +51,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import httpx
@@ -193,12 +193,14 @@ def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int
             GroupMembership.objects.filter(group_id__in=groups).values_list("member_id", flat=True)
         )
         endpoints = endpoints.filter(member_id__in=member_ids)
+    endpoint_ids = list(endpoints.values_list("pk", flat=True))
+    queued = set() if urgent else _queued_wakes(endpoint_ids)
     count = 0
-    for endpoint_id in endpoints.values_list("pk", flat=True):
+    for endpoint_id in endpoint_ids:
         if urgent:
             if webhook_wake(endpoint_id=endpoint_id, queue=PRIORITY_QUEUE):
                 count += 1
-        elif _claim_wake(endpoint_id):
+        elif endpoint_id not in queued and _claim_wake(endpoint_id):
             if webhook_wake(endpoint_id=endpoint_id):
                 count += 1
             else:
@@ -220,6 +222,16 @@ def _claim_wake(endpoint_id: int) -> bool:
         return bool(cache.add(_WAKE_FLAG.format(endpoint_id), 1, _WAKE_FLAG_TTL))
     except Exception:
         return True  # no cache, no coalescing
+
+
+def _queued_wakes(endpoint_ids: list[int]) -> set[int]:
+    """Endpoints whose flag is up, read in one round trip: under load most of them, which
+    then need no claim of their own (the delivery that clears the flag reads our rows)."""
+    try:
+        found = cache.get_many([_WAKE_FLAG.format(e) for e in endpoint_ids])
+    except Exception:
+        return set()
+    return {e for e in endpoint_ids if _WAKE_FLAG.format(e) in found}
 
 
 def _release_wake(endpoint_id: int) -> None:
@@ -458,12 +470,17 @@ def _message_id(endpoint_id: int, before: str, after: str) -> str:
     return f"msg_{digest[:32]}"
 
 
+@lru_cache(maxsize=1024)
+def _signer(secret_encrypted: str) -> Webhook:
+    """Keyed by the stored token, which a rotation replaces: decrypt once per process."""
+    return Webhook(secret_decrypt(secret_encrypted))
+
+
 def _signature(endpoint: WebhookEndpoint, message_id: str, at: datetime, body: str) -> str:
-    signatures = [Webhook(secret_decrypt(endpoint.secret_encrypted)).sign(message_id, at, body)]
+    signatures = [_signer(endpoint.secret_encrypted).sign(message_id, at, body)]
     previous = endpoint.previous_secret_expires_at
     if endpoint.previous_secret_encrypted and previous and previous > timezone.now():
-        old = Webhook(secret_decrypt(endpoint.previous_secret_encrypted))
-        signatures.append(old.sign(message_id, at, body))
+        signatures.append(_signer(endpoint.previous_secret_encrypted).sign(message_id, at, body))
     return " ".join(signatures)
 
 
@@ -485,7 +502,7 @@ _client: httpx.Client | None = None
 _client_pid = 0
 
 
-def _http_client() -> httpx.Client:
+def http_client() -> httpx.Client:
     """One pooled client per worker process (keep-alive to receivers)."""
     import os
 
@@ -522,7 +539,7 @@ def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
-        with _http_client().stream(
+        with http_client().stream(
             "POST", target.connect_url, content=body, headers=headers, extensions=extensions
         ) as response:
             status = response.status_code
