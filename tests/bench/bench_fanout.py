@@ -11,6 +11,14 @@ redis-server, Celery worker processes and an HTTP receiver process on 127.0.0.1,
 Every change must reach every endpoint. Prints deliveries/s, changes delivered/s and the
 latency from a batch's commit to each endpoint's receipt of each change (p50/p95/p99),
 against the ceiling p95 <= 2 s.
+
+Without ``--pause`` the submitter commits as fast as it can, and every process (the
+submitter, PostgreSQL, Redis, the workers and the receiver, which parses every body)
+shares the machine's cores. Deliveries are then bound by CPU: each POST costs the worker
+a few milliseconds (reading the shared page from Redis, the HTTP exchange, signing the
+body, logging the attempt, storing the cursor), and latency is the backlog divided by
+that rate. ``--pause`` spaces the batches out to measure latency at a sustained rate
+instead; report the exact command with the figures.
 """
 
 from __future__ import annotations
