@@ -11,10 +11,11 @@ PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anythin
 - ``webhook_deliver`` takes the endpoint's lock (a session advisory lock on
   PostgreSQL: never two deliveries in flight for one endpoint, and the lock dies with a
   killed worker's connection), reads the next page with the same ``feed_page`` as the
-  pull API (shared for a few seconds by the member's endpoints at the same cursor, see
-  ``shared_feed_page``), applies the endpoint's filters, POSTs the batch signed per Standard
-  Webhooks and, on a 2xx answer only, stores the page's cursor; it loops while the feed
-  has more, so batches leave in feed order, one at a time;
+  pull API (built and encoded once for the member's endpoints at the same cursor, see
+  ``shared_feed_page``), applies the endpoint's filters (an endpoint without filters
+  sends the shared body as it is), POSTs the batch signed per Standard Webhooks and, on
+  a 2xx answer only, stores the page's cursor; it loops while the feed has more, so
+  batches leave in feed order, one at a time;
 - a failure records the attempt, marks the endpoint ``failing`` and schedules a retry
   with exponential backoff and full jitter; past ``CORDIALE_WEBHOOK_DISABLE_AFTER``
   seconds of failing the endpoint is disabled and the forum admins are emailed;
@@ -41,6 +42,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import random
 import secrets
 import threading
@@ -49,6 +51,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property, lru_cache
 from typing import Any
 
 import httpx
@@ -190,12 +193,14 @@ def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int
             GroupMembership.objects.filter(group_id__in=groups).values_list("member_id", flat=True)
         )
         endpoints = endpoints.filter(member_id__in=member_ids)
+    endpoint_ids = list(endpoints.values_list("pk", flat=True))
+    queued = set() if urgent else _queued_wakes(endpoint_ids)
     count = 0
-    for endpoint_id in endpoints.values_list("pk", flat=True):
+    for endpoint_id in endpoint_ids:
         if urgent:
             if webhook_wake(endpoint_id=endpoint_id, queue=PRIORITY_QUEUE):
                 count += 1
-        elif _claim_wake(endpoint_id):
+        elif endpoint_id not in queued and _claim_wake(endpoint_id):
             if webhook_wake(endpoint_id=endpoint_id):
                 count += 1
             else:
@@ -217,6 +222,16 @@ def _claim_wake(endpoint_id: int) -> bool:
         return bool(cache.add(_WAKE_FLAG.format(endpoint_id), 1, _WAKE_FLAG_TTL))
     except Exception:
         return True  # no cache, no coalescing
+
+
+def _queued_wakes(endpoint_ids: list[int]) -> set[int]:
+    """Endpoints whose flag is up, read in one round trip: under load most of them, which
+    then need no claim of their own (the delivery that clears the flag reads our rows)."""
+    try:
+        found = cache.get_many([_WAKE_FLAG.format(e) for e in endpoint_ids])
+    except Exception:
+        return set()
+    return {e for e in endpoint_ids if _WAKE_FLAG.format(e) in found}
 
 
 def _release_wake(endpoint_id: int) -> None:
@@ -279,10 +294,11 @@ def endpoint_lock(endpoint_id: int) -> Iterator[bool]:
 # --- shared pages ----------------------------------------------------------------------
 
 # Endpoints of one member at one cursor get the same page: a member with ten endpoints
-# would otherwise have the same snapshots read and assembled ten times per batch, which
-# is where a fan-out spent its time. The first delivery to need a page builds it and
-# stores it in the cache (Redis in production) as orjson bytes for a few seconds; the
-# others read it there.
+# would otherwise have the same snapshots read, assembled and encoded ten times per
+# batch, which is where a fan-out spent its time. The first delivery to need a page
+# builds it and encodes it once as the POST body; the body goes to the cache (Redis in
+# production) for a few seconds, and an endpoint without filters sends those bytes as
+# they are (only the signature is its own).
 #
 # Why a page from the cache is safe to deliver. The page for (member, cursor, limit)
 # built at time t is exactly what a pull reader of that member reading at t got:
@@ -295,17 +311,62 @@ def endpoint_lock(endpoint_id: int) -> Iterator[bool]:
 # - visibility was decided for this member at t (the key holds the member id; pages are
 #   never shared between members), so the page holds nothing the member could not see
 #   at t; what it lost since then arrives as a tombstone in a later page.
-# Only full pages (``has_more``) are stored. The first ``limit`` rows after a cursor
-# never change once they exist (rows are numbered in commit order), so a full page from
-# the cache has exactly the rows a fresh one would have. A partial page ends at the
-# feed's end at t: served later it would send a short batch and then another one for
-# the rows since (measured: 40% more POSTs when following the feed closely), and an
-# empty one would hide new rows from a delivery that looks again at once. Partial pages
-# are small and cheap to build; the full ones, read by endpoints catching up after a
-# burst, are the expensive ones worth sharing.
-_PAGE_KEY = "webhook-page:v1:{member}:{limit}:{cursor}"
+# Full pages (``has_more``) are stored for everyone. The first ``limit`` rows after a
+# cursor never change once they exist (rows are numbered in commit order), so a full
+# page from the cache has exactly the rows a fresh one would have. A partial page ends
+# at the feed's end at t: served later it would send a short batch and then another one
+# for the rows since (measured: 40% more POSTs when following the feed closely), and an
+# empty one would hide new rows from a delivery that looks again at once. So a partial
+# page goes only to the deliveries that were already waiting for that very build (under
+# a key holding the builder's token): they asked for the page while it was being built,
+# and it is at most as old as their wait. Endpoints following the feed closely, the
+# common case, all ask for the same partial page at once after each commit; without
+# the hand-off each of them would wait out ``_PAGE_WAIT`` for a page that never comes.
+_PAGE_KEY = "webhook-page:v2:{member}:{limit}:{cursor}"
 _PAGE_TTL = 5
 _PAGE_WAIT = 2.0  # how long a delivery waits for a page another one is building
+_PAGE_POLL = 0.005
+
+
+@dataclass(frozen=True)
+class SharedPage:
+    """One feed page, encoded once as the body of a ``changes`` delivery.
+
+    ``first`` and ``last`` name the first and last change (``type:value``) for the
+    deliveries log.
+    """
+
+    body: bytes
+    cursor: str
+    has_more: bool
+    count: int
+    first: str
+    last: str
+
+    @classmethod
+    def build(cls, changes: list[Snapshot], cursor: str, has_more: bool) -> SharedPage:
+        body = orjson.dumps({"type": "changes", "changes": changes, "cursor": cursor})
+        first, last = (_label(changes[0]), _label(changes[-1])) if changes else ("", "")
+        return cls(body, cursor, has_more, len(changes), first, last)
+
+    @cached_property
+    def changes(self) -> list[Snapshot]:
+        changes: list[Snapshot] = orjson.loads(self.body)["changes"]
+        return changes
+
+    def dumps(self) -> bytes:
+        head = orjson.dumps([self.cursor, self.has_more, self.count, self.first, self.last])
+        return head + b"\n" + self.body  # orjson never writes a raw newline
+
+    @classmethod
+    def loads(cls, data: bytes) -> SharedPage:
+        head, body = data.split(b"\n", 1)
+        cursor, has_more, count, first, last = orjson.loads(head)
+        return cls(body, cursor, has_more, count, first, last)
+
+
+def _label(change: Snapshot) -> str:
+    return f"{change['signal_type']}:{change['value']}"[:200]
 
 
 def _page_key(member_id: int, cursor: str, limit: int) -> str:
@@ -314,20 +375,29 @@ def _page_key(member_id: int, cursor: str, limit: int) -> str:
     return _PAGE_KEY.format(member=member_id, limit=limit, cursor=digest)
 
 
-def _cached_page(key: str) -> tuple[list[Snapshot], str, bool] | None:
+def _wait_for_page(key: str) -> SharedPage | None:
+    """The page another delivery is building, or None if it gave up or took too long."""
     try:
-        data = cache.get(key)
+        token = cache.get(f"{key}:building")
     except Exception:
         return None
-    if data is None:
-        return None
-    changes, cursor, has_more = orjson.loads(data)
-    return changes, cursor, has_more
+    deadline = time.monotonic() + _PAGE_WAIT
+    while token is not None and time.monotonic() < deadline:
+        time.sleep(_PAGE_POLL)
+        handed = f"{key}:{token}"
+        try:
+            found = cache.get_many([key, handed, f"{key}:building"])
+        except Exception:
+            return None
+        data = found.get(key) or found.get(handed)
+        if data is not None:
+            return SharedPage.loads(data)
+        if found.get(f"{key}:building") != token:
+            return None  # the builder finished without a page for us, or died
+    return None
 
 
-def shared_feed_page(
-    *, member_id: int, cursor: str, limit: int
-) -> tuple[list[Snapshot], str, bool]:
+def shared_feed_page(*, member_id: int, cursor: str, limit: int) -> SharedPage:
     """``feed_page`` for a delivery, shared by the member's endpoints at the same cursor.
 
     See the comment above for why a page built a few seconds ago is safe to send. When
@@ -335,31 +405,32 @@ def shared_feed_page(
     building it again; without a cache this is plain ``feed_page``.
     """
     key = _page_key(member_id, cursor, limit)
-    page = _cached_page(key)
-    if page is not None:
-        return page
+    token = secrets.token_hex(8)
     try:
-        building = not cache.add(f"{key}:building", 1, _PAGE_TTL)
+        data = cache.get(key)
+        if data is not None:
+            return SharedPage.loads(data)
+        building = not cache.add(f"{key}:building", token, _PAGE_TTL)
     except Exception:
         building = False
     if building:
-        deadline = time.monotonic() + _PAGE_WAIT
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
-            page = _cached_page(key)
-            if page is not None:
-                return page
+        page = _wait_for_page(key)
+        if page is not None:
+            return page
     changes, next_cursor, has_more = feed_page(
         member_id=member_id, cursor=cursor or None, limit=limit
     )
+    page = SharedPage.build(changes, next_cursor, has_more)
     try:
         if has_more:
-            cache.set(key, orjson.dumps([changes, next_cursor, has_more]), _PAGE_TTL)
+            cache.set(key, page.dumps(), _PAGE_TTL)
+        elif not building:
+            cache.set(f"{key}:{token}", page.dumps(), math.ceil(_PAGE_WAIT))
         if not building:
             cache.delete(f"{key}:building")
     except Exception:
         logger.debug("could not share a feed page of member %s", member_id)
-    return changes, next_cursor, has_more
+    return page
 
 
 # --- filters and payloads --------------------------------------------------------------
@@ -382,17 +453,34 @@ def change_passes(*, change: Snapshot, signal_types: list[str], labels: list[str
     return any(wanted.intersection(_statement_labels(s["jws"])) for s in change["statements"])
 
 
+def _filtered(page: SharedPage, endpoint: WebhookEndpoint) -> SharedPage:
+    """The page as this endpoint receives it: the shared body itself when it has no filters."""
+    if not endpoint.signal_types and not endpoint.labels:
+        return page
+    kept = [
+        c
+        for c in page.changes
+        if change_passes(change=c, signal_types=endpoint.signal_types, labels=endpoint.labels)
+    ]
+    return SharedPage.build(kept, page.cursor, page.has_more)
+
+
 def _message_id(endpoint_id: int, before: str, after: str) -> str:
     digest = hashlib.sha256(f"{endpoint_id}\n{before}\n{after}".encode()).hexdigest()
     return f"msg_{digest[:32]}"
 
 
+@lru_cache(maxsize=1024)
+def _signer(secret_encrypted: str) -> Webhook:
+    """Keyed by the stored token, which a rotation replaces: decrypt once per process."""
+    return Webhook(secret_decrypt(secret_encrypted))
+
+
 def _signature(endpoint: WebhookEndpoint, message_id: str, at: datetime, body: str) -> str:
-    signatures = [Webhook(secret_decrypt(endpoint.secret_encrypted)).sign(message_id, at, body)]
+    signatures = [_signer(endpoint.secret_encrypted).sign(message_id, at, body)]
     previous = endpoint.previous_secret_expires_at
     if endpoint.previous_secret_encrypted and previous and previous > timezone.now():
-        old = Webhook(secret_decrypt(endpoint.previous_secret_encrypted))
-        signatures.append(old.sign(message_id, at, body))
+        signatures.append(_signer(endpoint.previous_secret_encrypted).sign(message_id, at, body))
     return " ".join(signatures)
 
 
@@ -414,7 +502,7 @@ _client: httpx.Client | None = None
 _client_pid = 0
 
 
-def _http_client() -> httpx.Client:
+def http_client() -> httpx.Client:
     """One pooled client per worker process (keep-alive to receivers)."""
     import os
 
@@ -451,7 +539,7 @@ def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult
     }
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
-        with _http_client().stream(
+        with http_client().stream(
             "POST", target.connect_url, content=body, headers=headers, extensions=extensions
         ) as response:
             status = response.status_code
@@ -471,14 +559,10 @@ def _record(
     kind: str,
     message_id: str,
     result: SendResult,
-    changes: list[Snapshot],
+    batch: SharedPage | None = None,
     cursor_before: str = "",
-    cursor_after: str = "",
     started_at: datetime,
 ) -> None:
-    def label(change: Snapshot) -> str:
-        return f"{change['signal_type']}:{change['value']}"[:200]
-
     WebhookDelivery.objects.create(
         endpoint=endpoint,
         kind=kind,
@@ -489,11 +573,11 @@ def _record(
         latency_ms=result.latency_ms,
         ok=result.ok,
         error=result.error,
-        changes=len(changes),
-        first_change=label(changes[0]) if changes else "",
-        last_change=label(changes[-1]) if changes else "",
+        changes=batch.count if batch else 0,
+        first_change=batch.first if batch else "",
+        last_change=batch.last if batch else "",
         cursor_before=cursor_before,
-        cursor_after=cursor_after,
+        cursor_after=batch.cursor if batch else "",
     )
 
 
@@ -560,29 +644,22 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
     now = timezone.now()
     if endpoint.next_attempt_at is not None and endpoint.next_attempt_at > now:
         return "backing_off"
-    batch = int(settings.CORDIALE_WEBHOOK_BATCH)
+    size = int(settings.CORDIALE_WEBHOOK_BATCH)
     while True:
-        changes, cursor, has_more = shared_feed_page(
-            member_id=endpoint.member_id, cursor=endpoint.cursor, limit=batch
-        )
-        selected = [
-            c
-            for c in changes
-            if change_passes(change=c, signal_types=endpoint.signal_types, labels=endpoint.labels)
-        ]
-        if selected:
+        page = shared_feed_page(member_id=endpoint.member_id, cursor=endpoint.cursor, limit=size)
+        cursor = page.cursor
+        selected = _filtered(page, endpoint)
+        if selected.count:
             message_id = _message_id(endpoint.pk, endpoint.cursor, cursor)
-            body = orjson.dumps({"type": "changes", "changes": selected, "cursor": cursor})
             started_at = timezone.now()
-            result = _send(endpoint, message_id, body)
+            result = _send(endpoint, message_id, selected.body)
             _record(
                 endpoint,
                 kind=WebhookDelivery.Kind.CHANGES,
                 message_id=message_id,
                 result=result,
-                changes=selected,
+                batch=selected,
                 cursor_before=endpoint.cursor,
-                cursor_after=cursor,
                 started_at=started_at,
             )
             if not result.ok:
@@ -594,7 +671,7 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
                 cursor=cursor, cursor_updated_at=timezone.now()
             )
             endpoint.cursor = cursor
-        if not has_more:
+        if not page.has_more:
             return "caught_up"
         if time.monotonic() > deadline:
             return "budget"
@@ -648,7 +725,6 @@ def _send_event(
         kind=kind,
         message_id=message_id,
         result=result,
-        changes=[],
         started_at=started_at,
     )
     return result.ok
