@@ -77,6 +77,12 @@ class SigningKey(models.Model):
     # Statements signed with an ``iat`` at or after this instant are treated as forged.
     compromised_since = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        constraints = [
+            # The target of exchange statements' (signing_key, member) foreign key.
+            models.UniqueConstraint(fields=["id", "member"], name="signingkey_id_member")
+        ]
+
     def __str__(self) -> str:
         return f"{self.member.slug}:{self.kid}"
 
