@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -62,7 +64,9 @@ def _receiver(port: int) -> None:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
             at = time.time()
-            values = [c["value"] for c in json.loads(body).get("changes", [])]
+            # orjson: the receiver stands in for members' servers elsewhere, so it should
+            # take as little of this machine's CPU as it can (stdlib json: ~4 core-s a run).
+            values = [c["value"] for c in orjson.loads(body).get("changes", [])]
             with lock:
                 records.append((self.path, at, values))
                 pairs.update((self.path, v) for v in values)
@@ -126,7 +130,6 @@ def run(args: argparse.Namespace, database_url: str, redis_url: str, tmp: Path) 
 
     call_command("migrate", verbosity=0)
 
-    import orjson
     from django.conf import settings
 
     from exchange.models import WebhookDelivery, WebhookEndpoint
