@@ -1,7 +1,7 @@
 """Webhook endpoints and their delivery log (imported by ``exchange.models``).
 
 An endpoint is a consumer of its member's change feed with its own cursor; Celery only
-wakes it up (see ``exchange/services/webhook_delivery.py``).
+wakes it up (see ``exchange/services/webhook_delivery/``).
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ CORDIALE_MATCH_INDEX_DIR = env.path(
     "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
 )
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
-# Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery.py).
+# Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery/).
 CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)
 CORDIALE_WEBHOOK_BATCH = env.int("CORDIALE_WEBHOOK_BATCH", default=500)  # changes per POST
 CORDIALE_WEBHOOK_RETRY_BASE = env.float("CORDIALE_WEBHOOK_RETRY_BASE", default=10.0)

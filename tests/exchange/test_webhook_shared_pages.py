@@ -18,8 +18,7 @@ from django.core.cache import cache
 
 from exchange import selectors
 from exchange.selectors import feed_page
-from exchange.services import webhook_delivery
-from exchange.services.webhook_delivery import SharedPage, shared_feed_page
+from exchange.services.webhook_delivery import SharedPage, pages, shared_feed_page
 from tests.factories import make_group, make_party, pdq
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +33,7 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         built.append(member_id)
         return selectors.feed_page(member_id=member_id, cursor=cursor, limit=limit)
 
-    monkeypatch.setattr(webhook_delivery, "feed_page", counting)
+    monkeypatch.setattr(pages, "feed_page", counting)
     return built
 
 
@@ -115,7 +114,7 @@ def test_a_delivery_waiting_for_a_partial_page_gets_it_from_its_builder(
     acme, globex = make_party(), make_party()
     acme.submit(acme.statement("pdq", pdq(), iat=int(time.time()) - 10))
     member = globex.member.pk
-    key = webhook_delivery._page_key(member, "", 10)
+    key = pages._page_key(member, "", 10)
     built = SharedPage.build(*feed_page(member_id=member, cursor=None, limit=10))
     assert built.has_more is False and built.count == 1
     cache.add(f"{key}:building", "other", 5)
@@ -129,7 +128,7 @@ def test_a_delivery_waiting_for_a_partial_page_gets_it_from_its_builder(
     page = shared_feed_page(member_id=member, cursor="", limit=10)
     timer.join()
     assert page == built and builds == []
-    assert time.monotonic() - started < webhook_delivery._PAGE_WAIT / 2
+    assert time.monotonic() - started < pages._PAGE_WAIT / 2
 
 
 def test_a_delivery_whose_builder_gives_up_builds_the_page_at_once(builds: list[int]) -> None:
@@ -139,7 +138,7 @@ def test_a_delivery_whose_builder_gives_up_builds_the_page_at_once(builds: list[
     value = pdq()
     acme.submit(acme.statement("pdq", value, iat=int(time.time()) - 10))
     member = globex.member.pk
-    key = webhook_delivery._page_key(member, "", 10)
+    key = pages._page_key(member, "", 10)
     cache.add(f"{key}:building", "other", 5)
 
     started = time.monotonic()
@@ -147,7 +146,7 @@ def test_a_delivery_whose_builder_gives_up_builds_the_page_at_once(builds: list[
     page = shared_feed_page(member_id=member, cursor="", limit=10)
     timer.join()
     assert [c["value"] for c in page.changes] == [value] and builds == [member]
-    assert time.monotonic() - started < webhook_delivery._PAGE_WAIT / 2
+    assert time.monotonic() - started < pages._PAGE_WAIT / 2
 
 
 def test_a_partial_page_is_handed_only_to_the_deliveries_that_waited_for_it(
@@ -159,7 +158,7 @@ def test_a_partial_page_is_handed_only_to_the_deliveries_that_waited_for_it(
     now = int(time.time())
     first, second = pdq(), pdq()
     member = globex.member.pk
-    key = webhook_delivery._page_key(member, "", 10)
+    key = pages._page_key(member, "", 10)
     acme.submit(acme.statement("pdq", first, iat=now - 10))
     assert shared_feed_page(member_id=member, cursor="", limit=10).count == 1
     acme.submit(acme.statement("pdq", second, iat=now - 10))

@@ -1,0 +1,314 @@
+"""Delivering the change feed to webhook endpoints.
+
+Each endpoint is a consumer of its member's change feed, with its own cursor in
+PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anything:
+
+- when feed rows commit, ``webhooks_schedule_wake`` publishes one fan-out task (after
+  the commit, and a broker error is logged, never raised: a submission does not fail
+  because Redis is down);
+- the fan-out task enqueues ``deliver_endpoint`` for every deliverable endpoint whose
+  member may be concerned by the audiences that changed;
+- ``webhook_deliver`` takes the endpoint's lock (a session advisory lock on
+  PostgreSQL: never two deliveries in flight for one endpoint, and the lock dies with a
+  killed worker's connection), reads the next page with the same ``feed_page`` as the
+  pull API (built and encoded once for the member's endpoints at the same cursor, see
+  ``shared_feed_page``), applies the endpoint's filters (an endpoint without filters
+  sends the shared body as it is), POSTs the batch signed per Standard Webhooks and, on
+  a 2xx answer only, stores the page's cursor; it loops while the feed has more, so
+  batches leave in feed order, one at a time;
+- a failure records the attempt, marks the endpoint ``failing`` and schedules a retry
+  with exponential backoff and full jitter; past ``CORDIALE_WEBHOOK_DISABLE_AFTER``
+  seconds of failing the endpoint is disabled and the forum admins are emailed;
+- every ``CORDIALE_WEBHOOK_SWEEP_INTERVAL`` seconds the beat sweep wakes every
+  endpoint whose cursor lags behind the feed, so a lost message, a Redis outage or a
+  killed worker delays deliveries but loses none.
+
+Delivery is at least once: a worker killed after the receiver answered but before the
+cursor was stored sends the batch again, with the same ``webhook-id`` (derived from the
+endpoint and the batch's cursors), which receivers use to drop repeats.
+
+Filters. A snapshot passes when its type is in ``signal_types`` (if set) and one of
+its statements carries one of ``labels`` (if set). A tombstone has no statements left
+to read labels from; it passes on its type alone, because a deletion the receiver never
+needed is harmless and a missed one is not. Changes that match no filter advance the
+cursor without a request.
+
+Suspended or expelled members' endpoints are paused: nothing is sent and the cursor
+stays, so deliveries resume where they stopped if the member is reinstated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import secrets
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.utils import timezone
+
+from exchange.models import WebhookDelivery, WebhookEndpoint
+from exchange.selectors import feed_page
+from exchange.services.webhooks import webhook_disable
+from members.models import Member
+
+from .pages import SharedPage, _filtered, change_passes, shared_feed_page
+from .sending import SendResult, _message_id, _record, _send, http_client
+from .waking import (
+    PRIORITY_QUEUE,
+    SYSTEM_ACTOR,
+    _release_wake,
+    deliverable_endpoints,
+    endpoint_lock,
+    publish_task,
+    webhook_wake,
+    webhooks_fanout,
+    webhooks_schedule_wake,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PRIORITY_QUEUE",
+    "SYSTEM_ACTOR",
+    "SendResult",
+    "SharedPage",
+    "backoff_seconds",
+    "change_passes",
+    "deliverable_endpoints",
+    "endpoint_lock",
+    "http_client",
+    "publish_task",
+    "shared_feed_page",
+    "webhook_deliver",
+    "webhook_incident_declared",
+    "webhook_lags",
+    "webhook_ping",
+    "webhook_wake",
+    "webhooks_announce_incident",
+    "webhooks_fanout",
+    "webhooks_schedule_wake",
+    "webhooks_sweep",
+]
+
+# --- delivering ------------------------------------------------------------------------
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with full jitter: uniform in [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹], capped."""
+    base = float(settings.CORDIALE_WEBHOOK_RETRY_BASE)
+    cap = float(settings.CORDIALE_WEBHOOK_RETRY_MAX)
+    ceiling = min(cap, base * 2 ** min(attempts - 1, 30))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _succeeded(endpoint: WebhookEndpoint, cursor: str, now: datetime) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        cursor=cursor,
+        cursor_updated_at=now,
+        status=WebhookEndpoint.Status.HEALTHY,
+        attempts=0,
+        failing_since=None,
+        next_attempt_at=None,
+        last_success_at=now,
+    )
+    endpoint.cursor = cursor
+    endpoint.attempts = 0
+
+
+def _failed(endpoint: WebhookEndpoint, result: SendResult, now: datetime) -> None:
+    failing_since = endpoint.failing_since or now
+    horizon = timedelta(seconds=settings.CORDIALE_WEBHOOK_DISABLE_AFTER)
+    if now - failing_since >= horizon:
+        reason = (
+            f"Deliveries failed for {horizon} since {failing_since:%Y-%m-%d %H:%M} UTC "
+            f"({endpoint.attempts + 1} attempts); last error: {result.error}. Fix the receiver "
+            "and re-enable the endpoint: it resumes where it stopped."
+        )
+        disabled = webhook_disable(endpoint_id=endpoint.pk, reason=reason, actor=SYSTEM_ACTOR)
+        if disabled is not None:
+            mail_admins(
+                f"Webhook disabled: {disabled.member.slug} {disabled.url}",
+                f"Endpoint {disabled.pk} of member {disabled.member.slug} was disabled.\n\n"
+                f"{reason}\n",
+                fail_silently=True,
+            )
+            logger.warning("webhook %s disabled: %s", endpoint.pk, reason)
+        return
+    delay = backoff_seconds(endpoint.attempts + 1)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        status=WebhookEndpoint.Status.FAILING,
+        attempts=endpoint.attempts + 1,
+        failing_since=failing_since,
+        next_attempt_at=now + timedelta(seconds=delay),
+    )
+    webhook_wake(endpoint_id=endpoint.pk, countdown=delay)
+
+
+def _deliver_locked(endpoint_id: int, deadline: float) -> str:
+    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
+    if endpoint is None:
+        return "gone"
+    if not endpoint.deliverable or not endpoint.member.is_active:
+        return "paused"
+    now = timezone.now()
+    if endpoint.next_attempt_at is not None and endpoint.next_attempt_at > now:
+        return "backing_off"
+    size = int(settings.CORDIALE_WEBHOOK_BATCH)
+    while True:
+        page = shared_feed_page(member_id=endpoint.member_id, cursor=endpoint.cursor, limit=size)
+        cursor = page.cursor
+        selected = _filtered(page, endpoint)
+        if selected.count:
+            message_id = _message_id(endpoint.pk, endpoint.cursor, cursor)
+            started_at = timezone.now()
+            result = _send(endpoint, message_id, selected.body)
+            _record(
+                endpoint,
+                kind=WebhookDelivery.Kind.CHANGES,
+                message_id=message_id,
+                result=result,
+                batch=selected,
+                cursor_before=endpoint.cursor,
+                started_at=started_at,
+            )
+            if not result.ok:
+                _failed(endpoint, result, timezone.now())
+                return "failed"
+            _succeeded(endpoint, cursor, timezone.now())
+        elif cursor != endpoint.cursor:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+                cursor=cursor, cursor_updated_at=timezone.now()
+            )
+            endpoint.cursor = cursor
+        if not page.has_more:
+            return "caught_up"
+        if time.monotonic() > deadline:
+            return "budget"
+
+
+def webhook_lags(*, endpoint: WebhookEndpoint) -> bool:
+    """Does the feed hold anything past the endpoint's cursor? (One row's worth of work.)"""
+    changes, cursor, has_more = feed_page(
+        member_id=endpoint.member_id, cursor=endpoint.cursor or None, limit=1
+    )
+    return bool(changes) or has_more or cursor != endpoint.cursor
+
+
+def webhook_deliver(*, endpoint_id: int) -> str:
+    """Send everything the endpoint lags behind, in order; safe to run any number of times.
+
+    Returns what happened: ``caught_up``, ``busy`` (another delivery holds the endpoint),
+    ``failed`` (a retry is scheduled), ``backing_off``, ``paused``, ``gone`` or ``budget``
+    (ran out of its time slice and re-enqueued itself).
+    """
+    deadline = time.monotonic() + float(settings.CORDIALE_WEBHOOK_TASK_BUDGET)
+    _release_wake(endpoint_id)
+    while True:
+        with endpoint_lock(endpoint_id) as got:
+            if not got:
+                return "busy"
+            outcome = _deliver_locked(endpoint_id, deadline)
+        if outcome == "budget":
+            webhook_wake(endpoint_id=endpoint_id)
+            return outcome
+        if outcome != "caught_up":
+            return outcome
+        # A wake-up that arrived while the lock was held found it busy and left; rows it
+        # announced committed before it, so one look after unlocking catches them.
+        endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id).first()
+        if endpoint is None or not webhook_lags(endpoint=endpoint):
+            return outcome
+
+
+def _send_event(
+    endpoint: WebhookEndpoint, *, kind: str, event: dict[str, Any], message_id: str = ""
+) -> bool:
+    """POST one signed event (not feed changes) now and log the attempt."""
+    message_id = message_id or f"msg_{secrets.token_hex(16)}"
+    body = orjson.dumps(event)
+    started_at = timezone.now()
+    result = _send(endpoint, message_id, body)
+    endpoint.attempts = 0
+    _record(
+        endpoint,
+        kind=kind,
+        message_id=message_id,
+        result=result,
+        started_at=started_at,
+    )
+    return result.ok
+
+
+def webhook_ping(*, endpoint_id: int) -> bool:
+    """Send ``{"type": "ping"}`` now, whatever the endpoint's health; logs the attempt."""
+    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
+    if endpoint is None or not endpoint.member.is_active:
+        return False
+    event = {"type": "ping", "cursor": endpoint.cursor}
+    return _send_event(endpoint, kind=WebhookDelivery.Kind.PING, event=event)
+
+
+def webhook_incident_declared(*, endpoint_id: int, incident_id: int) -> bool:
+    """Send ``{"type": "incident.declared", "incident": {...}}`` to one endpoint.
+
+    Sent once, like a ping: the incident's label is also in the directory, so a missed
+    announcement costs a receiver the early warning, not the statements themselves.
+    """
+    from exchange.models import Incident
+
+    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
+    incident = Incident.objects.select_related("label").filter(pk=incident_id).first()
+    if endpoint is None or incident is None or not endpoint.deliverable:
+        return False
+    if not endpoint.member.is_active:
+        return False
+    event = {
+        "type": "incident.declared",
+        "incident": {
+            "name": incident.name,
+            "slug": incident.slug,
+            "label": incident.label.slug,
+            "description": incident.description,
+            "declared_at": incident.declared_at.isoformat(),
+        },
+    }
+    # A task run twice sends the same webhook-id, which receivers use to drop repeats.
+    digest = hashlib.sha256(f"incident\n{incident.pk}\n{endpoint.pk}".encode()).hexdigest()
+    return _send_event(
+        endpoint, kind=WebhookDelivery.Kind.EVENT, event=event, message_id=f"msg_{digest[:32]}"
+    )
+
+
+def webhooks_announce_incident(*, incident_id: int) -> int:
+    """After a declaration commits: queue the event for every active member's endpoints."""
+    from exchange.tasks import deliver_incident_declared
+
+    endpoints = (
+        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
+        .exclude(status=WebhookEndpoint.Status.DISABLED)
+        .values_list("pk", flat=True)
+    )
+    count = 0
+    for endpoint_id in endpoints:
+        if publish_task(
+            deliver_incident_declared, args=[endpoint_id, incident_id], queue=PRIORITY_QUEUE
+        ):
+            count += 1
+    return count
+
+
+def webhooks_sweep() -> int:
+    """Wake every deliverable endpoint that lags behind its feed; prune old attempts."""
+    woken = 0
+    for endpoint in deliverable_endpoints().only("pk", "member_id", "cursor").iterator():
+        if webhook_lags(endpoint=endpoint) and webhook_wake(endpoint_id=endpoint.pk):
+            woken += 1
+    keep = timedelta(seconds=settings.CORDIALE_WEBHOOK_DELIVERY_RETENTION)
+    WebhookDelivery.objects.filter(started_at__lt=timezone.now() - keep).delete()
+    return woken

@@ -1,0 +1,138 @@
+"""Signing and sending one delivery, and logging the attempt."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from exchange.models import WebhookDelivery, WebhookEndpoint
+from exchange.services.webhooks import webhook_target_check
+from exchange.webhook_secrets import secret_decrypt
+from forum.errors import DomainError
+
+from .pages import SharedPage
+from .waking import USER_AGENT
+
+
+def _message_id(endpoint_id: int, before: str, after: str) -> str:
+    digest = hashlib.sha256(f"{endpoint_id}\n{before}\n{after}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+@lru_cache(maxsize=1024)
+def _signer(secret_encrypted: str) -> Webhook:
+    """Keyed by the stored token, which a rotation replaces: decrypt once per process."""
+    return Webhook(secret_decrypt(secret_encrypted))
+
+
+def _signature(endpoint: WebhookEndpoint, message_id: str, at: datetime, body: str) -> str:
+    signatures = [_signer(endpoint.secret_encrypted).sign(message_id, at, body)]
+    previous = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_encrypted and previous and previous > timezone.now():
+        signatures.append(_signer(endpoint.previous_secret_encrypted).sign(message_id, at, body))
+    return " ".join(signatures)
+
+
+# --- sending ---------------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    status_code: int | None
+    latency_ms: int
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+_client: httpx.Client | None = None
+_client_pid = 0
+
+
+def http_client() -> httpx.Client:
+    """One pooled client per worker process (keep-alive to receivers)."""
+    import os
+
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        timeout = float(settings.CORDIALE_WEBHOOK_TIMEOUT)
+        _client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+        _client_pid = os.getpid()
+    return _client
+
+
+def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult:
+    started = time.monotonic()
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        target = webhook_target_check(url=endpoint.url)
+    except DomainError as exc:
+        return SendResult(None, elapsed(), f"{exc.code}: {exc.detail}")
+    at = datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "host": target.host_header,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": _signature(endpoint, message_id, at, body.decode()),
+    }
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    try:
+        with http_client().stream(
+            "POST", target.connect_url, content=body, headers=headers, extensions=extensions
+        ) as response:
+            status = response.status_code
+    except httpx.TimeoutException:
+        return SendResult(None, elapsed(), f"timeout after {settings.CORDIALE_WEBHOOK_TIMEOUT} s")
+    except httpx.HTTPError as exc:
+        return SendResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500])
+    error = "" if 200 <= status < 300 else f"HTTP {status}"
+    if 300 <= status < 400:
+        error = f"HTTP {status}: redirects are not followed"
+    return SendResult(status, elapsed(), error)
+
+
+def _record(
+    endpoint: WebhookEndpoint,
+    *,
+    kind: str,
+    message_id: str,
+    result: SendResult,
+    batch: SharedPage | None = None,
+    cursor_before: str = "",
+    started_at: datetime,
+) -> None:
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        kind=kind,
+        message_id=message_id,
+        attempt=endpoint.attempts + 1,
+        started_at=started_at,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        ok=result.ok,
+        error=result.error,
+        changes=batch.count if batch else 0,
+        first_change=batch.first if batch else "",
+        last_change=batch.last if batch else "",
+        cursor_before=cursor_before,
+        cursor_after=batch.cursor if batch else "",
+    )

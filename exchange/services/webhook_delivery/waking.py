@@ -1,0 +1,240 @@
+"""Waking endpoints up: publishing tasks, fan-out, wake flags and the endpoint lock.
+
+See the package docstring for how these fit together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from exchange.db import is_postgres
+from exchange.models import WebhookEndpoint
+from members.models import GroupMembership, Member
+
+logger = logging.getLogger(__name__)
+
+_LOCK_NAMESPACE = 0x5748  # "WH": endpoint locks are (namespace << 32) | endpoint id
+SYSTEM_ACTOR = "system"
+# Consumed before every other queue (CELERY_BROKER_TRANSPORT_OPTIONS in the settings).
+PRIORITY_QUEUE = "priority"
+USER_AGENT = "Cordiale-Webhooks/1"
+
+# --- waking up -------------------------------------------------------------------------
+
+_broker_down_until = 0.0
+_BROKER_BACKOFF = 5.0
+
+
+def publish_task(task: Any, *, args: Iterable[Any] = (), **options: Any) -> bool:
+    """Publish a task; log broker errors instead of raising them (the sweep recovers).
+
+    After a failure, publishing is skipped for a few seconds so that a Redis outage does
+    not cost every submission a connection attempt.
+    """
+    global _broker_down_until
+    if time.monotonic() < _broker_down_until:
+        return False
+    try:
+        task.apply_async(args=list(args), **options)
+    except Exception as exc:
+        _broker_down_until = time.monotonic() + _BROKER_BACKOFF
+        logger.warning("could not publish %s (the webhook sweep will recover): %s", task.name, exc)
+        return False
+    return True
+
+
+def _eager() -> bool:
+    from celery import current_app
+
+    return bool(current_app.conf.task_always_eager)
+
+
+def webhooks_schedule_wake(
+    *, audiences: Iterable[int], rows: Iterable[tuple[int, int]] = ()
+) -> None:
+    """Called where feed rows are appended: wake the endpoints once the rows commit.
+
+    ``rows`` are the ``(audience, signal_id)`` pairs appended; they let the wake-up
+    pick out the audiences that must hear about an active incident first.
+    """
+    changed = sorted(set(audiences))
+    pairs = list(rows)
+    transaction.on_commit(lambda: _feed_committed(changed, pairs), robust=True)
+
+
+def _feed_committed(audiences: list[int], rows: list[tuple[int, int]]) -> None:
+    from exchange.tasks import fanout_feed_changed
+
+    # Most forums have far fewer endpoints than submissions; skip the broker when idle.
+    if (
+        not WebhookEndpoint.objects.filter(active=True)
+        .exclude(status=WebhookEndpoint.Status.DISABLED)
+        .exists()
+    ):
+        return
+    urgent = _incident_audiences(rows)
+    if urgent:
+        publish_task(fanout_feed_changed, args=[urgent, True], queue=PRIORITY_QUEUE)
+    publish_task(fanout_feed_changed, args=[audiences])
+
+
+def _incident_audiences(rows: list[tuple[int, int]]) -> list[int]:
+    """Audiences of ``rows`` whose signal has a live statement carrying the label of an
+    active incident. One cheap query when no incident is declared, which is the norm."""
+    from exchange.models import CurrentStatement, Incident
+
+    if not rows:
+        return []
+    slugs = set(
+        Incident.objects.filter(ended_at__isnull=True).values_list("label__slug", flat=True)
+    )
+    if not slugs:
+        return []
+    signals = {signal for _, signal in rows}
+    urgent: set[int] = set()
+    for signal_id, labels in (
+        CurrentStatement.objects.filter(signal_id__in=signals, audience__isnull=False)
+        .values_list("signal_id", "statement__labels")
+        .iterator()
+    ):
+        if isinstance(labels, list) and slugs.intersection(labels):
+            urgent.add(signal_id)
+    return sorted({audience for audience, signal in rows if signal in urgent})
+
+
+def _due(now: datetime) -> Q:
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
+def deliverable_endpoints(now: datetime | None = None) -> Any:
+    """Endpoints that may be sent to now: on, not disabled, member active, not backing off."""
+    now = now or timezone.now()
+    return (
+        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
+        .exclude(status=WebhookEndpoint.Status.DISABLED)
+        .filter(_due(now))
+    )
+
+
+def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int:
+    """Enqueue a delivery for each endpoint whose member reads one of ``audiences``.
+
+    ``urgent`` (an active incident's statement changed): publish on the priority queue,
+    ignoring the wake flag, whose queued delivery may sit behind a routine backlog. The
+    delivery still sends the endpoint's next batches in feed order, only sooner; if the
+    routine one runs later, it finds nothing left to send.
+    """
+    endpoints = deliverable_endpoints()
+    if audiences is not None and 0 not in audiences:
+        groups = [a for a in audiences if a > 0]
+        member_ids = {-a for a in audiences if a < 0}
+        member_ids.update(
+            GroupMembership.objects.filter(group_id__in=groups).values_list("member_id", flat=True)
+        )
+        endpoints = endpoints.filter(member_id__in=member_ids)
+    endpoint_ids = list(endpoints.values_list("pk", flat=True))
+    queued = set() if urgent else _queued_wakes(endpoint_ids)
+    count = 0
+    for endpoint_id in endpoint_ids:
+        if urgent:
+            if webhook_wake(endpoint_id=endpoint_id, queue=PRIORITY_QUEUE):
+                count += 1
+        elif endpoint_id not in queued and _claim_wake(endpoint_id):
+            if webhook_wake(endpoint_id=endpoint_id):
+                count += 1
+            else:
+                _release_wake(endpoint_id)
+    return count
+
+
+# One queued wake-up per endpoint is enough: a delivery reads the feed after it clears
+# the flag, so rows committed before that are read by it and rows committed after set
+# the flag again. Under load this folds a burst of commits into one delivery instead of
+# one per commit per endpoint. The flag lives in the cache (Redis) with a TTL; if it is
+# lost or stale, the sweep (which ignores it) still wakes a lagging endpoint.
+_WAKE_FLAG = "webhook-wake:{}"
+_WAKE_FLAG_TTL = 60
+
+
+def _claim_wake(endpoint_id: int) -> bool:
+    try:
+        return bool(cache.add(_WAKE_FLAG.format(endpoint_id), 1, _WAKE_FLAG_TTL))
+    except Exception:
+        return True  # no cache, no coalescing
+
+
+def _queued_wakes(endpoint_ids: list[int]) -> set[int]:
+    """Endpoints whose flag is up, read in one round trip: under load most of them, which
+    then need no claim of their own (the delivery that clears the flag reads our rows)."""
+    try:
+        found = cache.get_many([_WAKE_FLAG.format(e) for e in endpoint_ids])
+    except Exception:
+        return set()
+    return {e for e in endpoint_ids if _WAKE_FLAG.format(e) in found}
+
+
+def _release_wake(endpoint_id: int) -> None:
+    try:
+        cache.delete(_WAKE_FLAG.format(endpoint_id))
+    except Exception:
+        logger.debug("could not clear the wake flag of webhook %s", endpoint_id)
+
+
+def webhook_wake(
+    *, endpoint_id: int, countdown: float | None = None, queue: str | None = None
+) -> bool:
+    from exchange.tasks import deliver_endpoint
+
+    if countdown is not None and _eager():
+        # In process there is no clock to wait on: the next feed change retries it.
+        return False
+    options: dict[str, Any] = {} if countdown is None else {"countdown": countdown}
+    if queue is not None:
+        options["queue"] = queue
+    return publish_task(deliver_endpoint, args=[endpoint_id], **options)
+
+
+# --- the lock --------------------------------------------------------------------------
+
+_local_locks: dict[int, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+@contextmanager
+def endpoint_lock(endpoint_id: int) -> Iterator[bool]:
+    """Yields whether this process now holds the endpoint; never waits.
+
+    PostgreSQL: a session advisory lock, released here or when the connection dies with
+    a killed worker. (Workers therefore need a session, not a transaction-pooled, database
+    connection.) SQLite: a lock in this process, enough for the embedded mode.
+    """
+    if not is_postgres():
+        with _local_locks_guard:
+            lock = _local_locks.setdefault(endpoint_id, threading.Lock())
+        got = lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
+        return
+    key = (_LOCK_NAMESPACE << 32) | endpoint_id
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        got = bool(cursor.fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
