@@ -11,8 +11,9 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from exchange import jws
@@ -20,6 +21,8 @@ from forum.errors import ConflictError, DomainError
 
 from .audit import audit_record
 from .models import ApiKey, GroupMembership, Member, SharingGroup, SigningKey
+
+_M = TypeVar("_M", bound=models.Model)
 
 ALL_SCOPES = [scope.value for scope in ApiKey.Scope]
 API_KEY_PREFIX = "cdl_"
@@ -34,6 +37,19 @@ _TRANSITIONS: dict[str, set[str]] = {
 }
 
 
+def _create_unique(model: type[_M], conflict: ConflictError, **fields: Any) -> _M:
+    """Create a row whose slug or kid must be new, or raise ``conflict``.
+
+    The database's unique constraint decides, so two concurrent creates of the same
+    slug give one row and one conflict, never an IntegrityError (a 500).
+    """
+    try:
+        with transaction.atomic():
+            return model.objects.create(**fields)  # type: ignore[attr-defined]
+    except IntegrityError:
+        raise conflict from None
+
+
 def _member_state(member: Member) -> dict[str, str]:
     return {"slug": member.slug, "name": member.name, "status": member.status}
 
@@ -46,10 +62,14 @@ def member_create(
     status: str = Member.Status.APPLICANT,
     actor: str,
 ) -> Member:
-    if Member.objects.filter(slug=slug).exists():
-        raise ConflictError(f"A member with slug {slug!r} exists already.", code="member_exists")
     with transaction.atomic():
-        member = Member.objects.create(slug=slug, name=name, contact_email=contact_email)
+        member = _create_unique(
+            Member,
+            ConflictError(f"A member with slug {slug!r} exists already.", code="member_exists"),
+            slug=slug,
+            name=name,
+            contact_email=contact_email,
+        )
         audit_record(
             actor=actor,
             action="member.created",
@@ -196,10 +216,14 @@ def signing_key_register(*, member: Member, public_key: str, actor: str) -> Sign
     except jws.InvalidKey as exc:
         raise DomainError(str(exc), code="invalid_key") from exc
     kid = jws.jwk_thumbprint(x)
-    if SigningKey.objects.filter(kid=kid).exists():
-        raise ConflictError(f"Key {kid} is registered already.", code="key_exists")
     with transaction.atomic():
-        key = SigningKey.objects.create(member=member, kid=kid, x=x)
+        key = _create_unique(
+            SigningKey,
+            ConflictError(f"Key {kid} is registered already.", code="key_exists"),
+            member=member,
+            kid=kid,
+            x=x,
+        )
         audit_record(
             actor=actor,
             action="signing_key.registered",
@@ -279,10 +303,14 @@ def sharing_group_create(
     description: str = "",
     actor: str,
 ) -> SharingGroup:
-    if SharingGroup.objects.filter(slug=slug).exists():
-        raise ConflictError(f"A sharing group {slug!r} exists already.", code="group_exists")
     with transaction.atomic():
-        group = SharingGroup.objects.create(slug=slug, name=name or slug, description=description)
+        group = _create_unique(
+            SharingGroup,
+            ConflictError(f"A sharing group {slug!r} exists already.", code="group_exists"),
+            slug=slug,
+            name=name or slug,
+            description=description,
+        )
         audit_record(
             actor=actor,
             action="sharing_group.created",
