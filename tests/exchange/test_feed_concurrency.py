@@ -23,7 +23,7 @@ import pytest
 from django.db import connection
 
 import exchange.feed
-import exchange.services.statements as statements_module
+import exchange.services.statements.store as statements_module
 from exchange.selectors import feed_page
 from exchange.services.statements import statement_submit
 from tests.factories import Party, make_party, pdq
