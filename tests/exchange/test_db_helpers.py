@@ -43,3 +43,28 @@ def test_in_list_matches_exactly_the_given_strings() -> None:
         [[*AWKWARD, "quoted", "back\\slash", 'a "quoted" valu'], *params],
     )
     assert [r[0] for r in got] == sorted(AWKWARD[:4])
+
+
+def test_bulk_cursor_shares_the_transaction_and_raises_djangos_errors() -> None:
+    """Rows written through it are seen by the ORM's cursor in the same transaction, and
+    a failing statement raises django.db's exception (callers catch those)."""
+    from django.db import IntegrityError, transaction
+
+    from exchange.db import bulk_cursor
+    from exchange.models import Signal
+
+    with transaction.atomic():
+        with bulk_cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO exchange_signal (signal_type, value, created_at) "
+                f"SELECT {json_fields('text', 'text')}, now() "
+                "FROM jsonb_array_elements(%s::jsonb) AS x",
+                [json_rows([("md5", "0" * 32)])],
+            )
+        assert Signal.objects.filter(signal_type="md5", value="0" * 32).exists()
+        with pytest.raises(IntegrityError), transaction.atomic(), bulk_cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO exchange_signal (signal_type, value, created_at) "
+                "VALUES (%s, %s, now())",
+                ["md5", "0" * 32],
+            )
