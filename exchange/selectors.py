@@ -16,8 +16,6 @@ from typing import Any, cast
 import orjson
 from django.db.models import Q
 
-from forum.gcpause import gc_paused
-
 from .db import fetchall, in_list, rfc3339
 from .feed import Reader
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
@@ -204,13 +202,6 @@ def feed_page(
     *, member_id: int, cursor: str | None, limit: int
 ) -> tuple[list[Snapshot], str, bool]:
     """One page of the member's change feed: snapshots, the next cursor, has_more."""
-    with gc_paused():  # see forum.gcpause: up to 10,000 snapshots, no cycles
-        return _feed_page(member_id=member_id, cursor=cursor, limit=limit)
-
-
-def _feed_page(
-    *, member_id: int, cursor: str | None, limit: int
-) -> tuple[list[Snapshot], str, bool]:
     from .feed import Cursor, advance, feed_rows
 
     reader = Reader(member_id)

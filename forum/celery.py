@@ -36,10 +36,14 @@ def _configure_logging(**kwargs: Any) -> None:
 @signals.worker_process_init.connect
 def _warm_webhook_client(**kwargs: Any) -> None:
     """Build each pool process's webhook HTTP client (its TLS context takes tens of ms)
-    before a delivery, rather than during the first one after a start."""
+    before a delivery, rather than during the first one after a start; then tune the
+    garbage collector for the feed pages deliveries build (forum/gctune.py)."""
     from exchange.services.webhook_delivery import http_client
 
+    from .gctune import tune_collector
+
     http_client()
+    tune_collector()
 
 
 @signals.before_task_publish.connect
