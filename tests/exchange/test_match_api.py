@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pytest
 from django.test import override_settings
 
-from exchange.matching import pdq_index
+from exchange.matching.pdq_index import index as pdq_index
 from exchange.matching.service import match_index_reset
 from exchange.models import Signal
 from tests.factories import Party, make_group, make_party, pdq, random_hex

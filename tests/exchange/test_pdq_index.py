@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.matching import pdq_index
 from exchange.matching.pdq_index import PDQIndex, hashes_from_hex, hex_to_bytes
+from exchange.matching.pdq_index import index as pdq_index
 
 DISTANCES = [0, 1, 15, 16, 31, 32, 48, 64]
 PLANTED = [*range(33), 40, 64]

@@ -1,102 +1,8 @@
-"""Exact PDQ near-duplicate search over numpy arrays (no Django import).
-
-`PDQIndex` holds PDQ hashes (256 bits = 32 bytes) keyed by int64 ids (signal ids) and
-returns, for a query hash, every entry within Hamming distance `max_distance` (0..64,
-default 31, PDQ's match threshold) with its exact distance, sorted by (distance, id).
-Nothing is approximate: the structure below finds every match by construction, and
-the tests compare every answer with brute force.
-
-    >>> index = PDQIndex.build(ids, hashes_from_hex(values))      # or PDQIndex.load(dir)
-    >>> index.query(hex_to_bytes(value))                           # [(id, distance), ...]
-    >>> index.query_many(hashes_from_hex(values), max_distance=31) # one list per query
-    >>> index.add(new_ids, new_hashes); index.remove(gone_ids)     # delta on top of it
-    >>> index.save(new_dir)                                        # compacts, writes .npy
-
-Structure: multi-index hashing, 16 tables of 16-bit chunks
------------------------------------------------------------
-A hash is cut into 16 chunks of 16 bits. If every chunk of a stored hash differed from
-the query's chunk in at least k + 1 bits, the distance would be at least 16 (k + 1);
-so distance <= 16 k + 15 implies that some chunk is within k bits (pigeonhole). Table
-t lists the entries by the value of their chunk t. A search probes, in each of the 16
-tables, every value within k bits of the query's chunk (k = 1 for the default 31:
-the value and its 16 one-bit flips, 17 x 16 = 272 buckets; k = 0 up to 15, 2 up to 47,
-3 up to 63, 4 at 64), and verifies each candidate with the exact popcount of the XOR
-of its 4 x uint64 words. Correctness:
-
-1. complete: a match within `max_distance` has some chunk within k bits of the
-   query's (pigeonhole with k = `_flips_needed(max_distance)`); `_flip_masks(k)` is
-   every 16-bit mask of at most k bits, so that chunk's bucket is probed and the
-   entry is a candidate;
-2. exact: every returned distance is the popcount over all 256 bits; candidates above
-   `max_distance` are dropped; an entry found in several tables is returned once;
-3. live: base entries that were removed or replaced are filtered by id, and the delta
-   is scanned exhaustively.
-
-A bucket holds about N / 65536 entries (153 at 10M), so k = 1 verifies about 0.4 % of
-the set, k = 2 3.3 %, k = 3 17 %, k = 4 61 %. A randomly gathered candidate costs about
-8 sequentially scanned rows (measured: at 1M, k = 3 with tables 6.3 ms vs scan 5.6 ms),
-so the index scans linearly (vectorised, 4 popcounts per row) when the expected
-candidates x 8 >= N, i.e. for max_distance 48..64 at every size, and when N < 12,000,
-where the scan beats the fixed cost of the probes. Measured, single query, 2 cores
-shared, numpy 2.4 (tables vs scan): N = 5k d <= 31: 0.085 vs 0.041 ms; 10k: 0.072 vs
-0.062; 20k: 0.073 vs 0.113; 50k: 0.091 vs 0.244; d <= 47 at 50k: 0.18 vs 0.23; at 1M:
-1.37 vs 5.6; d <= 48 at 1M: 6.3 vs 5.6.
-
-Measured with tests/bench/bench_match.py (in process, one thread, planted neighbours
-at 10, 20 and 31, recall 1.0 at each): 1M hashes: single query p50 0.33 ms, 5,300
-queries/s batched; python-threatexchange's PDQIndex (faiss IndexBinaryMultiHash, the
-HMA default) 1.26 ms, 1,100 queries/s; faiss IndexBinaryFlat 1.2 ms, 790 queries/s.
-10M: build 23 s, p50 1.9 ms (1.6 ms mapped), 485 queries/s batched; PDQIndex: build
-116 s, +3.9 GB resident, p50 4.9 ms, 208 queries/s; faiss flat: p50 17 ms, 61/s.
-
-Memory layout, per 10M entries (files of `save`, all mapped by `load`)
--------------------------------------------------------------------
-==============  ===================  ==========================================  =======
-file            dtype, shape         content                                      10M
-==============  ===================  ==========================================  =======
-ids.npy         int64 (N,)           entry ids, sorted ascending                  80 MB
-hashes.npy      uint8 (N, 32)        hashes[i] is the hash of ids[i]             320 MB
-offsets.npy     int64 (16, 65537)    table t's entries with chunk t == v are at    8 MB
-                                     positions offsets[t, v] .. offsets[t, v+1]
-perm_lo.npy     uint16 (16, N)       row at each table position, low 16 bits     320 MB
-perm_hi.npy     uint8 (16, N)        ... high bits (uint16 above 2**24 entries)  160 MB
-meta.json                            format, version, count, byte order, meta
-==============  ===================  ==========================================  =======
-
-Total 888 MB = 2.8 x the raw 320 MB (2.5 x without the ids, which any id-keyed index
-needs). This misses the 2 x target on purpose. Any layout that lists the rows of
-each bucket of 16 tables must spend at least about 16 bits per entry per table (a
-bucket holds N / 65536 of the N rows, so even gap-coded each listed row costs about
-log2 65536 bits): >= 320 MB of tables + 320 MB of hashes + 80 MB of ids = 720 MB
-(2.25 x) before any speed is won. Reaching 2 x means at most ~9 tables, i.e. chunks of
-28+ bits that need 3 flips for distance 31: thousands of probes per table into sorted
-32-bit keys, several times slower. Correctness first, queries/s second, memory third:
-we keep 16 tables and shrink what they cost instead:
-
-- bucket offsets (65537 per table, 0.5 MB) instead of sorted chunk values (2 B/entry);
-- row numbers in 24 bits (uint16 + uint8, 3 B/entry/table) instead of uint32 (4 B):
-  saves 160 MB at 10M (uint32 would be 1,048 MB, 3.3 x) for one more small gather
-  per query;
-- int64 offsets (8 MB) rather than uint32 to avoid casts: negligible.
-
-`load(mmap=True)` maps every file read-only: all web processes on a host share one
-copy through the page cache, and a process's private memory is its delta and hidden
-set only (measured: RSS anon growth after loading 1M and 1,000 queries ~0).
-
-Updates
--------
-The base snapshot is immutable. `add` puts entries into an in-memory delta (scanned
-exhaustively: about 9 ns per entry per query, so keep it below ~100k entries by taking
-new snapshots); an id already in the base is hidden there and superseded. `remove`
-hides base ids and deletes delta entries. `compact` folds both into a new in-memory
-base; `save` compacts and writes a snapshot, meta.json last. Several ids may carry the
-same hash; one id has one hash (adding an id again replaces its hash).
-"""
+"""The index: base snapshot, delta, persistence and search (see the package docstring)."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,24 +11,30 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [
-    "DEFAULT_MAX_DISTANCE",
-    "MAX_DISTANCE",
-    "PDQIndex",
-    "hashes_from_hex",
-    "hex_to_bytes",
-]
+from .bits import (
+    DEFAULT_MAX_DISTANCE,
+    HASH_BYTES,
+    N_BUCKETS,
+    N_CHUNKS,
+    N_WORDS,
+    IntArray,
+    Match,
+    U8Array,
+    U64Array,
+    _as_hash_matrix,
+    _check_distance,
+    _chunks,
+    _distance_sum,
+    _flip_masks,
+    _flips_needed,
+    _scan,
+    _validated_entries,
+    _words,
+)
 
-HASH_BYTES = 32
-N_WORDS = 4  # 4 x uint64 per hash
-N_CHUNKS = 16
-CHUNK_BITS = 16
-N_BUCKETS = 1 << CHUNK_BITS
-DEFAULT_MAX_DISTANCE = 31
-MAX_DISTANCE = 64
 FORMAT_VERSION = 1
 
-# Measured crossovers (see the module docstring): below this many base entries a
+# Measured crossovers (see the package docstring): below this many base entries a
 # vectorised scan beats the fixed cost of 16 x probes table look-ups ...
 BRUTE_FORCE_BELOW = 12_000
 # ... and multi-index hashing is used only while its expected candidate count times
@@ -132,144 +44,10 @@ CANDIDATE_COST_FACTOR = 8.0
 # Work per vectorised step: candidates verified at once (measured at 1M hashes, 1,000
 # queries: 2,600 q/s at 2**15, 2,000 at 2**17, 710 at 2**21: small steps stay in cache) ...
 _PROBE_BLOCK = 1 << 15
-# ... and rows scanned at once per query.
-_SCAN_BLOCK = 1 << 16
-
-IntArray = npt.NDArray[np.int64]
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
-Match = tuple[int, int]
-
-
-def hex_to_bytes(value: str) -> bytes:
-    """Return the 32 bytes of a PDQ hash written as 64 hexadecimal digits."""
-    if len(value) != 2 * HASH_BYTES:
-        raise ValueError(f"a PDQ hash has {2 * HASH_BYTES} hex digits, got {len(value)}")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ValueError("a PDQ hash is written in hexadecimal digits only") from None
-    if len(raw) != HASH_BYTES:
-        raise ValueError("a PDQ hash is written in hexadecimal digits only")
-    return raw
-
-
-def hashes_from_hex(values: Sequence[str]) -> U8Array:
-    """Return an (n, 32) uint8 array of PDQ hashes given as 64-digit hex strings."""
-    if any(len(v) != 2 * HASH_BYTES for v in values):
-        raise ValueError(f"a PDQ hash has {2 * HASH_BYTES} hex digits")
-    try:
-        raw = bytes.fromhex("".join(values))
-    except ValueError:
-        raise ValueError("a PDQ hash is written in hexadecimal digits only") from None
-    if len(raw) != HASH_BYTES * len(values):
-        raise ValueError("a PDQ hash is written in hexadecimal digits only")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), HASH_BYTES).copy()
-
-
-if hasattr(np, "bitwise_count"):
-
-    def _popcount(x: U64Array) -> npt.NDArray[np.uint8]:
-        return np.bitwise_count(x)
-
-else:  # numpy < 2: byte-wise table look-up, same result
-    _POP8 = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
-
-    def _popcount(x: U64Array) -> npt.NDArray[np.uint8]:
-        b = np.ascontiguousarray(x).view(np.uint8).reshape(*x.shape, 8)
-        return _POP8[b].sum(axis=-1, dtype=np.uint8)
-
-
-def _flips_needed(max_distance: int) -> int:
-    """Bits per chunk to probe so that pigeonhole guarantees every match is a candidate.
-
-    If every one of the 16 chunks differs in at least k + 1 bits, the distance is at
-    least 16 (k + 1). So distance <= 16 k + 15 implies some chunk within k bits.
-    """
-    return max(0, math.ceil((max_distance - (CHUNK_BITS - 1)) / N_CHUNKS))
-
-
-_FLIP_MASKS: dict[int, IntArray] = {}
-
-
-def _flip_masks(k: int) -> IntArray:
-    """All 16-bit masks with at most k bits set (17 for k = 1, 137 for k = 2)."""
-    masks = _FLIP_MASKS.get(k)
-    if masks is None:
-        values = np.arange(N_BUCKETS, dtype=np.uint64)
-        masks = values[_popcount(values) <= k].astype(np.int64)
-        _FLIP_MASKS[k] = masks
-    return masks
-
-
-def _as_hash_matrix(hashes: U8Array | bytes | Sequence[bytes], name: str = "hashes") -> U8Array:
-    if isinstance(hashes, bytes | bytearray | memoryview):
-        arr = np.frombuffer(bytes(hashes), dtype=np.uint8)
-        if arr.size != HASH_BYTES:
-            raise ValueError(f"a PDQ hash is {HASH_BYTES} bytes, got {arr.size}")
-        return arr.reshape(1, HASH_BYTES)
-    arr = np.asarray(hashes)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8, got {arr.dtype}")
-    if arr.ndim == 1:
-        arr = arr.reshape(1, -1)
-    if arr.ndim != 2 or arr.shape[1] != HASH_BYTES:
-        raise ValueError(f"{name} must have shape (n, {HASH_BYTES}), got {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
-def _words(hashes: U8Array) -> U64Array:
-    """View (n, 32) uint8 as (n, 4) uint64; popcount of XOR does not care about byte order."""
-    return np.ascontiguousarray(hashes).view(np.uint64).reshape(-1, N_WORDS)
-
-
-def _chunks(hashes: U8Array) -> npt.NDArray[np.uint16]:
-    """View (n, 32) uint8 as (n, 16) uint16 chunk values (native byte order, used consistently)."""
-    return np.ascontiguousarray(hashes).view(np.uint16).reshape(-1, N_CHUNKS)
-
-
-def _distance_sum(xor: U64Array) -> IntArray:
-    """Row sums of the popcounts of an (n, 4) XOR; column by column (a short-axis sum is slow)."""
-    dist = _popcount(xor[:, 0]).astype(np.int64)
-    for w in range(1, N_WORDS):
-        dist += _popcount(xor[:, w])
-    return dist
-
-
-def _check_distance(max_distance: int) -> int:
-    d = int(max_distance)
-    if d != max_distance or not 0 <= d <= MAX_DISTANCE:
-        raise ValueError(f"max_distance must be an integer in 0..{MAX_DISTANCE}")
-    return d
-
-
-def _scan(
-    words: U64Array, queries: U64Array, max_distance: int
-) -> tuple[IntArray, IntArray, IntArray]:
-    """Vectorised brute force: every (query, row, distance) with distance <= max_distance."""
-    out_q: list[IntArray] = []
-    out_r: list[IntArray] = []
-    out_d: list[IntArray] = []
-    for r0 in range(0, len(words), _SCAN_BLOCK):
-        block = words[r0 : r0 + _SCAN_BLOCK]
-        for qi, query in enumerate(queries):
-            # Column by column: XOR, popcount and add of 1-d arrays (measured fastest).
-            dist = _popcount(block[:, 0] ^ query[0]).astype(np.uint16)
-            for w in range(1, N_WORDS):
-                dist += _popcount(block[:, w] ^ query[w])
-            (hit,) = np.nonzero(dist <= max_distance)
-            if hit.size:
-                out_q.append(np.full(hit.size, qi, dtype=np.int64))
-                out_r.append(hit + r0)
-                out_d.append(dist[hit].astype(np.int64))
-    if not out_q:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, empty
-    return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_d)
 
 
 class PDQIndex:
-    """Exact Hamming-distance index of PDQ hashes keyed by int64 ids; see the module docstring.
+    """Exact Hamming-distance index of PDQ hashes keyed by int64 ids; see the package docstring.
 
     A base snapshot (immutable, possibly memory-mapped) plus an in-memory delta of
     added entries and a set of base ids hidden by `remove` or replaced by `add`.
@@ -612,18 +390,3 @@ class PDQIndex:
         # A true neighbour is a candidate in every table where it is within the flips.
         _, first_seen = np.unique(qi * n + rows, return_index=True)
         return qi[first_seen] + first, rows[first_seen], dist[first_seen]
-
-
-def _validated_entries(
-    ids: npt.ArrayLike, hashes: U8Array, *, unique: bool = True
-) -> tuple[IntArray, U8Array]:
-    id_arr = np.asarray(ids)
-    if id_arr.ndim != 1 or not (id_arr.size == 0 or np.issubdtype(id_arr.dtype, np.integer)):
-        raise ValueError("ids must be a 1-d array of integers")
-    id_arr = id_arr.astype(np.int64)
-    hash_arr = _as_hash_matrix(hashes)
-    if len(hash_arr) != len(id_arr):
-        raise ValueError(f"{len(id_arr)} ids but {len(hash_arr)} hashes")
-    if unique and len(np.unique(id_arr)) != len(id_arr):
-        raise ValueError("ids must be unique")
-    return id_arr, hash_arr
