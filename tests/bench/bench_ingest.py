@@ -24,7 +24,6 @@ import argparse
 import multiprocessing as mp
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,14 +35,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.gunicorn import start_gunicorn, stop_gunicorn  # noqa: E402
+
 BATCH = 1_000
 DB_NAME = "cordiale_bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _recreate_database(admin_url: str, name: str, *, drop_only: bool = False) -> None:
@@ -172,7 +167,7 @@ def _signature_only(tokens: list[str], keys: dict[str, str]) -> float:
     return len(parsed) / elapsed
 
 
-def _start_gunicorn(database_url: str, port: int) -> subprocess.Popen[bytes]:
+def _start_gunicorn(database_url: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -184,36 +179,7 @@ def _start_gunicorn(database_url: str, port: int) -> subprocess.Popen[bytes]:
         "DJANGO_SETTINGS_MODULE": "forum.settings",
     }
     env.pop("REDIS_URL", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "forum.wsgi:application",
-            "-w",
-            "2",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    import httpx
-
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("gunicorn did not start")
+    return start_gunicorn(env)
 
 
 def _spy(master: int, directory: str) -> list[subprocess.Popen[bytes]]:
@@ -322,9 +288,7 @@ def main() -> None:
 
         connection.close()  # no open connection across the fork of the clients
 
-        port = _free_port()
-        gunicorn = _start_gunicorn(database_url, port)
-        url = f"http://127.0.0.1:{port}"
+        gunicorn, url = _start_gunicorn(database_url)
         rates, ceilings = [], []
         for n, sets in enumerate(runs, 1):
             spies = _spy(gunicorn.pid, args.py_spy) if args.py_spy and n == 1 else []
@@ -357,8 +321,7 @@ def main() -> None:
             _profile(members)
     finally:
         if gunicorn is not None:
-            os.killpg(gunicorn.pid, signal.SIGTERM)
-            gunicorn.wait(timeout=30)
+            stop_gunicorn(gunicorn)
         try:
             from django.db import connections
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -158,12 +156,6 @@ def _load(hashes: np.ndarray) -> tuple[str, Any]:
     return secret, private
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _memory(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -196,6 +188,7 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
 
     from exchange import jws
     from exchange.matching.service import match_index_snapshot
+    from tests.bench.gunicorn import start_gunicorn, stop_gunicorn
 
     migrate_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -211,36 +204,10 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
         flush=True,
     )
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "forum.wsgi:application",
-            "-w",
-            str(args.http_workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "sync",
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
+    server, root = start_gunicorn(env, workers=args.http_workers, extra=("--worker-class", "sync"))
+    base = f"{root}/api/v1"
     headers = {"Authorization": f"Bearer {secret}"}
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
         qhex = [bytes(q).hex() for q in queries]
         planted_hex = {i: bytes(hashes[int(planted[i]) - 1]).hex() for i in range(len(qhex))}
 
@@ -314,8 +281,7 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
         )
         rows.append(row)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_gunicorn(server)
         shutil.rmtree(index_dir, ignore_errors=True)
         if not args.keep_database:
             _drop_database(args.http_database)

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,14 +36,11 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.bench.gunicorn import start_gunicorn, stop_gunicorn  # noqa: E402
+
 DB = "cordiale_bench_sync"
 PAGE = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -239,32 +234,7 @@ def main() -> None:
         t0 = time.perf_counter()
         key = load(url, args.signals, env)
         print(f"loaded {args.signals:,} signals in {time.perf_counter() - t0:.0f} s")
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "forum.wsgi:application",
-                "-w",
-                "2",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--timeout",
-                "120",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        server, base = start_gunicorn(env)
         http_rates, ceiling_rates, memories = [], [], []
         for run in range(args.runs):
             seconds, count, memory = http_pass(base, key, server.pid)
@@ -295,8 +265,7 @@ def main() -> None:
         )
     finally:
         if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+            stop_gunicorn(server)
         if not args.keep:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")

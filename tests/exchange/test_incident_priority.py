@@ -24,6 +24,7 @@ from tests.exchange.webhook_support import (
     Receiver,
     RedisServer,
     Worker,
+    celery_broker,
     database_url,
     wait_for,
 )
@@ -42,23 +43,13 @@ SLOW = 0.2  # seconds a routine delivery keeps the worker busy
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[RedisServer]:
     """A private Redis, and this process's Celery app pointed at it."""
-    from forum.celery import app
-
     server = RedisServer(tmp_path)
     server.start()
-    saved = (app.conf.broker_url, app.conf.task_always_eager)
-
-    def repoint(url: str, eager: bool) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-        app.conf.broker_url, app.conf.task_always_eager = url, eager
-
-    repoint(server.url, False)
-    yield server
-    repoint(*saved)
-    server.kill()
+    try:
+        with celery_broker(server.url):
+            yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Real parts for webhook tests and the fan-out benchmark: a Redis server, a Celery
-worker process and an HTTP receiver on 127.0.0.1, each started and stopped here."""
+"""Real parts for integration tests and benchmarks: a Redis server, a Celery worker
+process and an HTTP receiver on 127.0.0.1, each started and stopped here."""
 
 from __future__ import annotations
 

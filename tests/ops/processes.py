@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +18,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "deploy" / "bin"
 PUBLIC_HOST = "exchange.forum.example"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def production_env(**overrides: str) -> dict[str, str]:
@@ -99,33 +91,6 @@ class Process:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
         self._out.close()
-
-
-def start_redis(tmp: Path) -> tuple[Process, str]:
-    """A private redis-server without persistence; returns it and its URL."""
-    program = shutil.which("redis-server")
-    if program is None:
-        raise RuntimeError("redis-server is not installed")
-    port = free_port()
-    proc = Process(
-        [
-            program,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        env=dict(os.environ),
-        log=tmp / "redis.log",
-    )
-    proc.wait_for(lambda: "Ready to accept connections" in proc.output(), "redis-server")
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def http_get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

@@ -20,8 +20,9 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
 from forum.middleware import RequestIdMiddleware
+from tests.exchange.webhook_support import RedisServer, free_port
 
-from .processes import BIN, PUBLIC_HOST, Process, free_port, http_get, production_env, start_redis
+from .processes import BIN, PUBLIC_HOST, Process, http_get, production_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ops-stack")
-    redis, redis_url = start_redis(tmp)
+    redis = RedisServer(tmp)
+    redis.start()
+    redis_url = redis.url
     env = production_env(
         DATABASE_URL=f"sqlite:///{tmp / 'cordiale.sqlite3'}",
         REDIS_URL=redis_url,
@@ -58,7 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         yield Stack(tmp=tmp, env=env, redis_url=redis_url)
     finally:
-        redis.stop()
+        redis.kill()
 
 
 @pytest.fixture(scope="module")
