@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import psycopg
 from django.db import connection
 
 
@@ -28,17 +29,12 @@ def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
             # One array literal: psycopg would otherwise adapt each element in Python.
             return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, values)) + "}"]
         if all(type(v) is str for v in values):
-            # Likewise one JSON document, unless a value cannot be JSON text (a lone
-            # surrogate) or jsonb text (NUL).
-            try:
-                payload = json_rows(values)
-            except orjson.JSONEncodeError:
-                payload = "\\u0000"
-            if "\\u0000" not in payload:
-                return (
-                    f"{column} = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
-                    [payload],
-                )
+            # Likewise one JSON document. Callers pass validated values (signal values,
+            # jti): no NUL, no lone surrogate, which neither path could send anyway.
+            return (
+                f"{column} = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+                [json_rows(values)],
+            )
         return f"{column} = ANY(%s)", [list(values)]
     return f"{column} IN ({','.join(['%s'] * len(values))})", list(values)
 
@@ -83,8 +79,6 @@ def bulk_cursor() -> Iterator[Any]:
         with connection.cursor() as cursor:
             yield cursor
         return
-    import psycopg
-
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor

@@ -84,7 +84,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'cordiale.sqlite3'}")
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+_is_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if _is_sqlite:
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Persistent connections on PostgreSQL: opening one per request (a new server process,
@@ -92,12 +93,11 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Each web thread and worker process keeps at most one (see deploy/gunicorn.conf.py on
 # sizing against max_connections); health checks replace one broken by a server restart
 # before it is used. SQLite gains nothing from them.
-_is_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int(
     "DJANGO_CONN_MAX_AGE", default=0 if _is_sqlite else 60
 )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if _is_sqlite:
     # Concurrent readers next to one writer, and wait for the writer instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,46 +288,43 @@ class Replica:
 
     def _statements(self, signal_type: str, value: str) -> Iterator[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT member, kid, iat, labels, tlp, audience, exp, jws FROM statements "
+            f"SELECT {_STATEMENT_COLUMNS} FROM statements "
             "WHERE signal_type = ? AND value = ? ORDER BY member",
             (signal_type, value),
         )
-        for member, kid, iat, labels, tlp, audience, exp, token in rows:
-            yield {
-                "member": member,
-                "kid": kid,
-                "iat": iat,
-                "labels": json.loads(labels),
-                "tlp": tlp,
-                "audience": audience,
-                "exp": exp,
-                "jws": token,
-            }
+        for row in rows:
+            yield _statement(row)
 
     def verify_all(self) -> list[VerificationResult]:
         """Re-verify every stored statement offline against the cached JWKS."""
         keys = index_jwks(self.jwks)
         rows = self._db.execute(
-            "SELECT signal_type, value, member, kid, iat, labels, tlp, audience, exp, jws "
+            f"SELECT signal_type, value, {_STATEMENT_COLUMNS} "
             "FROM statements ORDER BY signal_type, value, member"
         ).fetchall()
-        results = []
-        for signal_type, value, member, kid, iat, labels, tlp, audience, exp, token in rows:
-            statement = {
-                "member": member,
-                "kid": kid,
-                "iat": iat,
-                "labels": json.loads(labels),
-                "tlp": tlp,
-                "audience": audience,
-                "exp": exp,
-                "jws": token,
-            }
-            results.append(
-                verify_statement(statement, signal_type=signal_type, value=value, keys=keys)
-            )
-        return results
+        return [
+            verify_statement(_statement(row[2:]), signal_type=row[0], value=row[1], keys=keys)
+            for row in rows
+        ]
 
     def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run raw SQL on the replica (for inspection and tests)."""
         return list(self._db.execute(sql, parameters).fetchall())
+
+
+# A stored statement as the server sends it: these columns, in this order, make one.
+_STATEMENT_COLUMNS = "member, kid, iat, labels, tlp, audience, exp, jws"
+
+
+def _statement(row: Sequence[Any]) -> dict[str, Any]:
+    member, kid, iat, labels, tlp, audience, exp, token = row
+    return {
+        "member": member,
+        "kid": kid,
+        "iat": iat,
+        "labels": json.loads(labels),
+        "tlp": tlp,
+        "audience": audience,
+        "exp": exp,
+        "jws": token,
+    }
