@@ -186,6 +186,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("CORDIALE_ADMIN_LOCKOUT_MINUTES", 
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 OTP_TOTP_ISSUER = env.str("CORDIALE_OTP_ISSUER", default="Cordiale")
+# A device's seed is shown once, when it is made (enrol_totp, the add form); never again,
+# or anyone allowed to view devices would hold everyone's second factor.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
