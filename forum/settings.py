@@ -304,6 +304,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are the admin's only (the API authenticates by key): one left idle this long
+# (seconds) ends, and every request starts the count again (docs/admin.md).
+CORDIALE_ADMIN_IDLE_TIMEOUT = env.int("CORDIALE_ADMIN_IDLE_TIMEOUT", default=2 * 3600)
+SESSION_COOKIE_AGE = CORDIALE_ADMIN_IDLE_TIMEOUT
+SESSION_SAVE_EVERY_REQUEST = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
