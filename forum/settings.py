@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by the forum (no CDN)
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     "forum.middleware.MetricsMiddleware",
     "forum.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -252,6 +255,12 @@ SPECTACULAR_SETTINGS = {
     # Schema completeness is the API's business (tests), not the deployment's: keep
     # `check --deploy` about the deployment.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # The docs page loads Swagger UI from the forum itself, under the CSP below; no
+    # validator badge fetched from swagger.io.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
@@ -314,6 +323,22 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every answer: the admin and the API docs run
+# only the forum's own script files, no inline script. Inline styles stay allowed (the
+# admin's and Swagger UI's style attributes); images may be data: URIs (their icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 # Sessions are the admin's only (the API authenticates by key): one left idle this long
 # (seconds) ends, and every request starts the count again (docs/admin.md).
