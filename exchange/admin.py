@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.text import slugify
 
-from members.admin import admin_actor, confirm_then
+from members.admin import admin_actor, confirm_then, staff_action
 
 from .models import Incident, Label, Signal, Statement
 from .services.incidents import incident_declare, incident_end
@@ -88,7 +88,7 @@ class IncidentAdmin(admin.ModelAdmin):
         obj.pk = declared.pk
         obj.slug, obj.label = declared.slug, declared.label
 
-    @admin.action(description="End the selected incidents", permissions=["change"])
+    @staff_action(permissions=["change"], description="End the selected incidents")
     def end_incidents(
         self, request: HttpRequest, queryset: QuerySet[Incident]
     ) -> TemplateResponse | None:

@@ -1,4 +1,8 @@
-"""Admin for webhook endpoints: health, lag and recent deliveries; re-enabling.
+"""Admin for webhook endpoints: health, lag and recent deliveries; re-enabling, deleting.
+
+Endpoints are never edited here (members own their settings through the API); the two
+changes staff make, re-enabling and deleting, go through the audited services and need
+the endpoint's change and delete permissions.
 
 Kept apart from ``exchange/admin.py``; ``ExchangeConfig.ready()`` imports it.
 """
@@ -8,8 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+
+from members.admin import admin_actor, staff_action
 
 from .models import WebhookDelivery, WebhookEndpoint
 
@@ -68,18 +75,36 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # changes go through the audited services (actions, the API)
 
+    def has_enable_permission(self, request: HttpRequest) -> bool:
+        # The endpoint's fields are read-only here, yet re-enabling is a change of it.
+        return request.user.has_perm("exchange.change_webhookendpoint")
+
+    def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
+        from .services.webhooks import webhook_delete
+
+        webhook_delete(endpoint=obj, actor=admin_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        from .services.webhooks import webhook_delete
+
+        with transaction.atomic():
+            for endpoint in queryset.select_related("member"):
+                webhook_delete(endpoint=endpoint, actor=admin_actor(request))
+
     @admin.display(boolean=True, description="lagging")
     def lagging(self, obj: WebhookEndpoint) -> bool:
         from .services.webhook_delivery import webhook_lags
 
         return webhook_lags(endpoint=obj)
 
-    @admin.action(description="Re-enable (clear failures, resume from the cursor)")
+    @staff_action(
+        permissions=["enable"], description="Re-enable (clear failures, resume from the cursor)"
+    )
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         from .services.webhooks import webhook_enable
 
         for endpoint in queryset.select_related("member"):
-            webhook_enable(endpoint=endpoint, actor=f"admin:{request.user}")
+            webhook_enable(endpoint=endpoint, actor=admin_actor(request))
         messages.success(request, f"Re-enabled {queryset.count()} endpoint(s).")
 
 
@@ -106,3 +131,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the delivery log; old attempts are pruned by the retention sweep

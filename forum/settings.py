@@ -9,8 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
+
+from members.client_address import trusted_proxy_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -38,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by the forum (no CDN)
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
@@ -52,6 +56,7 @@ MIDDLEWARE = [
     "forum.middleware.MetricsMiddleware",
     "forum.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -185,7 +190,19 @@ AXES_FAILURE_LIMIT = env.int("CORDIALE_ADMIN_LOGIN_FAILURES", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("CORDIALE_ADMIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Reverse proxies in front of the web processes (addresses or CIDRs, comma-separated):
+# X-Forwarded-For is believed only as far back as these vouch for it, for the lockout
+# and the audit log alike (members/client_address.py). Empty: never read.
+CORDIALE_TRUSTED_PROXIES = env.list("CORDIALE_TRUSTED_PROXIES", default=[])
+try:
+    trusted_proxy_networks(CORDIALE_TRUSTED_PROXIES)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+AXES_CLIENT_IP_CALLABLE = "members.client_address.client_address"
 OTP_TOTP_ISSUER = env.str("CORDIALE_OTP_ISSUER", default="Cordiale")
+# A device's seed is shown once, when it is made (enrol_totp, the add form); never again,
+# or anyone allowed to view devices would hold everyone's second factor.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -238,6 +255,12 @@ SPECTACULAR_SETTINGS = {
     # Schema completeness is the API's business (tests), not the deployment's: keep
     # `check --deploy` about the deployment.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # The docs page loads Swagger UI from the forum itself, under the CSP below; no
+    # validator badge fetched from swagger.io.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
@@ -300,7 +323,28 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every answer: the admin and the API docs run
+# only the forum's own script files, no inline script. Inline styles stay allowed (the
+# admin's and Swagger UI's style attributes); images may be data: URIs (their icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are the admin's only (the API authenticates by key): one left idle this long
+# (seconds) ends, and every request starts the count again (docs/admin.md).
+CORDIALE_ADMIN_IDLE_TIMEOUT = env.int("CORDIALE_ADMIN_IDLE_TIMEOUT", default=2 * 3600)
+SESSION_COOKIE_AGE = CORDIALE_ADMIN_IDLE_TIMEOUT
+SESSION_SAVE_EVERY_REQUEST = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True

@@ -7,13 +7,15 @@ would. Nothing here edits a model directly; what no service changes is read-only
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers, widgets
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -29,6 +31,31 @@ from .selectors_admin import member_impact, member_overview
 
 def admin_actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
+
+
+_Action = TypeVar("_Action", bound=Callable[..., Any])
+
+
+def staff_action(*, permissions: Sequence[str], description: str) -> Callable[[_Action], _Action]:
+    """An admin action that needs ``has_<permission>_permission`` for each permission.
+
+    Django offers an action only to users with its ``allowed_permissions``; the wrapper
+    checks them again where the action is applied, so a path that skips the offer (a
+    crafted POST, a direct call) still changes nothing without them.
+    """
+
+    def decorate(func: _Action) -> _Action:
+        @functools.wraps(func)
+        def checked(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any) -> Any:
+            for permission in permissions:
+                if not getattr(modeladmin, f"has_{permission}_permission")(request):
+                    raise PermissionDenied(f"This action needs the {permission} permission.")
+            return func(modeladmin, request, queryset)
+
+        marked = admin.action(permissions=list(permissions), description=description)(checked)
+        return cast(_Action, marked)
+
+    return decorate
 
 
 def confirm_then(
@@ -143,7 +170,9 @@ class MemberAdmin(admin.ModelAdmin):
 
         return apply
 
-    @admin.action(description="Approve selected applicants (they become active)")
+    @staff_action(
+        permissions=["change"], description="Approve selected applicants (they become active)"
+    )
     def approve(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
         run_each(
             self,
@@ -153,7 +182,7 @@ class MemberAdmin(admin.ModelAdmin):
             "Approved",
         )
 
-    @admin.action(description="Reinstate selected suspended members")
+    @staff_action(permissions=["change"], description="Reinstate selected suspended members")
     def reinstate(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
         run_each(
             self,
@@ -175,7 +204,7 @@ class MemberAdmin(admin.ModelAdmin):
             extra_context = {**(extra_context or {}), **member_overview(member=member)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.action(description="Suspend selected members…")
+    @staff_action(permissions=["change"], description="Suspend selected members…")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Member]) -> TemplateResponse | None:
         counted = []
         for member in queryset:
@@ -198,7 +227,7 @@ class MemberAdmin(admin.ModelAdmin):
             apply=self._set_status(request, Member.Status.SUSPENDED),
         )
 
-    @admin.action(description="Expel selected members…")
+    @staff_action(permissions=["change"], description="Expel selected members…")
     def expel(self, request: HttpRequest, queryset: QuerySet[Member]) -> TemplateResponse | None:
         counted = []
         for member in queryset:
@@ -340,7 +369,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke selected API keys")
+    @staff_action(permissions=["change"], description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         actor = admin_actor(request)
         run_each(
@@ -456,7 +485,10 @@ class SigningKeyAdmin(admin.ModelAdmin):
             key.created_at,
         )
 
-    @admin.action(description="Retire selected keys (no new statements; old ones stay valid)")
+    @staff_action(
+        permissions=["change"],
+        description="Retire selected keys (no new statements; old ones stay valid)",
+    )
     def retire(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
         actor = admin_actor(request)
         run_each(
@@ -467,7 +499,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
             "Retired",
         )
 
-    @admin.action(description="Revoke selected keys…")
+    @staff_action(permissions=["change"], description="Revoke selected keys…")
     def revoke(
         self, request: HttpRequest, queryset: QuerySet[SigningKey]
     ) -> TemplateResponse | None:
@@ -581,4 +613,4 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
 
-from . import admin_applications  # noqa: E402, F401  (registers the applications admin)
+from . import admin_applications, admin_staff  # noqa: E402, F401  (register their admins)

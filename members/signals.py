@@ -15,13 +15,14 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from .audit import audit_record
+from .client_address import client_address
 
 
 def _client(request: HttpRequest | None) -> dict[str, str]:
     if request is None:
         return {}
     return {
-        "ip": request.META.get("REMOTE_ADDR", ""),
+        "ip": client_address(request) or "",
         "user_agent": request.META.get("HTTP_USER_AGENT", "")[:200],
     }
 
