@@ -17,6 +17,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from forum.logs import RedactFilter, redact_path
+
 # Loopback unless told otherwise: a developer's `deploy/bin/web` should not be
 # reachable from the network. The image sets GUNICORN_BIND=0.0.0.0:8000, since in a
 # container the pod or bridge network is the boundary.
@@ -115,17 +117,30 @@ def child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+_REDACT = RedactFilter()
+
+
 class JsonAccessLogger(Logger):
     """Access log as one JSON object per line, in the same stream as the app's logs.
 
     Built with json.dumps rather than access_log_format, which does not escape a quote
     in a user agent or path and would produce lines log collectors cannot parse.
+
+    Neither log shows a signal value: lookups name it in the path, and gunicorn's error
+    log quotes the request line of a request it cannot parse (forum/logs.py).
     """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # On the logger, so that every handler gunicorn attaches (stream, file, syslog)
+        # gets redacted records; addFilter ignores a second add on a configuration reload.
+        self.error_log.addFilter(_REDACT)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.cfg.accesslog:
             return
         response_headers = {name.lower(): value for name, value in resp.headers}
+        path = environ.get("PATH_INFO")
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         record = {
             "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
@@ -135,7 +150,7 @@ class JsonAccessLogger(Logger):
             # response; the same id appears in the app's and the Celery tasks' logs.
             "request_id": response_headers.get("x-request-id") or environ.get("HTTP_X_REQUEST_ID"),
             "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
+            "path": redact_path(path) if path else path,
             "status": int(status),
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 1),

@@ -293,7 +293,10 @@ CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "forum.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "forum.logs.RequestIdFilter"},
+        "redact": {"()": "forum.logs.RedactFilter"},
+    },
     "formatters": {
         "json": {"()": "forum.logs.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -302,9 +305,16 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact"],
             "formatter": "text" if DEBUG else "json",
         }
+    },
+    # Their messages name the request's path, which may carry a signal value: redacted
+    # on the logger, before Django's own handlers (admin error e-mails) see the record.
+    # runserver's request lines go to the console like every other line.
+    "loggers": {
+        "django.request": {"filters": ["redact"]},
+        "django.server": {"handlers": ["console"], "filters": ["redact"], "propagate": False},
     },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
 }

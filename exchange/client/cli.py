@@ -348,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "file",
         help="CSV (signal_type,value,labels,tlp,audience[,exp,content_type,"
-        "ref]; labels separated by |) or .jsonl with the same fields",
+        "ref]; labels separated by |) or .jsonl with the same fields. Warning: ref is "
+        "signed into the statement and seen by every member that receives it; never put "
+        "a user, account or internal case identifier there",
     )
     p.add_argument("--batch-size", type=int, default=MAX_BATCH_SIZE, help="statements per request")
 
