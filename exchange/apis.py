@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from forum.errors import DomainError, NotFoundError
 from members.apis import principal
 
-from . import selectors
+from . import json_input, selectors
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
 from .matching.selectors import match_request_parse, signals_match
 from .models import Label
@@ -44,8 +44,8 @@ def _json_body(request: Request) -> Any:
             "The request body is too large.", code="body_too_large", status=413
         ) from None
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return json_input.loads(raw)
+    except json_input.InvalidJSON as exc:
         raise DomainError(f"The body is not valid JSON: {exc}", code="malformed_json") from None
 
 

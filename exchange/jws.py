@@ -32,7 +32,8 @@ attacker or hides a client bug:
   verifying key always comes from the forum's key registry by ``kid``, and a token that
   brings its own key invites a verifier somewhere downstream to trust it;
 - JSON with duplicate member names, ``NaN`` or ``Infinity``, or not UTF-8, is refused, so
-  that every JSON parser reads the same claims the server checked;
+  that every JSON parser reads the same claims the server checked; so is JSON nested
+  deeper than ``json_input.MAX_DEPTH`` levels (no claim needs more than two);
 - base64url must be canonical (no padding, no stray bits), so one signed statement has
   exactly one token spelling;
 - tokens are at most ``MAX_TOKEN_LENGTH`` characters.
@@ -56,6 +57,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from exchange import json_input
 
 ALGORITHM = "EdDSA"
 MAX_TOKEN_LENGTH = 16 * 1024
@@ -259,7 +262,9 @@ def _check_header(header: dict[str, Any]) -> str:
 def _load_json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json_input.loads_with(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedJWS(f"the {what} is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(value, dict):

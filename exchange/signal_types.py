@@ -51,6 +51,8 @@ import math
 import re
 from typing import ClassVar
 
+from exchange import json_input
+
 CONTENT_TYPES: tuple[str, ...] = ("photo", "video", "pdf", "url", "text", "file")
 
 
@@ -276,7 +278,7 @@ class VpdqSignal(SignalType):
     @classmethod
     def normalize(cls, value: str) -> str:
         try:
-            frames = json.loads(_require_str(value), parse_constant=_reject_constant)
+            frames = json_input.loads_with(_require_str(value), parse_constant=_reject_constant)
         except ValueError as exc:
             raise InvalidSignalValue(f"must be a JSON list of frame strings: {exc}") from exc
         if not isinstance(frames, list) or not frames:
