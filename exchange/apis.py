@@ -229,10 +229,10 @@ class OpinionApi(APIView):
             }
         )
 
-    @extend_schema(summary="Withdraw your opinion on a signal", responses={204: None})
+    @extend_schema(
+        summary="Withdraw your opinion on a signal, even one you no longer see",
+        responses={204: None},
+    )
     def delete(self, request: Request, signal_type: str, value: str) -> Response:
-        try:
-            opinion_delete(member=principal(request).member, signal_type=signal_type, value=value)
-        except NotFoundError:
-            raise NotFoundError(NOT_VISIBLE) from None
+        opinion_delete(member=principal(request).member, signal_type=signal_type, value=value)
         return Response(status=204)

@@ -59,15 +59,33 @@ def visible_statements(
 
 
 def _opinion_summaries(
-    *, member_id: int, signal_ids: Sequence[int]
+    *, reader: Reader, signal_ids: Sequence[int], now: int
 ) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, str]]:
-    ids_clause, ids_params = in_list("signal_id", signal_ids)
+    """Opinion counts per category, the reader's own opinion and the latest change.
+
+    An opinion counts for a reader only while its author is in an audience through
+    which the reader sees the signal now (a live current statement addressed to the
+    forum or to a group they are both in; membership as the feed records it, in
+    ``AudiencePeriod``). So counts, and the time of the latest change, tell a reader
+    only what members of its own audiences think: nothing of a group it is not in,
+    nor of members who no longer see the signal. The feed writes a row for the
+    signal's audiences whenever that set of authors changes (an opinion set or
+    withdrawn, a statement changing audience, an author joining or leaving a group).
+    """
+    ids_clause, ids_params = in_list("o.signal_id", signal_ids)
+    aud_clause, aud_params = _audience_clause(reader)
     counts: dict[int, dict[str, int]] = {}
     latest: dict[int, str] = {}
     for signal_id, category, count, last in fetchall(
-        f"SELECT signal_id, category, COUNT(*), MAX({rfc3339('updated_at')}) "
-        f"FROM exchange_opinion WHERE {ids_clause} GROUP BY signal_id, category",
-        ids_params,
+        f"SELECT o.signal_id, o.category, COUNT(*), MAX({rfc3339('o.updated_at')}) "
+        f"FROM exchange_opinion o WHERE {ids_clause} AND EXISTS ("
+        "SELECT 1 FROM exchange_currentstatement cs "
+        "JOIN exchange_audienceperiod p ON p.audience = cs.audience "
+        "AND p.member_id = o.member_id AND p.end_seq IS NULL "
+        f"WHERE cs.signal_id = o.signal_id AND {aud_clause} "
+        "AND (cs.exp IS NULL OR cs.exp > %s)) "
+        "GROUP BY o.signal_id, o.category",
+        [*ids_params, *aud_params, now],
     ):
         counts.setdefault(int(signal_id), {})[category] = int(count)
         if int(signal_id) not in latest or last > latest[int(signal_id)]:
@@ -78,7 +96,7 @@ def _opinion_summaries(
         for signal_id, category, tags, reason in fetchall(
             "SELECT signal_id, category, tags, reason FROM exchange_opinion "
             f"WHERE member_id = %s AND {own_clause}",
-            [member_id, *own_params],
+            [reader.member_id, *own_params],
         ):
             mine[int(signal_id)] = (category, tags, reason)
     return counts, mine, latest
@@ -95,13 +113,12 @@ def snapshots(
     *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
 ) -> dict[int, Snapshot]:
     """Snapshots of the signals the reader may see; invisible ones are absent."""
+    now = int(time.time()) if now is None else now
     statements = visible_statements(reader=reader, signal_ids=signal_ids, now=now)
     if not statements:
         return {}
     visible_ids = list(statements)
-    counts, mine, opinion_times = _opinion_summaries(
-        member_id=reader.member_id, signal_ids=visible_ids
-    )
+    counts, mine, opinion_times = _opinion_summaries(reader=reader, signal_ids=visible_ids, now=now)
     out: dict[int, Snapshot] = {}
     for signal_id, rows in statements.items():
         signal_type, value = rows[0][10], rows[0][11]
