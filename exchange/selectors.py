@@ -16,7 +16,7 @@ from typing import Any, cast
 import orjson
 from django.db.models import Q
 
-from .db import fetchall, in_list, rfc3339
+from .db import fetchall, in_list, rfc3339, signal_value_in
 from .feed import Reader
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
@@ -190,10 +190,21 @@ def tombstone(*, signal_type: str, value: str, at: str) -> Snapshot:
     }
 
 
+def signal_find_query(*, signal_type: str, value: str) -> tuple[str, list[Any]]:
+    """SQL and parameters of ``signal_find``, through the signals' digest index."""
+    clause, params = signal_value_in([value])
+    return (
+        f"SELECT id, signal_type, value, created_at FROM exchange_signal "
+        f"WHERE signal_type = %s AND {clause}",
+        [signal_type, *params],
+    )
+
+
 def signal_find(*, signal_type: str, value: str) -> Signal | None:
     if "\x00" in signal_type or "\x00" in value:
         return None  # no canonical value holds NUL, and PostgreSQL refuses it in text
-    return Signal.objects.filter(signal_type=signal_type, value=value).first()
+    sql, params = signal_find_query(signal_type=signal_type, value=value)
+    return next(iter(Signal.objects.raw(sql, params)), None)
 
 
 def signal_snapshot_for(*, member_id: int, signal_type: str, value: str) -> Snapshot | None:
