@@ -249,7 +249,7 @@ def scrape_allowed(meta: dict[str, Any], token: str) -> int | None:
         scheme, _, given = header.partition(" ")
         # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
         # which was a 500), and a client chooses what its header holds.
-        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
         if scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode()):
             return None
         return 401

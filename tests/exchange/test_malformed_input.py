@@ -195,7 +195,7 @@ def test_fuzzed_cursors_never_answer_5xx(
         assert_problem(response, response.status_code)
 
 
-@pytest.mark.parametrize("given_token", ["s3cret-é", "é", "Ω" * 20, "\u2028"])
+@pytest.mark.parametrize("given_token", ["s3cret-é", "é", "Ω" * 20, "\u2028", "\ud800"])
 def test_metrics_non_ascii_bearer_token_is_401_problem(
     client: Any, settings: Any, given_token: str
 ) -> None:
