@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from forum.errors import DomainError, NotFoundError
 from members.apis import principal
 
-from . import selectors
+from . import json_input, selectors
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
 from .matching.selectors import match_request_parse, signals_match
 from .models import Label
@@ -44,8 +44,8 @@ def _json_body(request: Request) -> Any:
             "The request body is too large.", code="body_too_large", status=413
         ) from None
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return json_input.loads(raw)
+    except json_input.InvalidJSON as exc:
         raise DomainError(f"The body is not valid JSON: {exc}", code="malformed_json") from None
 
 
@@ -229,10 +229,10 @@ class OpinionApi(APIView):
             }
         )
 
-    @extend_schema(summary="Withdraw your opinion on a signal", responses={204: None})
+    @extend_schema(
+        summary="Withdraw your opinion on a signal, even one you no longer see",
+        responses={204: None},
+    )
     def delete(self, request: Request, signal_type: str, value: str) -> Response:
-        try:
-            opinion_delete(member=principal(request).member, signal_type=signal_type, value=value)
-        except NotFoundError:
-            raise NotFoundError(NOT_VISIBLE) from None
+        opinion_delete(member=principal(request).member, signal_type=signal_type, value=value)
         return Response(status=204)

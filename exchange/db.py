@@ -39,6 +39,36 @@ def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     return f"{column} IN ({','.join(['%s'] * len(values))})", list(values)
 
 
+def signal_value_in(values: Sequence[str], column: str = "value") -> tuple[str, list[Any]]:
+    """``column IN values`` for signal values, as SQL the signals index can serve.
+
+    Signals are unique on (signal_type, md5(value)) rather than on the value itself:
+    PostgreSQL's b-tree entries hold at most about 2.7 kB and a vpdq value of an hour of
+    video is ~300 kB (migration 0008). A lookup by value therefore names the digest, which
+    the index finds, and the value, which keeps the answer exact. Put ``signal_type = ...``
+    before this clause. The digest is taken in SQL, so it never depends on the client's
+    idea of the database encoding.
+    """
+    if not values:
+        return in_list(column, [])
+    if len(values) == 1:
+        return signal_value_is("%s", column), [values[0], values[0]]
+    if is_postgres():
+        return (
+            f"md5({column}) = ANY(ARRAY(SELECT md5(v) FROM jsonb_array_elements_text(%s::jsonb)"
+            f" AS v)) AND {column} = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+            [json_rows(values), json_rows(values)],
+        )
+    marks = ",".join(["%s"] * len(values))
+    digests = ",".join(["md5(%s)"] * len(values))
+    return f"md5({column}) IN ({digests}) AND {column} IN ({marks})", [*values, *values]
+
+
+def signal_value_is(expression: str, column: str = "value") -> str:
+    """``column = expression`` for one signal value per row (a join): see ``signal_value_in``."""
+    return f"md5({column}) = md5({expression}) AND {column} = {expression}"
+
+
 def json_rows(rows: Sequence[Any]) -> str:
     """Rows as one JSON parameter for ``jsonb_array_elements(%s::jsonb) AS x``.
 

@@ -32,10 +32,13 @@ attacker or hides a client bug:
   verifying key always comes from the forum's key registry by ``kid``, and a token that
   brings its own key invites a verifier somewhere downstream to trust it;
 - JSON with duplicate member names, ``NaN`` or ``Infinity``, or not UTF-8, is refused, so
-  that every JSON parser reads the same claims the server checked;
+  that every JSON parser reads the same claims the server checked; so is JSON nested
+  deeper than ``json_input.MAX_DEPTH`` levels (no claim needs more than two);
 - base64url must be canonical (no padding, no stray bits), so one signed statement has
   exactly one token spelling;
-- tokens are at most ``MAX_TOKEN_LENGTH`` characters.
+- tokens are at most ``MAX_TOKEN_LENGTH`` characters, unless the caller allows more (up to
+  ``MAX_LONG_TOKEN_LENGTH``: statements about signal types with long values, such as an
+  hour of vpdq frames, ~400 kB signed; see ``SignalType.max_token_length``).
 
 Unknown, non-critical header members are ignored as RFC 7515 requires.
 
@@ -57,8 +60,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from exchange import json_input
+
 ALGORITHM = "EdDSA"
 MAX_TOKEN_LENGTH = 16 * 1024
+MAX_LONG_TOKEN_LENGTH = 512 * 1024
 SIGNATURE_LENGTH = 64
 PUBLIC_KEY_LENGTH = 32
 
@@ -192,12 +198,12 @@ def sign_bytes(header: dict[str, Any], payload: bytes, private_key: Ed25519Priva
     return signing_input + "." + b64url_encode(signature)
 
 
-def parse_compact(token: str) -> ParsedJWS:
+def parse_compact(token: str, *, max_length: int = MAX_TOKEN_LENGTH) -> ParsedJWS:
     """Split and decode a compact JWS without verifying it; raise MalformedJWS if invalid."""
     if not isinstance(token, str):
         raise MalformedJWS(f"a JWS must be a string, not {type(token).__name__}")
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise MalformedJWS(f"JWS longer than {MAX_TOKEN_LENGTH} characters")
+    if len(token) > max_length:
+        raise MalformedJWS(f"JWS longer than {max_length} characters")
     if not token.isascii():
         raise MalformedJWS("JWS contains non-ASCII characters")
     segments = token.split(".")
@@ -259,7 +265,9 @@ def _check_header(header: dict[str, Any]) -> str:
 def _load_json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json_input.loads_with(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedJWS(f"the {what} is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(value, dict):

@@ -16,7 +16,7 @@ from typing import Any, cast
 import orjson
 from django.db.models import Q
 
-from .db import fetchall, in_list, rfc3339
+from .db import fetchall, in_list, rfc3339, signal_value_in
 from .feed import Reader
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
@@ -59,15 +59,33 @@ def visible_statements(
 
 
 def _opinion_summaries(
-    *, member_id: int, signal_ids: Sequence[int]
+    *, reader: Reader, signal_ids: Sequence[int], now: int
 ) -> tuple[dict[int, dict[str, int]], dict[int, tuple[Any, ...]], dict[int, str]]:
-    ids_clause, ids_params = in_list("signal_id", signal_ids)
+    """Opinion counts per category, the reader's own opinion and the latest change.
+
+    An opinion counts for a reader only while its author is in an audience through
+    which the reader sees the signal now (a live current statement addressed to the
+    forum or to a group they are both in; membership as the feed records it, in
+    ``AudiencePeriod``). So counts, and the time of the latest change, tell a reader
+    only what members of its own audiences think: nothing of a group it is not in,
+    nor of members who no longer see the signal. The feed writes a row for the
+    signal's audiences whenever that set of authors changes (an opinion set or
+    withdrawn, a statement changing audience, an author joining or leaving a group).
+    """
+    ids_clause, ids_params = in_list("o.signal_id", signal_ids)
+    aud_clause, aud_params = _audience_clause(reader)
     counts: dict[int, dict[str, int]] = {}
     latest: dict[int, str] = {}
     for signal_id, category, count, last in fetchall(
-        f"SELECT signal_id, category, COUNT(*), MAX({rfc3339('updated_at')}) "
-        f"FROM exchange_opinion WHERE {ids_clause} GROUP BY signal_id, category",
-        ids_params,
+        f"SELECT o.signal_id, o.category, COUNT(*), MAX({rfc3339('o.updated_at')}) "
+        f"FROM exchange_opinion o WHERE {ids_clause} AND EXISTS ("
+        "SELECT 1 FROM exchange_currentstatement cs "
+        "JOIN exchange_audienceperiod p ON p.audience = cs.audience "
+        "AND p.member_id = o.member_id AND p.end_seq IS NULL "
+        f"WHERE cs.signal_id = o.signal_id AND {aud_clause} "
+        "AND (cs.exp IS NULL OR cs.exp > %s)) "
+        "GROUP BY o.signal_id, o.category",
+        [*ids_params, *aud_params, now],
     ):
         counts.setdefault(int(signal_id), {})[category] = int(count)
         if int(signal_id) not in latest or last > latest[int(signal_id)]:
@@ -78,7 +96,7 @@ def _opinion_summaries(
         for signal_id, category, tags, reason in fetchall(
             "SELECT signal_id, category, tags, reason FROM exchange_opinion "
             f"WHERE member_id = %s AND {own_clause}",
-            [member_id, *own_params],
+            [reader.member_id, *own_params],
         ):
             mine[int(signal_id)] = (category, tags, reason)
     return counts, mine, latest
@@ -95,13 +113,12 @@ def snapshots(
     *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
 ) -> dict[int, Snapshot]:
     """Snapshots of the signals the reader may see; invisible ones are absent."""
+    now = int(time.time()) if now is None else now
     statements = visible_statements(reader=reader, signal_ids=signal_ids, now=now)
     if not statements:
         return {}
     visible_ids = list(statements)
-    counts, mine, opinion_times = _opinion_summaries(
-        member_id=reader.member_id, signal_ids=visible_ids
-    )
+    counts, mine, opinion_times = _opinion_summaries(reader=reader, signal_ids=visible_ids, now=now)
     out: dict[int, Snapshot] = {}
     for signal_id, rows in statements.items():
         signal_type, value = rows[0][10], rows[0][11]
@@ -173,10 +190,21 @@ def tombstone(*, signal_type: str, value: str, at: str) -> Snapshot:
     }
 
 
+def signal_find_query(*, signal_type: str, value: str) -> tuple[str, list[Any]]:
+    """SQL and parameters of ``signal_find``, through the signals' digest index."""
+    clause, params = signal_value_in([value])
+    return (
+        f"SELECT id, signal_type, value, created_at FROM exchange_signal "
+        f"WHERE signal_type = %s AND {clause}",
+        [signal_type, *params],
+    )
+
+
 def signal_find(*, signal_type: str, value: str) -> Signal | None:
     if "\x00" in signal_type or "\x00" in value:
         return None  # no canonical value holds NUL, and PostgreSQL refuses it in text
-    return Signal.objects.filter(signal_type=signal_type, value=value).first()
+    sql, params = signal_find_query(signal_type=signal_type, value=value)
+    return next(iter(Signal.objects.raw(sql, params)), None)
 
 
 def signal_snapshot_for(*, member_id: int, signal_type: str, value: str) -> Snapshot | None:

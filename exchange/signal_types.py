@@ -37,7 +37,8 @@ Canonical forms (v1):
     ``"<pdq hex>,<quality>,<seconds>"``. The PDQ hash is 64 lowercase hex characters, the
     quality an integer from 0 to 100 written in decimal, and the seconds a non-negative float
     written with Python's ``format(seconds, ".3")``: three significant digits, so ``0.0``,
-    ``1.5``, ``12.3`` and ``1.23e+02`` (for 123.4 s). We require at least one frame::
+    ``1.5``, ``12.3`` and ``1.23e+02`` (for 123.4 s). We require at least one frame and at
+    most ``VPDQ_MAX_FRAMES`` (3,600: an hour at one frame per second)::
 
         ["f8f8...9b22,100,0.0", "f8f8...9b22,87,1.0"]
 
@@ -50,6 +51,8 @@ import json
 import math
 import re
 from typing import ClassVar
+
+from exchange import json_input, jws
 
 CONTENT_TYPES: tuple[str, ...] = ("photo", "video", "pdf", "url", "text", "file")
 
@@ -81,6 +84,8 @@ class SignalType:
     description: ClassVar[str]
     content_types: ClassVar[tuple[str, ...]]
     examples: ClassVar[tuple[str, ...]]
+    # The longest signed statement about a value of this type, as a compact JWS.
+    max_token_length: ClassVar[int] = jws.MAX_TOKEN_LENGTH
 
     @classmethod
     def normalize(cls, value: str) -> str:
@@ -254,6 +259,8 @@ class UrlSignal(SignalType):
 
 
 _VPDQ_MAX_QUALITY = 100
+# An hour of video at one frame per second; python-threatexchange hashes one frame a second.
+VPDQ_MAX_FRAMES = 3600
 
 
 class VpdqSignal(SignalType):
@@ -263,6 +270,8 @@ class VpdqSignal(SignalType):
         "as written by python-threatexchange's vpdq extension."
     )
     content_types = ("video",)
+    # 3,600 frames are ~300 kB of value and ~400 kB signed: above the ordinary limit.
+    max_token_length = jws.MAX_LONG_TOKEN_LENGTH
     examples = (
         json.dumps(
             [
@@ -276,11 +285,16 @@ class VpdqSignal(SignalType):
     @classmethod
     def normalize(cls, value: str) -> str:
         try:
-            frames = json.loads(_require_str(value), parse_constant=_reject_constant)
+            frames = json_input.loads_with(_require_str(value), parse_constant=_reject_constant)
         except ValueError as exc:
             raise InvalidSignalValue(f"must be a JSON list of frame strings: {exc}") from exc
         if not isinstance(frames, list) or not frames:
             raise InvalidSignalValue("must be a non-empty JSON list of frame strings")
+        if len(frames) > VPDQ_MAX_FRAMES:
+            raise InvalidSignalValue(
+                f"at most {VPDQ_MAX_FRAMES} frames (an hour at one frame per second); "
+                f"got {len(frames)}"
+            )
         canonical = [cls._normalize_frame(index, frame) for index, frame in enumerate(frames)]
         # Exactly python-threatexchange's json.dumps(list_of_str) with default separators.
         return json.dumps(canonical)

@@ -1,4 +1,10 @@
-"""Webhook endpoint management: ``/api/v1/webhooks`` (scope ``manage``)."""
+"""Webhook endpoint management: ``/api/v1/webhooks`` (scope ``manage``).
+
+An endpoint receives the member's feed, so whatever points the feed somewhere new or
+shows what it carried also needs scope ``read``: creating an endpoint (its URL and start
+position), changing its URL, and listing its deliveries. Otherwise a key issued for
+managing endpoints only could read the feed by pointing an endpoint at itself.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from rest_framework.views import APIView
 
 from forum.errors import NotFoundError
 from members.apis import principal
+from members.permissions import scope_require
 
 from .models import WebhookDelivery, WebhookEndpoint
 from .services.webhook_delivery import webhook_lags
@@ -91,6 +98,8 @@ class ManageApi(APIView):
 
 
 class WebhookListApi(ManageApi):
+    method_scopes = {"POST": ("read",)}
+
     @extend_schema(summary="Your webhook endpoints", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         endpoints = WebhookEndpoint.objects.filter(member=principal(request).member).order_by("pk")
@@ -125,6 +134,8 @@ class WebhookApi(ManageApi):
         data = WebhookPatch(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         endpoint = _endpoint(request, pk)
+        if "url" in data.validated_data:
+            scope_require(principal(request), "read")
         if data.validated_data:
             endpoint = webhook_update(
                 endpoint=endpoint, actor=_actor(request), **data.validated_data
@@ -138,6 +149,8 @@ class WebhookApi(ManageApi):
 
 
 class WebhookDeliveriesApi(ManageApi):
+    method_scopes = {"GET": ("read",)}
+
     @extend_schema(summary="Recent delivery attempts, newest first", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
         endpoint = _endpoint(request, pk)

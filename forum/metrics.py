@@ -247,7 +247,10 @@ def scrape_allowed(meta: dict[str, Any], token: str) -> int | None:
     if token:
         header = meta.get("HTTP_AUTHORIZATION", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+        # which was a 500), and a client chooses what its header holds.
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode()):
             return None
         return 401
     # A request relayed by a proxy on the same host arrives from loopback too; the
@@ -257,14 +260,27 @@ def scrape_allowed(meta: dict[str, Any], token: str) -> int | None:
     return None if _is_loopback(meta.get("REMOTE_ADDR", "")) else 403
 
 
+_REFUSALS = {
+    401: ("not_authenticated", "Not authenticated", "Send Authorization: Bearer <metrics token>."),
+    403: ("permission_denied", "Permission denied", "Metrics are served to loopback only."),
+}
+
+
 def metrics_view(request: Any) -> Any:
     """``GET /metrics`` (answered by ``forum.middleware.ProbeMiddleware``)."""
     from django.conf import settings
-    from django.http import HttpResponse
+    from django.http import HttpResponse, JsonResponse
+
+    from forum.api import PROBLEM_CONTENT_TYPE, problem
 
     refused = scrape_allowed(request.META, settings.CORDIALE_METRICS_TOKEN)
     if refused is not None:
-        response = HttpResponse(status=refused, content_type="text/plain")
+        code, title, detail = _REFUSALS[refused]
+        response = JsonResponse(
+            problem(status=refused, code=code, title=title, detail=detail),
+            status=refused,
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
         if refused == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -1,4 +1,4 @@
-"""Authorisation policy: an active member whose key has the view's scope."""
+"""Authorisation policy: an active member whose key has the view's scopes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,19 @@ from rest_framework.request import Request
 from .authentication import ApiPrincipal
 
 
+def scope_require(principal: ApiPrincipal, scope: str) -> None:
+    """Raise 403 ``missing_scope`` unless the principal's key holds ``scope``; for views
+    whose need depends on the request body (a webhook PATCH that changes the URL)."""
+    if scope not in principal.api_key.scopes:
+        raise exceptions.PermissionDenied(
+            f"This API key lacks the {scope!r} scope.", code="missing_scope"
+        )
+
+
 class HasScope(BasePermission):
     """Allows a request from an active member whose key holds ``view.required_scope``
-    (``None``: any valid key of an active member)."""
+    (``None``: any valid key of an active member) and the scopes ``view.method_scopes``
+    adds for the request's method."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         principal = request.user
@@ -27,8 +37,9 @@ class HasScope(BasePermission):
                 code="member_not_active",
             )
         scope = getattr(view, "required_scope", None)
-        if scope is not None and scope not in principal.api_key.scopes:
-            raise exceptions.PermissionDenied(
-                f"This API key lacks the {scope!r} scope.", code="missing_scope"
-            )
+        if scope is not None:
+            scope_require(principal, scope)
+        method_scopes: dict[str, tuple[str, ...]] = getattr(view, "method_scopes", {})
+        for extra in method_scopes.get(request.method or "", ()):
+            scope_require(principal, extra)
         return True

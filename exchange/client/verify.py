@@ -76,7 +76,10 @@ def verify_statement(
         )
 
     try:
-        parsed = jws.parse_compact(statement.get("jws"))  # type: ignore[arg-type]
+        parsed = jws.parse_compact(
+            statement.get("jws"),  # type: ignore[arg-type]
+            max_length=jws.MAX_LONG_TOKEN_LENGTH,  # the server checked each type's limit
+        )
     except jws.MalformedJWS as exc:
         return result(f"malformed: {exc.detail}")
     jti = parsed.claims.get("jti")

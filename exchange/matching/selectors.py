@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from exchange.db import fetchall, in_list
+from exchange.db import fetchall, signal_value_in
 from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
 from exchange.matching.service import match_search, vpdq_frame_hashes
@@ -195,7 +195,7 @@ def _exact_candidates(queries: list[MatchQuery]) -> list[Candidates | None]:
             by_type.setdefault(q.signal_type, set()).add(q.value)
     ids: dict[tuple[str, str], int] = {}
     for signal_type, values in by_type.items():
-        clause, params = in_list("value", sorted(values))
+        clause, params = signal_value_in(sorted(values))
         for signal_id, value in fetchall(
             f"SELECT id, value FROM exchange_signal WHERE signal_type = %s AND {clause}",
             [signal_type, *params],

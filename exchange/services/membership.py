@@ -47,6 +47,20 @@ def member_joined_group(*, group: SharingGroup, member_id: int) -> None:
     """The member's cursor has no position for this new period: it reads the group from
     the start and so receives the group's current signals."""
     _open_period(member_id, group.pk)
+    feed_append(_opinion_rows(group.pk, member_id))
+
+
+def _opinion_rows(audience: int, member_id: int) -> list[FeedChange]:
+    """Rows for the signals live in ``audience`` on which the member has an opinion: its
+    opinion starts or stops counting for that audience's readers (see
+    ``exchange.selectors._opinion_summaries``)."""
+    rows = fetchall(
+        "SELECT DISTINCT cs.signal_id FROM exchange_currentstatement cs "
+        "JOIN exchange_opinion o ON o.signal_id = cs.signal_id AND o.member_id = %s "
+        "WHERE cs.audience = %s AND (cs.exp IS NULL OR cs.exp > %s)",
+        [member_id, audience, int(time.time())],
+    )
+    return [(audience, int(r[0])) for r in rows]
 
 
 def member_left_group(*, group: SharingGroup, member_id: int) -> None:
@@ -67,7 +81,7 @@ def member_left_group(*, group: SharingGroup, member_id: int) -> None:
         "WHERE audience = %s AND (exp IS NULL OR exp > %s)",
         [group.pk, int(time.time())],
     )
-    feed_append([(-member_id, int(r[0])) for r in rows])
+    feed_append([*((-member_id, int(r[0])) for r in rows), *_opinion_rows(group.pk, member_id)])
 
 
 def _withdraw(statements: Q, reason: str, now: datetime) -> int:

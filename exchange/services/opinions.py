@@ -1,4 +1,9 @@
-"""Opinions: a member's feedback on a signal it may see."""
+"""Opinions: a member's feedback on a signal it may see.
+
+A member sets an opinion only on a signal it sees now, and withdraws its own whatever it
+sees now: a signal that left its audiences keeps no opinion its author cannot remove.
+Who counts whose opinion is a read rule, in ``exchange.selectors._opinion_summaries``.
+"""
 
 from __future__ import annotations
 
@@ -55,11 +60,17 @@ def opinion_set(
     return opinion
 
 
-def opinion_delete(*, member: Member, signal_type: str, value: str) -> bool:
-    """Withdraw the member's opinion; False if it had none."""
+def opinion_delete(*, member: Member, signal_type: str, value: str) -> None:
+    """Withdraw the member's opinion, whether or not it still sees the signal.
+
+    NotFoundError if it has none: the same answer whether the signal exists, is hidden
+    from the member or was never submitted, so that DELETE tells nothing of others'
+    signals."""
     with transaction.atomic():
-        signal_id = _visible_signal_id(member, signal_type, value)
-        deleted, _ = Opinion.objects.filter(member=member, signal_id=signal_id).delete()
-        if deleted:
-            feed_append(live_audiences([signal_id]))
-    return bool(deleted)
+        signal = signal_find(signal_type=signal_type, value=value)
+        deleted = 0
+        if signal is not None:
+            deleted, _ = Opinion.objects.filter(member=member, signal_id=signal.pk).delete()
+        if signal is None or not deleted:
+            raise NotFoundError("You have no opinion on a signal with this type and value.")
+        feed_append(live_audiences([signal.pk]))

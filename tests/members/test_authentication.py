@@ -117,14 +117,15 @@ def test_each_scope_is_enforced(scope: str) -> None:
 )
 def test_webhooks_need_the_manage_scope(request_: Callable[[APIClient], Any]) -> None:
     """``/api/v1/webhooks`` answers a key with every scope but ``manage`` with a 403
-    missing_scope problem, and creates nothing."""
+    missing_scope problem, and creates nothing. (Creating one needs ``read`` as well:
+    tests/exchange/test_webhook_scopes.py.)"""
     from exchange.models import WebhookEndpoint
 
     without = make_party(scopes=["read", "submit", "feedback"])
     body = assert_problem(request_(without.client), 403, "missing_scope")
     assert "manage" in body["detail"]
     assert not WebhookEndpoint.objects.exists()
-    with_manage = make_party(scopes=["manage"])
+    with_manage = make_party(scopes=["manage", "read"])
     assert request_(with_manage.client).status_code not in (401, 403)
 
 

@@ -70,9 +70,10 @@ def _verify(item: Item, keys: dict[str, SigningKey], member: Member) -> None:
     if not isinstance(item.token, str):
         raise Rejection("malformed", "Each statement must be a compact JWS string.")
     try:
-        parsed = jws.parse_compact(item.token)
+        parsed = jws.parse_compact(item.token, max_length=jws.MAX_LONG_TOKEN_LENGTH)
     except jws.MalformedJWS as exc:
         raise Rejection("malformed", exc.detail) from None
+    _check_length(item.token, parsed.claims.get("signal_type"))
     key = keys.get(parsed.kid)
     if key is None:
         raise Rejection(
@@ -99,6 +100,22 @@ def _verify(item: Item, keys: dict[str, SigningKey], member: Member) -> None:
         )
     item.parsed, item.key, item.claims = parsed, key, claims
     item.digest = hashlib.sha256(item.token.encode()).hexdigest()
+
+
+def _check_length(token: str, signal_type: Any) -> None:
+    """Long tokens only for the signal types whose values need them (vpdq)."""
+    if len(token) <= jws.MAX_TOKEN_LENGTH:
+        return
+    try:
+        limit = get_signal_type(signal_type).max_token_length
+    except UnknownSignalType:
+        limit = jws.MAX_TOKEN_LENGTH
+    if len(token) > limit:
+        raise Rejection(
+            "malformed",
+            f"JWS longer than {limit} characters (the limit for {str(signal_type)[:32]!r} "
+            "statements; see docs/errors.md)",
+        )
 
 
 def _is_int(value: Any) -> bool:

@@ -9,11 +9,28 @@ from typing import Any
 import orjson
 from django.utils import timezone
 
-from exchange.db import bulk_cursor, fetchall, in_list, is_postgres, json_fields, json_rows
+from exchange.db import (
+    bulk_cursor,
+    fetchall,
+    in_list,
+    is_postgres,
+    json_fields,
+    json_rows,
+    signal_value_in,
+    signal_value_is,
+)
 from exchange.feed import FeedChange, before_change, feed_append, live
 from members.models import Member
 
 from .checks import Item
+
+# Signals that exist already, for a ``json_rows`` list of (type, value) pairs; through
+# the (signal_type, md5(value)) index (see ``exchange.db.signal_value_in``).
+EXISTING_SIGNALS_SQL = (
+    "SELECT s.id, s.signal_type, s.value FROM exchange_signal s "
+    "JOIN jsonb_array_elements(%s::jsonb) AS x "
+    f"ON s.signal_type = x->>0 AND {signal_value_is('x->>1', 's.value')}"
+)
 
 
 def _signal_ids(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -28,31 +45,27 @@ def _signal_ids(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
                 "INSERT INTO exchange_signal (signal_type, value, created_at) "
                 f"SELECT {json_fields('text', 'text')}, %s "
                 "FROM jsonb_array_elements(%s::jsonb) AS x "
-                "ON CONFLICT (signal_type, value) DO NOTHING RETURNING id, signal_type, value",
+                "ON CONFLICT DO NOTHING RETURNING id, signal_type, value",
                 [now, payload],
             )
             rows = cursor.fetchall()
             if len(rows) < len(unique):
                 # Signals that existed already (or a concurrent batch just inserted).
-                cursor.execute(
-                    "SELECT s.id, s.signal_type, s.value FROM exchange_signal s "
-                    "JOIN jsonb_array_elements(%s::jsonb) AS x "
-                    "ON s.signal_type = x->>0 AND s.value = x->>1",
-                    [payload],
-                )
+                cursor.execute(EXISTING_SIGNALS_SQL, [payload])
                 rows = cursor.fetchall()
         else:
             cursor.executemany(
                 "INSERT INTO exchange_signal (signal_type, value, created_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (signal_type, value) DO NOTHING",
+                "ON CONFLICT DO NOTHING",
                 [(t, v, now) for t, v in unique],
             )
             rows = []
             for t, v in unique:
+                clause, params = signal_value_in([v])
                 cursor.execute(
                     "SELECT id, signal_type, value FROM exchange_signal "
-                    "WHERE signal_type = %s AND value = %s",
-                    [t, v],
+                    f"WHERE signal_type = %s AND {clause}",
+                    [t, *params],
                 )
                 rows.extend(cursor.fetchall())
     return {(r[1], r[2]): int(r[0]) for r in rows}
@@ -73,7 +86,13 @@ def _store(member: Member, items: list[Item]) -> None:
     winners: dict[int, Item] = {}
     accepted: list[tuple[int, Item]] = []
     for item in items:
-        signal_id = signal_ids[(item.claims["signal_type"], item.claims["value"])]
+        found = signal_ids.get((item.claims["signal_type"], item.claims["value"]))
+        if found is None:
+            # Another value with the same md5 holds the index entry: only a value
+            # crafted for it can collide, and it must not fail the whole batch.
+            item.reject("invalid_value", "This value cannot be stored; it collides with another.")
+            continue
+        signal_id = found
         held = current.get(signal_id)
         if held is not None and held >= item.claims["iat"]:
             item.finish("stale")
