@@ -262,6 +262,8 @@ CORDIALE_WEBHOOK_DELIVERY_RETENTION = env.int(
     "CORDIALE_WEBHOOK_DELIVERY_RETENTION", default=14 * 24 * 3600
 )
 CORDIALE_WEBHOOK_MAX_PER_MEMBER = env.int("CORDIALE_WEBHOOK_MAX_PER_MEMBER", default=10)
+# Ports webhook URLs may use besides 443 (docs/webhooks.md has the whole rule).
+CORDIALE_WEBHOOK_ALLOWED_PORTS = env.list("CORDIALE_WEBHOOK_ALLOWED_PORTS", cast=int, default=[])
 
 # /metrics: the bearer token it requires; unset, only loopback may read it (README).
 CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
