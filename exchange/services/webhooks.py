@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -191,16 +192,42 @@ def webhook_url_normalize(*, url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _resolution_timeout() -> float:
+    return min(float(settings.CORDIALE_WEBHOOK_TIMEOUT), 5.0)
+
+
+def _resolve(host: str, port: int) -> list[Any]:
+    """``getaddrinfo`` within a time limit. The member runs the name's DNS servers and
+    may make them answer slowly; getaddrinfo cannot be interrupted, so it runs in a
+    thread that is left behind (it ends when the resolver gives up) if it is late."""
+    answer: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            answer["error"] = exc
+
+    timeout = _resolution_timeout()
+    resolver = threading.Thread(target=run, name="webhook-resolve", daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if resolver.is_alive():
+        raise InvalidWebhookUrl(
+            f"The host {host!r} did not resolve within {timeout:g} s.", code="unresolvable_host"
+        )
+    if "error" in answer:
+        raise InvalidWebhookUrl(
+            f"The host {host!r} does not resolve ({answer['error']}).", code="unresolvable_host"
+        )
+    return list(answer["infos"])
+
+
 def webhook_target_check(*, url: str) -> WebhookTarget:
     """Parse, resolve and vet a webhook URL; raises ``invalid_url``, ``port_not_allowed``,
     ``unresolvable_host`` or ``private_address``."""
     scheme, host, port, path = _parse_url(url)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise InvalidWebhookUrl(
-            f"The host {host!r} does not resolve ({exc}).", code="unresolvable_host"
-        ) from None
+    infos = _resolve(host, port)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise InvalidWebhookUrl(f"The host {host!r} does not resolve.", code="unresolvable_host")

@@ -8,6 +8,7 @@ DNS is outside the system and faked; receivers are real HTTP servers on 127.0.0.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -277,3 +278,31 @@ def test_any_error_while_sending_is_a_logged_failed_attempt_with_backoff(
     assert endpoint.status == "failing" and endpoint.attempts == 1
     assert endpoint.next_attempt_at is not None
     assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_a_slow_dns_answer_is_a_failed_attempt_within_the_timeout(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, in_process: None
+) -> None:
+    """The member runs its name's DNS servers: one that answers after ten seconds costs
+    a delivery no more than the attempt timeout, and the attempt is logged."""
+    settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
+    settings.CORDIALE_WEBHOOK_TIMEOUT = 1.0
+    acme, globex = make_party(), make_party()
+    endpoint, _ = webhook_create(member=globex.member, url="http://127.0.0.1:9/h", actor="test")
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url="http://slow.example.org:9/h")
+    real = socket.getaddrinfo
+
+    def slow(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.example.org":
+            time.sleep(10)
+            return real("127.0.0.1", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    acme.submit(acme.statement("pdq", pdq()))
+    started = time.monotonic()
+    assert webhook_deliver(endpoint_id=endpoint.pk) == "failed"
+    assert time.monotonic() - started < 3.0
+    (attempt,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    assert attempt.error.startswith("unresolvable_host"), attempt.error

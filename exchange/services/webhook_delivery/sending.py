@@ -116,7 +116,8 @@ def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult
             "webhook-signature": _signature(endpoint, message_id, at, body.decode()),
         }
         with (
-            attempt(host=target.host, address=target.address, timeout=timeout),
+            # The deadline counts from the start: resolving the name is part of it.
+            attempt(host=target.host, address=target.address, timeout=timeout - elapsed() / 1000),
             http_client().stream("POST", target.request_url, content=body, headers=headers) as r,
         ):
             status = r.status_code

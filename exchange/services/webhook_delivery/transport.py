@@ -6,8 +6,9 @@ httpx's stock transport cannot express three rules that deliveries need:
   not the request: a receiver that sends one byte of its answer every few seconds never
   trips a read timeout and holds a worker for as long as it likes. Here every connect,
   TLS handshake, read and write of an attempt gets at most the time left until the
-  attempt's deadline, so ``CORDIALE_WEBHOOK_TIMEOUT`` bounds the whole attempt from the
-  first byte out to the response's status line and headers (the body is never read).
+  attempt's deadline, so ``CORDIALE_WEBHOOK_TIMEOUT`` bounds the whole attempt, from
+  resolving the name (bounded in ``webhook_target_check``) to the response's status
+  line, headers and short body.
 - **Connect to the vetted address.** The target check resolves the endpoint's host and
   vets every address; a connection opened for the attempt goes to the address it vetted,
   never to a second resolution of the name (a DNS answer that changes in between,
