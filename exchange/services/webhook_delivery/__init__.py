@@ -10,12 +10,15 @@ PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anythin
   member may be concerned by the audiences that changed;
 - ``webhook_deliver`` takes the endpoint's lock (a session advisory lock on
   PostgreSQL: never two deliveries in flight for one endpoint, and the lock dies with a
-  killed worker's connection), reads the next page with the same ``feed_page`` as the
-  pull API (built and encoded once for the member's endpoints at the same cursor, see
-  ``shared_feed_page``), applies the endpoint's filters (an endpoint without filters
-  sends the shared body as it is), POSTs the batch signed per Standard Webhooks and, on
-  a 2xx answer only, stores the page's cursor; it loops while the feed has more, so
-  batches leave in feed order, one at a time;
+  killed worker's connection) and one of its member's delivery slots (``member_slot``:
+  one member's slow receivers never hold more than
+  ``CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER`` worker processes), reads the next page
+  with the same ``feed_page`` as the pull API (built and encoded once for the member's
+  endpoints at the same cursor, see ``shared_feed_page``), applies the endpoint's
+  filters (an endpoint without filters sends the shared body as it is), POSTs the batch
+  signed per Standard Webhooks within one wall-clock deadline per attempt (see
+  ``transport.py``) and, on a 2xx answer only, stores the page's cursor; it loops while
+  the feed has more, so batches leave in feed order, one at a time;
 - a failure records the attempt, marks the endpoint ``failing`` and schedules a retry
   with exponential backoff and full jitter; past ``CORDIALE_WEBHOOK_DISABLE_AFTER``
   seconds of failing the endpoint is disabled and the forum admins are emailed;
