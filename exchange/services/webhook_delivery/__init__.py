@@ -266,24 +266,18 @@ def _send_event(
     return result.ok
 
 
-def _event_locked(
-    endpoint_id: int, send: Callable[[WebhookEndpoint], bool], retry: Callable[[], object]
-) -> bool | None:
+def _event_locked(endpoint_id: int, send: Callable[[WebhookEndpoint], bool]) -> bool | None:
     """Run ``send`` holding the endpoint's lock and one of its member's slots, like a
     delivery: an event never runs beside another request to the same endpoint, nor
-    past the member's share of the workers. None when busy (``retry`` was called)."""
+    past the member's share of the workers. None when either is busy: try again later."""
     with endpoint_lock(endpoint_id) as got:
         if not got:
-            retry()
             return None
         endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
         if endpoint is None or not endpoint.member.is_active:
             return False
         with member_slot(endpoint.member_id) as slot:
-            if not slot:
-                retry()
-                return None
-            return send(endpoint)
+            return send(endpoint) if slot else None
 
 
 def webhook_ping_request(*, endpoint: WebhookEndpoint) -> bool:
@@ -307,12 +301,11 @@ def webhook_ping(*, endpoint_id: int) -> bool:
         event = {"type": "ping", "cursor": endpoint.cursor}
         return _send_event(endpoint, kind=WebhookDelivery.Kind.PING, event=event)
 
-    def retry() -> bool:
-        return publish_task(deliver_ping, args=[endpoint_id], countdown=random.uniform(*BUSY_RETRY))
-
-    sent = _event_locked(endpoint_id, send, retry)
-    if sent is not None:
-        ping_release(endpoint_id)  # done: the next ping request queues a new one
+    sent = _event_locked(endpoint_id, send)
+    later = random.uniform(*BUSY_RETRY)
+    if sent is None and publish_task(deliver_ping, args=[endpoint_id], countdown=later):
+        return False  # the flag stays up: this ping is still pending
+    ping_release(endpoint_id)  # done (or given up): the next request queues a new one
     return bool(sent)
 
 
@@ -348,15 +341,15 @@ def webhook_incident_declared(*, endpoint_id: int, incident_id: int) -> bool:
             endpoint, kind=WebhookDelivery.Kind.EVENT, event=event, message_id=f"msg_{digest[:32]}"
         )
 
-    def retry() -> bool:
-        return publish_task(
+    sent = _event_locked(endpoint_id, send)
+    if sent is None:
+        publish_task(
             deliver_incident_declared,
             args=[endpoint_id, incident_id],
             queue=PRIORITY_QUEUE,
             countdown=random.uniform(*BUSY_RETRY),
         )
-
-    return bool(_event_locked(endpoint_id, send, retry))
+    return bool(sent)
 
 
 def webhooks_announce_incident(*, incident_id: int) -> int:

@@ -72,7 +72,12 @@ def http_client() -> httpx.Client:
     global _client, _client_pid
     if _client is None or _client_pid != os.getpid():
         timeout = float(settings.CORDIALE_WEBHOOK_TIMEOUT)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        # Idle connections are dropped well before common servers' idle timeouts (Node's
+        # is 5 s), so that a reused one is rarely closed under a request; they serve the
+        # back-to-back batches of one delivery.
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=100, keepalive_expiry=2.0
+        )
         _client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             follow_redirects=False,
