@@ -7,12 +7,19 @@ DNS is outside the system and faked; receivers are real HTTP servers on 127.0.0.
 
 from __future__ import annotations
 
+import datetime
 import socket
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from exchange.models import WebhookDelivery, WebhookEndpoint
 from exchange.services.webhook_delivery import webhook_deliver
@@ -306,3 +313,88 @@ def test_a_slow_dns_answer_is_a_failed_attempt_within_the_timeout(
     assert time.monotonic() - started < 3.0
     (attempt,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert attempt.error.startswith("unresolvable_host"), attempt.error
+
+
+def tls_contexts(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for ``name`` only, issued by a fresh test CA,
+    and a client context that trusts that CA (and nothing else)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Cordiale test CA")])
+    ca = issue("Cordiale test CA", ca_key, ca_name, ca_key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = issue(name, leaf_key, ca_name, ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (tmp_path / "leaf.key").write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    client = ssl.create_default_context(cadata=ca.public_bytes(pem).decode())
+    return server, client
+
+
+@pytest.mark.django_db
+def test_tls_is_verified_per_host_even_when_hosts_share_an_address(
+    settings: Any,
+    resolve: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    in_process: None,
+) -> None:
+    """A receiver holds a certificate for a.example.org only. b.example.org resolves to the
+    same address and port; a.example.org's connection is open in the pool. Delivery to b
+    fails certificate verification (and nothing reaches the receiver for b) instead of
+    riding on a's verified connection."""
+    from exchange.services.webhook_delivery import sending, transport
+
+    settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
+    server_tls, client_tls = tls_contexts(tmp_path, "a.example.org")
+    monkeypatch.setattr(transport.httpx, "create_ssl_context", lambda *a, **k: client_tls)
+    # A client built with the test CA; monkeypatch puts the previous one back after.
+    monkeypatch.setattr(sending, "_client", None)
+    receiver = Receiver(tls=server_tls)
+    port = receiver.server.server_address[1]
+    settings.CORDIALE_WEBHOOK_ALLOWED_PORTS = [port]
+    try:
+        resolve["a.example.org"] = resolve["b.example.org"] = "127.0.0.1"
+        acme, globex, initech = make_party(), make_party(), make_party()
+        a, _ = webhook_create(
+            member=globex.member, url=f"https://a.example.org:{port}/a", actor="t"
+        )
+        b, _ = webhook_create(
+            member=initech.member, url=f"https://b.example.org:{port}/b", actor="t"
+        )
+        acme.submit(acme.statement("pdq", pdq()))
+        assert webhook_deliver(endpoint_id=a.pk) == "caught_up"
+        assert webhook_deliver(endpoint_id=b.pk) == "failed"
+        (attempt,) = WebhookDelivery.objects.filter(endpoint=b)
+        assert "CERTIFICATE_VERIFY_FAILED" in attempt.error, attempt.error
+        assert receiver.at("/b") == [] and len(receiver.at("/a")) == 1
+    finally:
+        receiver.close()

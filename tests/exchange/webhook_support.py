@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -191,12 +192,14 @@ class Received:
 @dataclass
 class Receiver:
     """A threaded HTTP server recording every POST; ``fail_until`` (a ``time.monotonic``
-    instant) makes it answer 500, ``delay`` makes it answer late."""
+    instant) makes it answer 500, ``delay`` makes it answer late; with ``tls`` (a server
+    context) it speaks HTTPS."""
 
     requests: list[Received] = field(default_factory=list)
     fail_until: float = 0.0
     delay: float = 0.0
     on_request: Callable[[Received], None] | None = None
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         receiver = self
@@ -226,11 +229,14 @@ class Receiver:
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}{path}"
 
     def at(self, path: str) -> list[Received]:
         with self.lock:
