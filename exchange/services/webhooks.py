@@ -201,6 +201,19 @@ def _resolve(host: str, port: int) -> list[Any]:
     may make them answer slowly; getaddrinfo cannot be interrupted, so it runs in a
     thread that is left behind (it ends when the resolver gives up) if it is late."""
     answer: dict[str, Any] = {}
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an address literal: no DNS involved, and no thread needed (~0.1-0.5 ms)
+        try:
+            return socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+            )
+        except OSError as exc:
+            raise InvalidWebhookUrl(
+                f"The address {host!r} cannot be used ({exc}).", code="unresolvable_host"
+            ) from None
 
     def run() -> None:
         try:
