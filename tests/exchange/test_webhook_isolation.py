@@ -127,3 +127,28 @@ def test_pings_are_coalesced_and_never_overlap_a_delivery(
     arrivals = sorted(r.at for r in receiver.at("/g"))
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(gap >= receiver.delay - 0.1 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "exchange.tasks.deliver_endpoint",
+        "exchange.tasks.deliver_ping",
+        "exchange.tasks.deliver_incident_declared",
+    ],
+)
+def test_delivery_tasks_have_soft_and_hard_time_limits(name: str) -> None:
+    """Backstops to the per-attempt deadline: every task that sends to a receiver has a
+    soft limit (longer than one attempt, and than the task budget for deliveries) and a
+    later hard limit, so no code path can hold a worker process indefinitely."""
+    from django.conf import settings
+
+    from forum.celery import app
+
+    app.loader.import_default_modules()
+    task = app.tasks[name]
+    floor = float(settings.CORDIALE_WEBHOOK_TIMEOUT)
+    if name.endswith("deliver_endpoint"):
+        floor += float(settings.CORDIALE_WEBHOOK_TASK_BUDGET)
+    assert task.soft_time_limit is not None and task.soft_time_limit > floor
+    assert task.time_limit is not None and task.time_limit > task.soft_time_limit
