@@ -183,11 +183,9 @@ class WebhookDeliveriesApi(ManageApi):
 class WebhookPingApi(ManageApi):
     @extend_schema(summary="Send a test event", request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
-        from .services.webhook_delivery import publish_task
-        from .tasks import deliver_ping
+        from .services.webhook_delivery import webhook_ping_request
 
-        endpoint = _endpoint(request, pk)
-        queued = publish_task(deliver_ping, args=[endpoint.pk])
+        queued = webhook_ping_request(endpoint=_endpoint(request, pk))
         return Response({"queued": queued}, status=202)
 
 

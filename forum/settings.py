@@ -285,6 +285,27 @@ CORDIALE_WEBHOOK_DELIVERY_RETENTION = env.int(
     "CORDIALE_WEBHOOK_DELIVERY_RETENTION", default=14 * 24 * 3600
 )
 CORDIALE_WEBHOOK_MAX_PER_MEMBER = env.int("CORDIALE_WEBHOOK_MAX_PER_MEMBER", default=10)
+# Ports webhook URLs may use besides 443 (docs/webhooks.md has the whole rule).
+CORDIALE_WEBHOOK_ALLOWED_PORTS = env.list("CORDIALE_WEBHOOK_ALLOWED_PORTS", cast=int, default=[])
+# Deliveries to one member's endpoints in flight at once, over all workers: one member's
+# slow receivers never hold more than this many delivery slots.
+CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER = env.int(
+    "CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER", default=2
+)
+# Backstops to the per-attempt deadline: a delivery task sends for its budget plus one
+# attempt, an event task for one attempt; the margin covers its database work. The soft
+# limit ends an attempt in progress as a logged failure (retried with backoff), or else
+# the task; the hard limit kills the process (the endpoint lock dies with its database
+# connection). Either way the sweep wakes the endpoint again.
+_SEND_LIMIT = CORDIALE_WEBHOOK_TIMEOUT + 30
+CELERY_TASK_ANNOTATIONS = {
+    name: {"soft_time_limit": soft, "time_limit": soft + 30}
+    for name, soft in [
+        ("exchange.tasks.deliver_endpoint", CORDIALE_WEBHOOK_TASK_BUDGET + _SEND_LIMIT),
+        ("exchange.tasks.deliver_ping", _SEND_LIMIT),
+        ("exchange.tasks.deliver_incident_declared", _SEND_LIMIT),
+    ]
+}
 
 # /metrics: the bearer token it requires; unset, only loopback may read it (README).
 CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")

@@ -85,8 +85,11 @@ def test_malformed_or_insecure_urls_are_refused(strict: None, url: str) -> None:
     assert caught.value.code == "invalid_url"
 
 
-def test_a_public_name_is_accepted_and_pinned(strict: None, resolve: dict[str, str]) -> None:
+def test_a_public_name_is_accepted_and_pinned(
+    strict: None, resolve: dict[str, str], settings: Any
+) -> None:
     """The checked address is the one delivery connects to; the name goes in Host/SNI."""
+    settings.CORDIALE_WEBHOOK_ALLOWED_PORTS = [8443]  # beside 443, the default
     resolve["hooks.example.org"] = "93.184.215.14"
     target = webhook_target_check(url="https://hooks.example.org:8443/in?x=1")
     assert target.connect_url == "https://93.184.215.14:8443/in?x=1"
@@ -112,6 +115,7 @@ def test_dns_rebinding_after_creation_is_caught_at_delivery(
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = False
     receiver = Receiver()
     port = receiver.server.server_address[1]
+    settings.CORDIALE_WEBHOOK_ALLOWED_PORTS = [port]  # debug allows 80 and 443 only
     try:
         acme, globex = make_party(), make_party()
         resolve["rebind.example.org"] = "93.184.215.14"

@@ -10,12 +10,15 @@ PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anythin
   member may be concerned by the audiences that changed;
 - ``webhook_deliver`` takes the endpoint's lock (a session advisory lock on
   PostgreSQL: never two deliveries in flight for one endpoint, and the lock dies with a
-  killed worker's connection), reads the next page with the same ``feed_page`` as the
-  pull API (built and encoded once for the member's endpoints at the same cursor, see
-  ``shared_feed_page``), applies the endpoint's filters (an endpoint without filters
-  sends the shared body as it is), POSTs the batch signed per Standard Webhooks and, on
-  a 2xx answer only, stores the page's cursor; it loops while the feed has more, so
-  batches leave in feed order, one at a time;
+  killed worker's connection) and one of its member's delivery slots (``member_slot``:
+  one member's slow receivers never hold more than
+  ``CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER`` worker processes), reads the next page
+  with the same ``feed_page`` as the pull API (built and encoded once for the member's
+  endpoints at the same cursor, see ``shared_feed_page``), applies the endpoint's
+  filters (an endpoint without filters sends the shared body as it is), POSTs the batch
+  signed per Standard Webhooks within one wall-clock deadline per attempt (see
+  ``transport.py``) and, on a 2xx answer only, stores the page's cursor; it loops while
+  the feed has more, so batches leave in feed order, one at a time;
 - a failure records the attempt, marks the endpoint ``failing`` and schedules a retry
   with exponential backoff and full jitter; past ``CORDIALE_WEBHOOK_DISABLE_AFTER``
   seconds of failing the endpoint is disabled and the forum admins are emailed;
@@ -44,6 +47,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,11 +64,15 @@ from members.models import Member
 from .pages import SharedPage, _filtered, change_passes, shared_feed_page
 from .sending import SendResult, _message_id, _record, _send, http_client
 from .waking import (
+    BUSY_RETRY,
     PRIORITY_QUEUE,
     SYSTEM_ACTOR,
     _release_wake,
     deliverable_endpoints,
     endpoint_lock,
+    member_slot,
+    ping_claim,
+    ping_release,
     publish_task,
     webhook_wake,
     webhooks_fanout,
@@ -83,12 +91,14 @@ __all__ = [
     "deliverable_endpoints",
     "endpoint_lock",
     "http_client",
+    "member_slot",
     "publish_task",
     "shared_feed_page",
     "webhook_deliver",
     "webhook_incident_declared",
     "webhook_lags",
     "webhook_ping",
+    "webhook_ping_request",
     "webhook_wake",
     "webhooks_announce_incident",
     "webhooks_fanout",
@@ -159,6 +169,13 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
     now = timezone.now()
     if endpoint.next_attempt_at is not None and endpoint.next_attempt_at > now:
         return "backing_off"
+    with member_slot(endpoint.member_id) as got:
+        if not got:
+            return "member_busy"
+        return _send_pages(endpoint, deadline)
+
+
+def _send_pages(endpoint: WebhookEndpoint, deadline: float) -> str:
     size = int(settings.CORDIALE_WEBHOOK_BATCH)
     while True:
         page = shared_feed_page(member_id=endpoint.member_id, cursor=endpoint.cursor, limit=size)
@@ -204,6 +221,7 @@ def webhook_deliver(*, endpoint_id: int) -> str:
     """Send everything the endpoint lags behind, in order; safe to run any number of times.
 
     Returns what happened: ``caught_up``, ``busy`` (another delivery holds the endpoint),
+    ``member_busy`` (the member's deliveries hold all its slots: tried again shortly),
     ``failed`` (a retry is scheduled), ``backing_off``, ``paused``, ``gone`` or ``budget``
     (ran out of its time slice and re-enqueued itself).
     """
@@ -216,6 +234,9 @@ def webhook_deliver(*, endpoint_id: int) -> str:
             outcome = _deliver_locked(endpoint_id, deadline)
         if outcome == "budget":
             webhook_wake(endpoint_id=endpoint_id)
+            return outcome
+        if outcome == "member_busy":
+            webhook_wake(endpoint_id=endpoint_id, countdown=random.uniform(*BUSY_RETRY))
             return outcome
         if outcome != "caught_up":
             return outcome
@@ -245,13 +266,47 @@ def _send_event(
     return result.ok
 
 
+def _event_locked(endpoint_id: int, send: Callable[[WebhookEndpoint], bool]) -> bool | None:
+    """Run ``send`` holding the endpoint's lock and one of its member's slots, like a
+    delivery: an event never runs beside another request to the same endpoint, nor
+    past the member's share of the workers. None when either is busy: try again later."""
+    with endpoint_lock(endpoint_id) as got:
+        if not got:
+            return None
+        endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
+        if endpoint is None or not endpoint.member.is_active:
+            return False
+        with member_slot(endpoint.member_id) as slot:
+            return send(endpoint) if slot else None
+
+
+def webhook_ping_request(*, endpoint: WebhookEndpoint) -> bool:
+    """Queue a ping unless one is already queued or in flight (it answers the same
+    question); True when a ping is pending either way."""
+    from exchange.tasks import deliver_ping
+
+    if not ping_claim(endpoint.pk):
+        return True
+    if publish_task(deliver_ping, args=[endpoint.pk]):
+        return True
+    ping_release(endpoint.pk)
+    return False
+
+
 def webhook_ping(*, endpoint_id: int) -> bool:
     """Send ``{"type": "ping"}`` now, whatever the endpoint's health; logs the attempt."""
-    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
-    if endpoint is None or not endpoint.member.is_active:
-        return False
-    event = {"type": "ping", "cursor": endpoint.cursor}
-    return _send_event(endpoint, kind=WebhookDelivery.Kind.PING, event=event)
+    from exchange.tasks import deliver_ping
+
+    def send(endpoint: WebhookEndpoint) -> bool:
+        event = {"type": "ping", "cursor": endpoint.cursor}
+        return _send_event(endpoint, kind=WebhookDelivery.Kind.PING, event=event)
+
+    sent = _event_locked(endpoint_id, send)
+    later = random.uniform(*BUSY_RETRY)
+    if sent is None and publish_task(deliver_ping, args=[endpoint_id], countdown=later):
+        return False  # the flag stays up: this ping is still pending
+    ping_release(endpoint_id)  # done (or given up): the next request queues a new one
+    return bool(sent)
 
 
 def webhook_incident_declared(*, endpoint_id: int, incident_id: int) -> bool:
@@ -261,28 +316,40 @@ def webhook_incident_declared(*, endpoint_id: int, incident_id: int) -> bool:
     announcement costs a receiver the early warning, not the statements themselves.
     """
     from exchange.models import Incident
+    from exchange.tasks import deliver_incident_declared
 
-    endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
     incident = Incident.objects.select_related("label").filter(pk=incident_id).first()
-    if endpoint is None or incident is None or not endpoint.deliverable:
+    if incident is None:
         return False
-    if not endpoint.member.is_active:
-        return False
-    event = {
-        "type": "incident.declared",
-        "incident": {
-            "name": incident.name,
-            "slug": incident.slug,
-            "label": incident.label.slug,
-            "description": incident.description,
-            "declared_at": incident.declared_at.isoformat(),
-        },
-    }
-    # A task run twice sends the same webhook-id, which receivers use to drop repeats.
-    digest = hashlib.sha256(f"incident\n{incident.pk}\n{endpoint.pk}".encode()).hexdigest()
-    return _send_event(
-        endpoint, kind=WebhookDelivery.Kind.EVENT, event=event, message_id=f"msg_{digest[:32]}"
-    )
+
+    def send(endpoint: WebhookEndpoint) -> bool:
+        if not endpoint.deliverable:
+            return False
+        event = {
+            "type": "incident.declared",
+            "incident": {
+                "name": incident.name,
+                "slug": incident.slug,
+                "label": incident.label.slug,
+                "description": incident.description,
+                "declared_at": incident.declared_at.isoformat(),
+            },
+        }
+        # A task run twice sends the same webhook-id, which receivers use to drop repeats.
+        digest = hashlib.sha256(f"incident\n{incident.pk}\n{endpoint.pk}".encode()).hexdigest()
+        return _send_event(
+            endpoint, kind=WebhookDelivery.Kind.EVENT, event=event, message_id=f"msg_{digest[:32]}"
+        )
+
+    sent = _event_locked(endpoint_id, send)
+    if sent is None:
+        publish_task(
+            deliver_incident_declared,
+            args=[endpoint_id, incident_id],
+            queue=PRIORITY_QUEUE,
+            countdown=random.uniform(*BUSY_RETRY),
+        )
+    return bool(sent)
 
 
 def webhooks_announce_incident(*, incident_id: int) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 import httpx
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -19,7 +21,10 @@ from exchange.webhook_secrets import secret_decrypt
 from forum.errors import DomainError
 
 from .pages import SharedPage
+from .transport import PinnedTransport, attempt
 from .waking import USER_AGENT
+
+logger = logging.getLogger(__name__)
 
 
 def _message_id(endpoint_id: int, before: str, after: str) -> str:
@@ -60,50 +65,80 @@ _client_pid = 0
 
 
 def http_client() -> httpx.Client:
-    """One pooled client per worker process (keep-alive to receivers)."""
+    """One pooled client per worker process (keep-alive to receivers, pooled per host name;
+    see ``transport.py``)."""
     import os
 
     global _client, _client_pid
     if _client is None or _client_pid != os.getpid():
         timeout = float(settings.CORDIALE_WEBHOOK_TIMEOUT)
+        # Idle connections are dropped well before common servers' idle timeouts (Node's
+        # is 5 s), so that a reused one is rarely closed under a request; they serve the
+        # back-to-back batches of one delivery.
+        limits = httpx.Limits(
+            max_connections=200, max_keepalive_connections=100, keepalive_expiry=2.0
+        )
         _client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            transport=PinnedTransport(limits=limits),
         )
         _client_pid = os.getpid()
     return _client
 
 
+# Receivers answer with a status; a short body is read (within the deadline) so that the
+# connection can carry the next delivery, a long one is dropped with its connection.
+_MAX_ANSWER = 64 * 1024
+
+
+def _drain(response: httpx.Response) -> None:
+    received = 0
+    for chunk in response.iter_raw():
+        received += len(chunk)
+        if received > _MAX_ANSWER:
+            return
+
+
 def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult:
+    """One attempt, never longer than ``CORDIALE_WEBHOOK_TIMEOUT`` once the target is
+    vetted; whatever goes wrong is a failed attempt (logged, retried with backoff), never
+    an exception: an error that escaped here would leave the endpoint stuck, unlogged."""
     started = time.monotonic()
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    timeout = float(settings.CORDIALE_WEBHOOK_TIMEOUT)
     try:
         target = webhook_target_check(url=endpoint.url)
+        at = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": _signature(endpoint, message_id, at, body.decode()),
+        }
+        with (
+            # The deadline counts from the start: resolving the name is part of it.
+            attempt(host=target.host, address=target.address, timeout=timeout - elapsed() / 1000),
+            http_client().stream("POST", target.request_url, content=body, headers=headers) as r,
+        ):
+            status = r.status_code
+            _drain(r)
     except DomainError as exc:
         return SendResult(None, elapsed(), f"{exc.code}: {exc.detail}")
-    at = datetime.now(UTC)
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "host": target.host_header,
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": _signature(endpoint, message_id, at, body.decode()),
-    }
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    try:
-        with http_client().stream(
-            "POST", target.connect_url, content=body, headers=headers, extensions=extensions
-        ) as response:
-            status = response.status_code
     except httpx.TimeoutException:
-        return SendResult(None, elapsed(), f"timeout after {settings.CORDIALE_WEBHOOK_TIMEOUT} s")
+        return SendResult(None, elapsed(), f"timeout: no answer within {timeout:g} s")
     except httpx.HTTPError as exc:
         return SendResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500])
+    except SoftTimeLimitExceeded:
+        return SendResult(None, elapsed(), "timeout: the delivery task's time limit passed")
+    except Exception as exc:
+        logger.exception("webhook %s: sending failed", endpoint.pk)
+        # The member reads this in /deliveries: the type only, the details go to the log.
+        return SendResult(None, elapsed(), f"internal error ({type(exc).__name__})")
     error = "" if 200 <= status < 300 else f"HTTP {status}"
     if 300 <= status < 400:
         error = f"HTTP {status}: redirects are not followed"

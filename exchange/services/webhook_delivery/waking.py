@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
@@ -24,6 +25,10 @@ from members.models import GroupMembership, Member
 logger = logging.getLogger(__name__)
 
 _LOCK_NAMESPACE = 0x5748  # "WH": endpoint locks are (namespace << 32) | endpoint id
+# "WM": member slots are (namespace << 48) | (member id << 8) | slot, apart from the
+# endpoint locks (below 2⁴⁷) for any member id under 2⁴⁰.
+_SLOT_NAMESPACE = 0x574D
+_MAX_SLOTS = 256
 SYSTEM_ACTOR = "system"
 # Consumed before every other queue (CELERY_BROKER_TRANSPORT_OPTIONS in the settings).
 PRIORITY_QUEUE = "priority"
@@ -238,3 +243,63 @@ def endpoint_lock(endpoint_id: int) -> Iterator[bool]:
         if got:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+@contextmanager
+def member_slot(member_id: int) -> Iterator[bool]:
+    """Yields whether this process now holds one of the member's delivery slots; never waits.
+
+    A member has ``CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER`` slots over all workers, so
+    its endpoints (however many, however slow) never occupy more delivery processes than
+    that, and other members' deliveries always find a free one. PostgreSQL: session
+    advisory locks, the first free slot taken in one statement (the filter runs row by
+    row, so it locks at most one). SQLite, the embedded mode where tasks run in the
+    request's process: no shared pool to protect, every call gets a slot.
+    """
+    if not is_postgres():
+        yield True
+        return
+    slots = min(max(1, int(settings.CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER)), _MAX_SLOTS)
+    first = (_SLOT_NAMESPACE << 48) | (member_id << 8)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k FROM generate_series(%s::bigint, %s::bigint) AS k "
+            "WHERE pg_try_advisory_lock(k) LIMIT 1",
+            [first, first + slots - 1],
+        )
+        row = cursor.fetchone()
+    key = None if row is None else int(row[0])
+    try:
+        yield key is not None
+    finally:
+        if key is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+# A task that found its endpoint or its member busy tries again this much later (jittered
+# so that a member's deferred endpoints do not come back in one burst).
+BUSY_RETRY = (0.5, 1.5)
+
+# One ping queued or in flight per endpoint: more would only queue work behind a receiver
+# that may be slow. The flag outlives any ping (queue wait, the lock, one attempt).
+_PING_FLAG = "webhook-ping:{}"
+
+
+def _ping_flag_ttl() -> int:
+    return int(3 * float(settings.CORDIALE_WEBHOOK_TIMEOUT)) + 60
+
+
+def ping_claim(endpoint_id: int) -> bool:
+    """Raise the endpoint's ping flag; False when a ping is already pending."""
+    try:
+        return bool(cache.add(_PING_FLAG.format(endpoint_id), 1, _ping_flag_ttl()))
+    except Exception:
+        return True  # no cache, no coalescing
+
+
+def ping_release(endpoint_id: int) -> None:
+    try:
+        cache.delete(_PING_FLAG.format(endpoint_id))
+    except Exception:
+        logger.debug("could not clear the ping flag of webhook %s", endpoint_id)
