@@ -13,7 +13,7 @@ from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from members.client_address import trusted_proxy_networks
+from forum.client_address import trusted_proxy_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -192,13 +192,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # Reverse proxies in front of the web processes (addresses or CIDRs, comma-separated):
 # X-Forwarded-For is believed only as far back as these vouch for it, for the lockout
-# and the audit log alike (members/client_address.py). Empty: never read.
+# and the audit log alike (forum/client_address.py). Empty: never read.
 CORDIALE_TRUSTED_PROXIES = env.list("CORDIALE_TRUSTED_PROXIES", default=[])
 try:
     trusted_proxy_networks(CORDIALE_TRUSTED_PROXIES)
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from exc
-AXES_CLIENT_IP_CALLABLE = "members.client_address.client_address"
+AXES_CLIENT_IP_CALLABLE = "forum.client_address.client_address"
 OTP_TOTP_ISSUER = env.str("CORDIALE_OTP_ISSUER", default="Cordiale")
 # A device's seed is shown once, when it is made (enrol_totp, the add form); never again,
 # or anyone allowed to view devices would hold everyone's second factor.

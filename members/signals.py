@@ -15,7 +15,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from .audit import audit_record
-from .client_address import client_address
+from forum.client_address import client_address
 
 
 def _client(request: HttpRequest | None) -> dict[str, str]:
