@@ -14,8 +14,9 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from .audit import audit_record
 from forum.client_address import client_address
+
+from .audit import audit_record
 
 
 def _client(request: HttpRequest | None) -> dict[str, str]:
