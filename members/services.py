@@ -20,6 +20,7 @@ from exchange import jws
 from forum.errors import ConflictError, DomainError
 
 from .audit import audit_record
+from .forum_key import forum_public_keys
 from .models import ApiKey, GroupMembership, Member, SharingGroup, SigningKey
 
 _M = TypeVar("_M", bound=models.Model)
@@ -216,6 +217,10 @@ def signing_key_register(*, member: Member, public_key: str, actor: str) -> Sign
     except jws.InvalidKey as exc:
         raise DomainError(str(exc), code="invalid_key") from exc
     kid = jws.jwk_thumbprint(x)
+    if kid in forum_public_keys():
+        # Verifiers index the JWKS by kid: a member entry under the forum's kid would
+        # shadow the key that signs receipts.
+        raise ConflictError(f"Key {kid} is the forum's own key.", code="key_exists")
     with transaction.atomic():
         key = _create_unique(
             SigningKey,
