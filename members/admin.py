@@ -380,8 +380,9 @@ class SigningKeyCreateForm(forms.ModelForm):
 class RevokeKeyForm(forms.Form):
     compromised_since = forms.DateTimeField(
         required=False,
-        help_text="Optional (UTC, YYYY-MM-DD HH:MM:SS). Statements signed at or after this "
-        "time are withdrawn from every member. Leave empty to revoke from now on only.",
+        help_text="Optional (UTC, YYYY-MM-DD HH:MM:SS). Statements the forum received with "
+        "these keys at or after this time are withdrawn from every member, whatever time "
+        "they claim to be signed at. Leave empty to revoke from now on only.",
     )
 
 
@@ -485,8 +486,8 @@ class SigningKeyAdmin(admin.ModelAdmin):
             title="Revoke signing keys",
             consequences=[
                 "The keys sign nothing new: statements signed with them are rejected.",
-                "With a compromise time, every statement they signed at or after it is "
-                "withdrawn, and other members receive deletions.",
+                "With a compromise time, every statement received with them at or after it "
+                "(whatever its signed iat) is withdrawn, and other members receive deletions.",
                 "Revocation is final and published in the JWKS.",
             ],
             apply=apply,

@@ -261,7 +261,8 @@ def signing_key_retire(*, key: SigningKey, actor: str) -> SigningKey:
 def signing_key_revoke(
     *, key: SigningKey, compromised_since: datetime | None = None, actor: str
 ) -> SigningKey:
-    """Revoke a key; statements it signed at or after ``compromised_since`` are withdrawn.
+    """Revoke a key; its statements *received* at or after ``compromised_since`` are
+    withdrawn, whatever ``iat`` they claim (a thief chooses ``iat``).
 
     Without ``compromised_since`` the key is revoked from now on: nothing it signed
     before is withdrawn, and it signs nothing new.
@@ -269,7 +270,9 @@ def signing_key_revoke(
     from exchange.services import membership
 
     now = timezone.now()
-    since = compromised_since
+    # Whole seconds: receipts carry integer receipt times, and "received at or after T"
+    # must give offline verifiers the same answer as the server.
+    since = None if compromised_since is None else compromised_since.replace(microsecond=0)
     with transaction.atomic():
         key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
         before = {"status": key.status, "compromised_since": key.compromised_since}
@@ -278,7 +281,9 @@ def signing_key_revoke(
         elif key.compromised_since is not None:
             since = key.compromised_since
         key.status = SigningKey.Status.REVOKED
-        key.revoked_at = key.revoked_at or now
+        # revoked_at is when the key stopped counting: nothing received from then on
+        # stands, so for a compromise it is the compromise time (what the JWKS says).
+        key.revoked_at = min(key.revoked_at or now, since or now)
         key.compromised_since = since
         key.save(update_fields=["status", "revoked_at", "compromised_since"])
         withdrawn = 0

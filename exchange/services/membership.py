@@ -109,7 +109,7 @@ def member_expelled(*, member: Member) -> None:
 
 
 def key_compromised(*, key: SigningKey, since: datetime) -> int:
-    """Withdraw what the key signed at or after ``since``; returns how many."""
-    return _withdraw(
-        Q(signing_key=key, iat__gte=int(since.timestamp())), "key_compromised", timezone.now()
-    )
+    """Withdraw what the forum *received* from the key at or after ``since``, whatever
+    ``iat`` it claims: whoever holds a stolen key writes any ``iat`` they like, but not
+    the receipt time. Returns how many statements were withdrawn."""
+    return _withdraw(Q(signing_key=key, received_at__gte=since), "key_compromised", timezone.now())
