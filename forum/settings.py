@@ -166,6 +166,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.snapshot_match_index",
         "schedule": 300.0,
     },
+    # Signed audit checkpoints (members/checkpoints.py): how long a cut of the log's
+    # tail may go unnoticed at most.
+    "audit-checkpoint": {
+        "task": "exchange.tasks.take_audit_checkpoint",
+        "schedule": env.float("CORDIALE_AUDIT_CHECKPOINT_INTERVAL", default=300.0),
+    },
 }
 
 # Admin sign-in: a TOTP code besides the password unless DEBUG (members.admin_site), and

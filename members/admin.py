@@ -23,7 +23,8 @@ from exchange import jws
 from forum.errors import DomainError
 
 from . import services
-from .models import ApiKey, AuditEntry, Member, SharingGroup, SigningKey
+from .checkpoints import audit_checkpoint_genuine
+from .models import ApiKey, AuditCheckpoint, AuditEntry, Member, SharingGroup, SigningKey
 from .selectors_admin import member_impact, member_overview
 
 
@@ -579,6 +580,33 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(admin.ModelAdmin):
+    """Signed heads of the audit log (members/checkpoints.py), read-only: the forum key
+    signs them, periodically or with ``manage.py audit_checkpoint``."""
+
+    list_display = ["head_id", "head_hash", "entries", "created_at", "genuine"]
+    readonly_fields = ["head_id", "head_hash", "entries", "created_at", "jws"]
+    date_hierarchy = "created_at"
+
+    @admin.display(boolean=True, description="Signature verifies")
+    def genuine(self, obj: AuditCheckpoint) -> bool:
+        return audit_checkpoint_genuine(obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: AuditCheckpoint | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: AuditCheckpoint | None = None
+    ) -> bool:
         return False
 
 
