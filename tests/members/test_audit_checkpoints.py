@@ -126,9 +126,9 @@ def test_api_lists_checkpoints_newest_first() -> None:
     assert len(listed) == 2
     forum = [k for k in reader.get("/api/v1/jwks").json()["keys"] if k.get("forum")]
     assert {jws_parts(c["jws"])[0]["kid"] for c in listed} == {forum[0]["kid"]}
-    assert [c["head_id"] for c in reader.get("/api/v1/audit/checkpoints?limit=1").json()[
-        "checkpoints"
-    ]] == [listed[0]["head_id"]]
+    assert [
+        c["head_id"] for c in reader.get("/api/v1/audit/checkpoints?limit=1").json()["checkpoints"]
+    ] == [listed[0]["head_id"]]
     assert_problem(reader.get("/api/v1/audit/checkpoints?limit=0"), 400, "invalid_limit")
     submitter = make_party("submitter", scopes=["submit"])
     assert submitter.get("/api/v1/audit/checkpoints").status_code == 403
