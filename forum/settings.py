@@ -254,6 +254,7 @@ CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 
 # checkpoints. A PEM private key file, required unless DJANGO_DEBUG (then generated
 # under var/ on first use); earlier keys' public halves stay in the JWKS.
 CORDIALE_FORUM_KEY_FILE = env.str("CORDIALE_FORUM_KEY_FILE", default="")
+CORDIALE_FORUM_KEY = env.str("CORDIALE_FORUM_KEY", default="")  # the key itself, instead
 CORDIALE_FORUM_PREVIOUS_KEYS = env.list("CORDIALE_FORUM_PREVIOUS_KEYS", default=[])
 # Snapshots of the PDQ match index (exchange/matching/service.py), shared by the web
 # processes of a host through mmap.

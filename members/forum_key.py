@@ -11,12 +11,15 @@ with a ``typ`` saying what the token is:
   (``members/checkpoints.py``), so that cutting or re-chaining the log is noticed.
 
 The key is a PEM private key file (``CORDIALE_FORUM_KEY_FILE``), for example made with
-``openssl genpkey -algorithm ed25519 -out forum-key.pem``. It is required unless
-``DJANGO_DEBUG`` is on; then a key is generated on first use under ``var/`` with mode
-0600. Its public half is published in ``/api/v1/jwks`` with ``"forum": true``; the
-public keys of earlier forum keys (``CORDIALE_FORUM_PREVIOUS_KEYS``, their ``x`` values
-or public PEM files) stay published as ``retired`` so that old receipts and checkpoints
-still verify after a rotation.
+``openssl genpkey -algorithm ed25519 -out forum-key.pem``, or the key itself in
+``CORDIALE_FORUM_KEY`` (PEM, or the base64url 32-byte private key) where secrets come as
+environment variables. One of them is required unless ``DJANGO_DEBUG`` is on; then a
+key is generated on first use under ``var/`` with mode 0600 (``python manage.py
+forum_key --generate PATH`` makes one for a deployment). Its public half is published in
+``/api/v1/jwks`` with ``"forum": true``; the public keys of earlier forum keys
+(``CORDIALE_FORUM_PREVIOUS_KEYS``, their ``x`` values or public PEM files) stay
+published as ``retired`` so that old receipts and checkpoints still verify after a
+rotation.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from exchange import jws
 
@@ -82,24 +87,42 @@ def forum_key_path() -> Path:
     if configured:
         return Path(configured)
     if not settings.DEBUG:
-        raise ImproperlyConfigured("CORDIALE_FORUM_KEY_FILE is required unless DJANGO_DEBUG.")
+        raise ImproperlyConfigured(
+            "CORDIALE_FORUM_KEY_FILE (or CORDIALE_FORUM_KEY) is required unless DJANGO_DEBUG."
+        )
     return Path(settings.VAR_DIR) / DEBUG_KEY_NAME
+
+
+def private_key_load(text: str, *, source: str) -> ForumKey:
+    """A forum key from PEM text or from the base64url 32-byte private key (a JWK's
+    ``d``: one line, which suits environment variables and secret stores)."""
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            loaded = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+        else:
+            loaded = Ed25519PrivateKey.from_private_bytes(jws.b64url_decode(text))
+    except (ValueError, TypeError, UnicodeError, jws.MalformedJWS) as exc:
+        raise ImproperlyConfigured(f"Cannot read the forum key from {source}: {exc}") from exc
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise ImproperlyConfigured(f"The forum key in {source} is not an Ed25519 private key.")
+    x = jws.public_key_x(loaded.public_key())
+    return ForumKey(private_key=loaded, x=x, kid=jws.jwk_thumbprint(x))
 
 
 @lru_cache(maxsize=1)
 def forum_key() -> ForumKey:
     """The forum's signing key, loaded once per process."""
+    if settings.CORDIALE_FORUM_KEY:
+        return private_key_load(settings.CORDIALE_FORUM_KEY, source="CORDIALE_FORUM_KEY")
     path = forum_key_path()
     if not settings.CORDIALE_FORUM_KEY_FILE:
         forum_key_file_ensure(path)
     try:
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeError) as exc:
         raise ImproperlyConfigured(f"Cannot read the forum key {path}: {exc}") from exc
-    if not isinstance(loaded, Ed25519PrivateKey):
-        raise ImproperlyConfigured(f"The forum key {path} is not an Ed25519 private key.")
-    x = jws.public_key_x(loaded.public_key())
-    return ForumKey(private_key=loaded, x=x, kid=jws.jwk_thumbprint(x))
+    return private_key_load(text, source=str(path))
 
 
 def _previous_xs() -> list[str]:
@@ -108,7 +131,7 @@ def _previous_xs() -> list[str]:
         text = entry.strip()
         if not text:
             continue
-        if not text.startswith("-----") and os.sep in text:
+        if not text.startswith("-----") and Path(text).is_file():
             text = Path(text).read_text()
         try:
             out.append(jws.load_public_key(text))
@@ -156,8 +179,15 @@ def forum_key_check(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
             checks.Error(
                 str(exc),
                 hint="Set CORDIALE_FORUM_KEY_FILE to an Ed25519 PEM private key, e.g. made "
-                "with: openssl genpkey -algorithm ed25519 -out forum-key.pem",
+                "with: python manage.py forum_key --generate forum-key.pem",
                 id="cordiale.E001",
             )
         ]
     return []
+
+
+@receiver(setting_changed)
+def _reload_after_settings_change(*, setting: str, **kwargs: Any) -> None:
+    # Tests swap keys with override_settings; nothing else changes settings at run time.
+    if setting in ("CORDIALE_FORUM_KEY", "CORDIALE_FORUM_KEY_FILE", "DEBUG"):
+        forum_key.cache_clear()
