@@ -151,3 +151,20 @@ class _Lines:
 
     def last(self) -> Any:
         return json.loads(self.text.strip().splitlines()[-1])
+
+
+def test_webhook_delivery_bodies_carry_the_receipts() -> None:
+    """The body a webhook delivery POSTs (the shared feed page) carries each statement's
+    receipt, the same one the pull feed serves."""
+    from exchange.services.webhook_delivery.pages import shared_feed_page
+
+    acme, globex = make_party("acme"), make_party("globex")
+    value = pdq()
+    acme.submit(acme.statement("pdq", value))
+    pulled = globex.get("/api/v1/changes").json()["changes"]
+    body = json.loads(shared_feed_page(member_id=globex.member.pk, cursor="", limit=100).body)
+    delivered = {c["value"]: c for c in body["changes"]}
+    receipt = delivered[value]["statements"][0]["receipt"]
+    assert receipt == next(c for c in pulled if c["value"] == value)["statements"][0]["receipt"]
+    _, claims = verified_receipt(receipt, forum_jwk(globex))
+    assert (claims["member"], claims["kid"]) == ("acme", acme.kid)
