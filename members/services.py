@@ -274,6 +274,10 @@ def signing_key_revoke(
     # must give offline verifiers the same answer as the server.
     since = None if compromised_since is None else compromised_since.replace(microsecond=0)
     with transaction.atomic():
+        # The member's lock, which its statement batches hold from their key check to
+        # their commit: a batch that saw the key active is committed before we withdraw,
+        # so what it stored is withdrawn too; later batches see the key revoked.
+        Member.objects.select_for_update().filter(pk=key.member_id).first()
         key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
         before = {"status": key.status, "compromised_since": key.compromised_since}
         if key.compromised_since is not None and since is not None:
