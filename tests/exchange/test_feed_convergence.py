@@ -89,8 +89,13 @@ class Model:
     opinions: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def current(self, m: int, v: int) -> Said | None:
+        """The newest statement that stands; only when none does, the newest withdrawn
+        one (invisible, but still what a new statement must be newer than)."""
         history = self.said.get((m, v))
-        return max(history, key=lambda s: s.iat) if history else None
+        if not history:
+            return None
+        standing = [s for s in history if not s.withdrawn] or history
+        return max(standing, key=lambda s: s.iat)
 
     def visible_statements(self, reader: int, v: int) -> set[str]:
         out = set()

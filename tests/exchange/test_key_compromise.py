@@ -91,3 +91,46 @@ def test_backdated_statement_of_a_thief_is_withdrawn(
     assert (jwk["status"], jwk["revoked_at"]) == ("revoked", revoked_at)
     # Offline, the receipts give the same verdict: received_at >= T is withdrawn.
     assert receipts[kept]["received_at"] < compromise <= receipts[stolen]["received_at"]
+
+
+def test_the_members_own_word_comes_back_when_the_thiefs_is_withdrawn() -> None:
+    """Where the thief replaced the member's assertion (new labels) or retracted it, the
+    member's own statement from before T counts again once the thief's are withdrawn:
+    other members get it back, verbatim, in the feed and on lookup."""
+    acme, globex = make_party("acme"), make_party("globex")
+    relabelled, retracted = pdq(), pdq()
+    now = int(time.time())
+    originals = {
+        relabelled: acme.statement("pdq", relabelled, iat=now - 20),
+        retracted: acme.statement("pdq", retracted, iat=now - 20),
+    }
+    assert acme.submit(*originals.values())["accepted"] == 2
+
+    compromise = int(time.time()) + 1
+    while time.time() < compromise:
+        time.sleep(0.02)
+    thief = Party(acme.member, acme.api_key, acme.private_key, acme.kid, acme.client)
+    assert (
+        thief.submit(
+            thief.statement("pdq", relabelled, labels=["incitement"], iat=now - 10),
+            thief.statement("pdq", retracted, op="retract", iat=now - 10),
+        )["accepted"]
+        == 2
+    )
+    first = globex.get("/api/v1/changes").json()
+    assert {c["value"]: c["deleted"] for c in first["changes"]} == {
+        relabelled: False,
+        retracted: True,
+    }
+
+    revoke_by_command(acme.kid, datetime.fromtimestamp(compromise, UTC))
+
+    page = globex.get("/api/v1/changes", cursor=first["cursor"]).json()
+    back = {c["value"]: c for c in page["changes"]}
+    assert set(back) == {relabelled, retracted}
+    for value, token in originals.items():
+        assert not back[value]["deleted"]
+        assert [s["jws"] for s in back[value]["statements"]] == [token]
+        looked = globex.get(f"/api/v1/signals/pdq/{value}")
+        assert looked.status_code == 200
+        assert [s["jws"] for s in looked.json()["statements"]] == [token]
