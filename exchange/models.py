@@ -124,6 +124,8 @@ class Statement(models.Model):
     jws = models.TextField()
     token_digest = models.CharField(max_length=64)
     received_at = models.DateTimeField(default=timezone.now)
+    # The forum's signed receipt (exchange/receipts.py), signed once at ingest.
+    receipt = models.TextField(blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawn_reason = models.CharField(max_length=32, blank=True)
 

@@ -37,7 +37,7 @@ def _csv_rows(report: dict[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
                     yield (section, str(row[key]), metric, value)
     for reason, value in report["withdrawals"].items():
         yield ("withdrawals", reason, "statements", value)
-    for part in ("opinions", "membership", "webhooks"):
+    for part in ("opinions", "membership", "webhooks", "audit_checkpoint"):
         for metric, value in (report[part] or {}).items():
             yield (part, "", metric, "" if value is None else value)
 

@@ -34,7 +34,8 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from exchange.models import CurrentStatement, Opinion, Signal, Statement
-from members.models import AuditEntry, Member
+from members.checkpoints import checkpoint_document
+from members.models import AuditCheckpoint, AuditEntry, Member
 
 
 def report_bounds(*, start: date, end: date) -> tuple[datetime, datetime]:
@@ -240,4 +241,12 @@ def transparency_report(*, start: date, end: date) -> dict[str, Any]:
         "opinions": opinion_summary(since=since, until=until),
         "membership": membership_changes(since=since, until=until),
         "webhooks": webhook_summary(since=since, until=until),
+        "audit_checkpoint": audit_checkpoint_until(until=until),
     }
+
+
+def audit_checkpoint_until(*, until: datetime) -> dict[str, Any] | None:
+    """The last signed audit checkpoint of the period: anyone holding the report can
+    later ask whether the log still holds that head (members/checkpoints.py)."""
+    last = AuditCheckpoint.objects.filter(created_at__lt=until).order_by("-head_id").first()
+    return None if last is None else checkpoint_document(last)

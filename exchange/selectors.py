@@ -35,7 +35,7 @@ def visible_statements(
     """Visible current statements per signal id, oldest first.
 
     Each row: signal id, member, kid, iat, labels (JSON text), tlp, audience, exp, jws,
-    received_at (RFC 3339 text), signal type, value.
+    received_at (RFC 3339 text), signal type, value, receipt.
     """
     if not signal_ids:
         return {}
@@ -44,7 +44,8 @@ def visible_statements(
     aud_clause, aud_params = _audience_clause(reader)
     rows = fetchall(
         "SELECT cs.signal_id, st.member_slug, st.kid, st.iat, st.labels, st.tlp, "
-        f"st.audience, st.exp, st.jws, {rfc3339('st.received_at')}, s.signal_type, s.value "
+        f"st.audience, st.exp, st.jws, {rfc3339('st.received_at')}, s.signal_type, s.value, "
+        "st.receipt "
         "FROM exchange_currentstatement cs "
         "JOIN exchange_statement st ON st.id = cs.statement_id "
         "JOIN exchange_signal s ON s.id = cs.signal_id "
@@ -142,6 +143,7 @@ def snapshots(
                     "audience": r[6],
                     "exp": r[7],
                     "jws": r[8],
+                    "receipt": r[12],
                 }
                 for r in rows
             ],

@@ -53,3 +53,12 @@ def snapshot_match_index() -> str:
     from exchange.matching.service import match_index_snapshot
 
     return str(match_index_snapshot())
+
+
+@shared_task(name="exchange.tasks.take_audit_checkpoint")
+def take_audit_checkpoint() -> int | None:
+    """Sign the audit chain's head (members/checkpoints.py); a no-op if it has not moved."""
+    from members.checkpoints import audit_checkpoint_take
+
+    checkpoint = audit_checkpoint_take()
+    return None if checkpoint is None else checkpoint.head_id

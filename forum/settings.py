@@ -171,6 +171,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.snapshot_match_index",
         "schedule": 300.0,
     },
+    # Signed audit checkpoints (members/checkpoints.py): how long a cut of the log's
+    # tail may go unnoticed at most.
+    "audit-checkpoint": {
+        "task": "exchange.tasks.take_audit_checkpoint",
+        "schedule": env.float("CORDIALE_AUDIT_CHECKPOINT_INTERVAL", default=300.0),
+    },
 }
 
 # Admin sign-in: a TOTP code besides the password unless DEBUG (members.admin_site), and
@@ -267,6 +273,12 @@ SPECTACULAR_SETTINGS = {
 # how old a statement may be when it reaches the server.
 CORDIALE_CLOCK_SKEW = env.int("CORDIALE_CLOCK_SKEW", default=300)
 CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 24 * 3600)
+# The forum's own Ed25519 key (members/forum_key.py): it signs receipts and audit
+# checkpoints. A PEM private key file, required unless DJANGO_DEBUG (then generated
+# under var/ on first use); earlier keys' public halves stay in the JWKS.
+CORDIALE_FORUM_KEY_FILE = env.str("CORDIALE_FORUM_KEY_FILE", default="")
+CORDIALE_FORUM_KEY = env.str("CORDIALE_FORUM_KEY", default="")  # the key itself, instead
+CORDIALE_FORUM_PREVIOUS_KEYS = env.list("CORDIALE_FORUM_PREVIOUS_KEYS", default=[])
 # Snapshots of the PDQ match index (exchange/matching/service.py), shared by the web
 # processes of a host through mmap.
 CORDIALE_MATCH_INDEX_DIR = env.path(

@@ -1,8 +1,11 @@
 """Settings for the test suite: the real settings with a throwaway secret and fast hashing."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
+
+from members.forum_key import forum_key_file_ensure
 
 from .settings import *  # noqa: F403
 
@@ -20,3 +23,9 @@ SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP
 # Concurrent test runs against one PostgreSQL server each get their own test database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": f"test_cordiale_{os.getpid()}"}  # noqa: F405
+
+# Processes the tests start (workers, gunicorn) run without DJANGO_DEBUG and inherit this
+# environment: one throwaway forum key per checkout, made once.
+os.environ.setdefault("CORDIALE_FORUM_KEY_FILE", str(VAR_DIR / "test-forum-key.pem"))  # noqa: F405
+CORDIALE_FORUM_KEY_FILE = os.environ["CORDIALE_FORUM_KEY_FILE"]
+forum_key_file_ensure(Path(CORDIALE_FORUM_KEY_FILE))

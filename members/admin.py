@@ -25,7 +25,8 @@ from exchange import jws
 from forum.errors import DomainError
 
 from . import services
-from .models import ApiKey, AuditEntry, Member, SharingGroup, SigningKey
+from .checkpoints import audit_checkpoint_genuine
+from .models import ApiKey, AuditCheckpoint, AuditEntry, Member, SharingGroup, SigningKey
 from .selectors_admin import member_impact, member_overview
 
 
@@ -409,8 +410,9 @@ class SigningKeyCreateForm(forms.ModelForm):
 class RevokeKeyForm(forms.Form):
     compromised_since = forms.DateTimeField(
         required=False,
-        help_text="Optional (UTC, YYYY-MM-DD HH:MM:SS). Statements signed at or after this "
-        "time are withdrawn from every member. Leave empty to revoke from now on only.",
+        help_text="Optional (UTC, YYYY-MM-DD HH:MM:SS). Statements the forum received with "
+        "these keys at or after this time are withdrawn from every member, whatever time "
+        "they claim to be signed at. Leave empty to revoke from now on only.",
     )
 
 
@@ -517,8 +519,8 @@ class SigningKeyAdmin(admin.ModelAdmin):
             title="Revoke signing keys",
             consequences=[
                 "The keys sign nothing new: statements signed with them are rejected.",
-                "With a compromise time, every statement they signed at or after it is "
-                "withdrawn, and other members receive deletions.",
+                "With a compromise time, every statement received with them at or after it "
+                "(whatever its signed iat) is withdrawn, and other members receive deletions.",
                 "Revocation is final and published in the JWKS.",
             ],
             apply=apply,
@@ -610,6 +612,33 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(admin.ModelAdmin):
+    """Signed heads of the audit log (members/checkpoints.py), read-only: the forum key
+    signs them, periodically or with ``manage.py audit_checkpoint``."""
+
+    list_display = ["head_id", "head_hash", "entries", "created_at", "genuine"]
+    readonly_fields = ["head_id", "head_hash", "entries", "created_at", "jws"]
+    date_hierarchy = "created_at"
+
+    @admin.display(boolean=True, description="Signature verifies")
+    def genuine(self, obj: AuditCheckpoint) -> bool:
+        return audit_checkpoint_genuine(obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: AuditCheckpoint | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: AuditCheckpoint | None = None
+    ) -> bool:
         return False
 
 

@@ -1,17 +1,19 @@
-"""Directory endpoints: who am I, who are the members, and their public keys."""
+"""Directory endpoints: who am I, who are the members, their public keys, and the
+forum's signed audit checkpoints."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from forum.errors import NotFoundError
+from forum.errors import DomainError, NotFoundError
 
 from .authentication import ApiPrincipal
+from .checkpoints import MAX_LIST, audit_checkpoint_list
 from .models import Member
 from .selectors import jwks_for, member_list_active, signing_key_jwk
 
@@ -75,3 +77,24 @@ class MemberJwksApi(APIView):
         if member is None:
             raise NotFoundError(f"No member {slug!r}.")
         return Response(jwks_for(member=member))
+
+
+class AuditCheckpointsApi(APIView):
+    """Signed heads of the audit log, newest first (members/checkpoints.py)."""
+
+    required_scope = "read"
+    throttle_scope = "read"
+
+    @extend_schema(
+        summary="Signed checkpoints of the audit log, newest first",
+        parameters=[OpenApiParameter("limit", int, description=f"1..{MAX_LIST}, default 100")],
+    )
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+            raise DomainError(
+                f"limit must be an integer from 1 to {MAX_LIST}.",
+                code="invalid_limit",
+                errors=[{"field": "limit", "code": "invalid", "detail": f"1..{MAX_LIST}"}],
+            )
+        return Response({"checkpoints": audit_checkpoint_list(limit=int(raw))})

@@ -6,6 +6,11 @@ class MembersConfig(AppConfig):
     verbose_name = "Membership"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from . import signals
+        from .forum_key import forum_key_check
+
+        checks.register(forum_key_check)
 
         signals.connect_axes()

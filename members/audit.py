@@ -86,7 +86,8 @@ def entry_document(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _lock_audit_chain() -> None:
+def audit_chain_lock() -> None:
+    """Hold the chain's head still until this transaction ends (appends and checkpoints)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_LOCK_KEY])
@@ -103,7 +104,7 @@ def audit_record(
 ) -> AuditEntry:
     """Append an entry to the audit chain, inside the caller's transaction."""
     with transaction.atomic():
-        _lock_audit_chain()
+        audit_chain_lock()
         last = AuditEntry.objects.order_by("-id").only("id", "entry_hash").first()
         prev_hash = last.entry_hash if last else GENESIS
         # JSON round trip so the digest covers exactly what the database stores.
@@ -143,15 +144,30 @@ class AuditVerification:
     reason: str | None = None
 
 
-def audit_verify() -> AuditVerification:
+def audit_head() -> tuple[int, str] | None:
+    """(id, hash) of the newest entry, or None while the log is empty."""
+    last = AuditEntry.objects.order_by("-id").only("id", "entry_hash").first()
+    return None if last is None else (last.pk, last.entry_hash)
+
+
+def audit_verify(*, after: tuple[int, str] | None = None) -> AuditVerification:
     """Walk the chain from the start; report the first entry that does not fit.
 
     Ids may have gaps (a rolled-back transaction consumes one), so a deletion shows as
-    the next entry's ``prev_hash`` no longer matching.
+    the next entry's ``prev_hash`` no longer matching. With ``after`` (the id and hash of
+    an entry vouched for already, a signed checkpoint's head) only the entries after it
+    are walked, once that entry is found unchanged.
     """
     prev_hash = GENESIS
+    entries = AuditEntry.objects.order_by("id")
+    if after is not None:
+        problem = audit_check_head(head_id=after[0], head_hash=after[1])
+        if problem is not None:
+            return problem
+        prev_hash = after[1]
+        entries = entries.filter(id__gt=after[0])
     count = 0
-    for entry in AuditEntry.objects.order_by("id").iterator(chunk_size=2000):
+    for entry in entries.iterator(chunk_size=2000):
         count += 1
         if entry.prev_hash != prev_hash:
             return AuditVerification(
@@ -172,6 +188,32 @@ def audit_verify() -> AuditVerification:
             return AuditVerification(False, count, entry.pk, "entry content was altered")
         prev_hash = entry.entry_hash
     return AuditVerification(True, count)
+
+
+def audit_check_head(*, head_id: int, head_hash: str) -> AuditVerification | None:
+    """None if the log still holds entry ``head_id`` with ``head_hash``, else the failure.
+
+    A chain that verifies on its own can still have lost its tail (the newest entries
+    deleted) or been recomputed after an edit; only a head recorded elsewhere (a signed
+    checkpoint, a hash a member kept) shows either.
+    """
+    held = AuditEntry.objects.filter(pk=head_id).values_list("entry_hash", flat=True).first()
+    count = AuditEntry.objects.filter(pk__lte=head_id).count()
+    if held is None:
+        return AuditVerification(
+            False,
+            count,
+            head_id,
+            f"entry {head_id} of the expected head is missing: the log was cut",
+        )
+    if held != head_hash:
+        return AuditVerification(
+            False,
+            count,
+            head_id,
+            f"entry {head_id} does not carry the expected head hash: the log was rewritten",
+        )
+    return None
 
 
 def audit_verify_documents(

@@ -135,6 +135,24 @@ class AuditEntry(models.Model):
         return f"#{self.pk} {self.action} {self.object_type}:{self.object_id}"
 
 
+class AuditCheckpoint(models.Model):
+    """The audit chain's head at a time, signed with the forum's key
+    (``members/checkpoints.py``): once published, the log cannot be cut below it or
+    rewritten up to it unnoticed."""
+
+    head_id = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    entries = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    jws = models.TextField()
+
+    class Meta:
+        ordering = ["-head_id"]
+
+    def __str__(self) -> str:
+        return f"#{self.head_id} {self.head_hash[:12]}"
+
+
 class MembershipApplication(models.Model):
     """An organisation asking to join, with the commitments the forum asks of members.
 

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 
 from exchange import jws
 
+from .forum_key import forum_jwks_keys
 from .models import Member, SigningKey
 
 
@@ -33,4 +34,6 @@ def jwks_for(*, member: Member | None = None) -> dict[str, Any]:
     )
     if member is not None:
         keys = keys.filter(member=member)
-    return {"keys": [signing_key_jwk(k, member_slug=k.member.slug) for k in keys.order_by("id")]}
+    members = [signing_key_jwk(k, member_slug=k.member.slug) for k in keys.order_by("id")]
+    # The forum's own keys (receipts, checkpoints) belong to the whole set only.
+    return {"keys": members if member is not None else [*forum_jwks_keys(), *members]}

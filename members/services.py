@@ -20,6 +20,7 @@ from exchange import jws
 from forum.errors import ConflictError, DomainError
 
 from .audit import audit_record
+from .forum_key import forum_public_keys
 from .models import ApiKey, GroupMembership, Member, SharingGroup, SigningKey
 
 _M = TypeVar("_M", bound=models.Model)
@@ -216,6 +217,10 @@ def signing_key_register(*, member: Member, public_key: str, actor: str) -> Sign
     except jws.InvalidKey as exc:
         raise DomainError(str(exc), code="invalid_key") from exc
     kid = jws.jwk_thumbprint(x)
+    if kid in forum_public_keys():
+        # Verifiers index the JWKS by kid: a member entry under the forum's kid would
+        # shadow the key that signs receipts.
+        raise ConflictError(f"Key {kid} is the forum's own key.", code="key_exists")
     with transaction.atomic():
         key = _create_unique(
             SigningKey,
@@ -256,7 +261,8 @@ def signing_key_retire(*, key: SigningKey, actor: str) -> SigningKey:
 def signing_key_revoke(
     *, key: SigningKey, compromised_since: datetime | None = None, actor: str
 ) -> SigningKey:
-    """Revoke a key; statements it signed at or after ``compromised_since`` are withdrawn.
+    """Revoke a key; its statements *received* at or after ``compromised_since`` are
+    withdrawn, whatever ``iat`` they claim (a thief chooses ``iat``).
 
     Without ``compromised_since`` the key is revoked from now on: nothing it signed
     before is withdrawn, and it signs nothing new.
@@ -264,8 +270,14 @@ def signing_key_revoke(
     from exchange.services import membership
 
     now = timezone.now()
-    since = compromised_since
+    # Whole seconds: receipts carry integer receipt times, and "received at or after T"
+    # must give offline verifiers the same answer as the server.
+    since = None if compromised_since is None else compromised_since.replace(microsecond=0)
     with transaction.atomic():
+        # The member's lock, which its statement batches hold from their key check to
+        # their commit: a batch that saw the key active is committed before we withdraw,
+        # so what it stored is withdrawn too; later batches see the key revoked.
+        Member.objects.select_for_update().filter(pk=key.member_id).first()
         key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
         before = {"status": key.status, "compromised_since": key.compromised_since}
         if key.compromised_since is not None and since is not None:
@@ -273,7 +285,9 @@ def signing_key_revoke(
         elif key.compromised_since is not None:
             since = key.compromised_since
         key.status = SigningKey.Status.REVOKED
-        key.revoked_at = key.revoked_at or now
+        # revoked_at is when the key stopped counting: nothing received from then on
+        # stands, so for a compromise it is the compromise time (what the JWKS says).
+        key.revoked_at = min(key.revoked_at or now, since or now)
         key.compromised_since = since
         key.save(update_fields=["status", "revoked_at", "compromised_since"])
         withdrawn = 0

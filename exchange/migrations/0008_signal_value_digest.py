@@ -12,7 +12,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exchange", "0006_composite_foreign_keys"),
+        ("exchange", "0007_statement_receipt"),
     ]
 
     operations = [

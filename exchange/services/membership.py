@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchange.db import fetchall
-from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock
+from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock, live
 from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
 from exchange.selectors import live_audiences
 from exchange.services.lapse import statements_lapse_sweep
@@ -84,8 +84,12 @@ def member_left_group(*, group: SharingGroup, member_id: int) -> None:
     feed_append([*((-member_id, int(r[0])) for r in rows), *_opinion_rows(group.pk, member_id)])
 
 
-def _withdraw(statements: Q, reason: str, now: datetime) -> int:
-    """Withdraw statements; a withdrawn current assertion stops being visible."""
+def _withdraw(statements: Q, reason: str, now: datetime, *, restore: bool = False) -> int:
+    """Withdraw statements; a withdrawn current assertion stops being visible.
+
+    With ``restore``, a member's current statement that is withdrawn gives way to its
+    newest statement on the signal that still stands (see ``_restore``).
+    """
     ids = list(Statement.objects.filter(statements).values_list("pk", flat=True))
     if not ids:
         return 0
@@ -96,7 +100,9 @@ def _withdraw(statements: Q, reason: str, now: datetime) -> int:
     epoch = int(now.timestamp())
     for chunk_start in range(0, len(ids), 5000):
         chunk = ids[chunk_start : chunk_start + 5000]
-        held = CurrentStatement.objects.filter(statement_id__in=chunk, audience__isnull=False)
+        current = CurrentStatement.objects.filter(statement_id__in=chunk)
+        replaced = list(current.values_list("member_id", "signal_id")) if restore else []
+        held = current.filter(audience__isnull=False)
         for audience, signal_id, exp, lapsed in held.values_list(
             "audience", "signal_id", "exp", "lapsed"
         ):
@@ -104,8 +110,52 @@ def _withdraw(statements: Q, reason: str, now: datetime) -> int:
             if owed is not None:
                 rows.append((owed[0], signal_id, owed[1]))
         held.update(audience=None)
+        rows.extend(_restore(replaced, epoch))
     feed_append(rows, now=now)
     return len(ids)
+
+
+def _restore(pairs: list[tuple[int, int]], now: int) -> list[FeedChange]:
+    """Make each (member, signal)'s newest standing statement current again.
+
+    A thief who replaced a member's assertion (or retracted it) with a stolen key must
+    not take the member's own earlier word down with its own: once the thief's
+    statement is withdrawn, the newest statement the member made that still stands
+    counts again, as if the thief's had never arrived. Returns the feed rows owed to
+    the audience that sees it again.
+    """
+    rows: list[FeedChange] = []
+    by_member: dict[int, list[int]] = {}
+    for member_id, signal_id in pairs:
+        by_member.setdefault(member_id, []).append(signal_id)
+    for member_id, signal_ids in by_member.items():
+        standing = (
+            Statement.objects.filter(
+                member_id=member_id, signal_id__in=signal_ids, withdrawn_at__isnull=True
+            )
+            .order_by("signal_id", "-iat", "-id")
+            .values_list("signal_id", "id", "iat", "op", "group_id", "exp")
+        )
+        newest: dict[int, tuple[int, int, str, int | None, int | None]] = {}
+        for signal_id, pk, iat, op, group_id, exp in standing:
+            newest.setdefault(signal_id, (pk, iat, op, group_id, exp))
+        for signal_id, (pk, iat, op, group, expires) in newest.items():
+            audience: int | None = None
+            if op == Statement.Op.ASSERT:
+                audience = group if group is not None else FORUM_AUDIENCE
+            visible = audience is not None and live(expires, now)
+            CurrentStatement.objects.filter(member_id=member_id, signal_id=signal_id).update(
+                statement_id=pk,
+                iat=iat,
+                audience=audience,
+                exp=expires if audience is not None else None,
+                # Lapsed before it came back: nobody is owed a lapse row for it.
+                lapsed=audience is not None and not visible,
+            )
+            if visible:
+                assert audience is not None
+                rows.append((audience, signal_id))
+    return rows
 
 
 def member_expelled(*, member: Member) -> None:
@@ -123,7 +173,12 @@ def member_expelled(*, member: Member) -> None:
 
 
 def key_compromised(*, key: SigningKey, since: datetime) -> int:
-    """Withdraw what the key signed at or after ``since``; returns how many."""
+    """Withdraw what the forum *received* from the key at or after ``since``, whatever
+    ``iat`` it claims: whoever holds a stolen key writes any ``iat`` they like, but not
+    the receipt time. Returns how many statements were withdrawn."""
     return _withdraw(
-        Q(signing_key=key, iat__gte=int(since.timestamp())), "key_compromised", timezone.now()
+        Q(signing_key=key, received_at__gte=since),
+        "key_compromised",
+        timezone.now(),
+        restore=True,
     )

@@ -43,6 +43,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import tests.bench  # noqa: E402, F401  (the forum key of the processes started)
 from tests.exchange.webhook_support import RedisServer, Worker, free_port  # noqa: E402
 
 P95_CEILING = 2.0

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange import jws
+from exchange.models import Statement
 from exchange.selectors import feed_page
 from exchange.services.lapse import statements_lapse_sweep
 from exchange.services.opinions import opinion_delete, opinion_set
@@ -72,6 +73,7 @@ class Said:
     exp: int | None
     kid: str
     jws: str
+    received: float  # the server's receipt time, Unix seconds
     withdrawn: bool = False
 
 
@@ -87,8 +89,13 @@ class Model:
     opinions: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def current(self, m: int, v: int) -> Said | None:
+        """The newest statement that stands; only when none does, the newest withdrawn
+        one (invisible, but still what a new statement must be newer than)."""
         history = self.said.get((m, v))
-        return max(history, key=lambda s: s.iat) if history else None
+        if not history:
+            return None
+        standing = [s for s in history if not s.withdrawn] or history
+        return max(standing, key=lambda s: s.iat)
 
     def visible_statements(self, reader: int, v: int) -> set[str]:
         out = set()
@@ -168,6 +175,9 @@ def _submit(model: Model, m: int, v: int, claims_kw: dict[str, Any]) -> None:
                 exp=claims.get("exp"),
                 kid=party.kid,
                 jws=token,
+                received=Statement.objects.get(
+                    member=party.member, jti=claims["jti"]
+                ).received_at.timestamp(),
             )
         )
     else:
@@ -223,7 +233,15 @@ def _apply(model: Model, followers: list[Follower], op: tuple[str, int, int, int
         )
         model.in_group[g] = members
     elif kind == "compromise" and model.status[m] != Member.Status.EXPELLED:
-        since = iat
+        # What counts is when the server received a statement, never its iat; the
+        # compromise time is whole seconds (as the server stores it).
+        received = sorted(
+            int(said.received)
+            for (mm, _), history in model.said.items()
+            for said in history
+            if mm == m and said.kid == party.kid
+        )
+        since = received[d % len(received)] if received else int(time.time())
         signing_key_revoke(
             key=SigningKey.objects.get(kid=party.kid),
             compromised_since=_utc(since),
@@ -231,7 +249,7 @@ def _apply(model: Model, followers: list[Follower], op: tuple[str, int, int, int
         )
         for (mm, _), history in model.said.items():
             for said in history:
-                if mm == m and said.kid == party.kid and said.iat >= since:
+                if mm == m and said.kid == party.kid and said.received >= since:
                     said.withdrawn = True
         new_key = Ed25519PrivateKey.generate()
         key = signing_key_register(

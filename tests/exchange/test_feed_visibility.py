@@ -163,13 +163,19 @@ def test_expelled_member_statements_become_tombstones() -> None:
 
 
 def test_compromised_key_withdraws_only_from_the_compromise_on() -> None:
-    """Statements signed before the compromise time stay; later ones are tombstoned."""
+    """Statements received before the compromise time stay; later ones are tombstoned,
+    whatever iat they claim."""
     from datetime import UTC, datetime
+
+    from exchange.models import Statement
 
     a, b = make_party(), make_party()
     before, after = pdq(), pdq()
     t = now()
-    a.submit(a.statement("pdq", before, iat=t - 100), a.statement("pdq", after, iat=t - 10))
+    a.submit(a.statement("pdq", before, iat=t - 10), a.statement("pdq", after, iat=t - 100))
+    Statement.objects.filter(signal__value=before).update(
+        received_at=datetime.fromtimestamp(t - 60, UTC)
+    )
     fb = Follower(b)
     fb.sync()
     signing_key_revoke(

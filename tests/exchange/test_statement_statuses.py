@@ -2,7 +2,7 @@
 
 A rejected item leaves no trace: no Statement, CurrentStatement, FeedEntry or Signal row.
 Key and membership changes act on what was already accepted: a retired key's statements
-stay, a compromised key's statements from ``compromised_since`` on are withdrawn, an
+stay, a compromised key's statements received from ``compromised_since`` on are withdrawn, an
 expelled member's statements disappear from everyone's view.
 """
 
@@ -478,15 +478,20 @@ def test_retired_key_keeps_its_old_statements(acme: Party, globex: Party) -> Non
 
 
 def test_compromised_key_withdraws_from_since_on(acme: Party, globex: Party) -> None:
-    """Revoked as compromised since T: statements with iat >= T vanish (tombstones in the
-    feed, 404 on lookup); those signed before T stay."""
+    """Revoked as compromised since T: statements *received* at or after T vanish
+    (tombstones in the feed, 404 on lookup) whatever their iat; those received before T
+    stay, even with an iat after T."""
     since = NOW - 100
     before_t, at_t, after_t = pdq(), pdq(), pdq()
     acme.submit(
-        acme.statement("pdq", before_t, iat=since - 1),
-        acme.statement("pdq", at_t, iat=since),
-        acme.statement("pdq", after_t, iat=since + 50),
+        acme.statement("pdq", before_t, iat=since + 10),
+        acme.statement("pdq", at_t, iat=since - 10),
+        acme.statement("pdq", after_t, iat=since - 50),
     )
+    for value, received in ((before_t, since - 1), (at_t, since), (after_t, since + 50)):
+        Statement.objects.filter(signal__value=value).update(
+            received_at=datetime.fromtimestamp(received, UTC)
+        )
     first = globex.get("/api/v1/changes").json()
     assert {c["value"] for c in first["changes"]} == {before_t, at_t, after_t}
 

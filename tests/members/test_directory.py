@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from members.forum_key import forum_key
 from members.models import Member
 from members.services import (
     member_set_status,
@@ -50,7 +51,10 @@ def test_jwks_lists_every_key_with_status() -> None:
     signing_key_retire(key=key_of(globex), actor="test")
     signing_key_revoke(key=key_of(initech), actor="test")
     keys = {k["kid"]: k for k in acme.client.get("/api/v1/jwks").json()["keys"]}
-    assert set(keys) == {acme.kid, globex.kid, initech.kid}
+    # Every member key, plus the forum's own (tests/exchange/test_receipts.py).
+    assert set(keys) == {acme.kid, globex.kid, initech.kid, forum_key().kid}
+    forum = keys.pop(forum_key().kid)
+    assert forum.keys() == JWK_FIELDS - {"member"} | {"forum"} and forum["forum"] is True
     for key in keys.values():
         assert key.keys() >= JWK_FIELDS
         assert (key["kty"], key["crv"], key["alg"], key["use"]) == (

@@ -21,7 +21,8 @@ PUBLIC_HOST = "exchange.forum.example"
 
 
 def production_env(**overrides: str) -> dict[str, str]:
-    """The environment of a production process: no debug, a real secret, one host name."""
+    """The environment of a production process: no debug, a real secret and forum key,
+    one host name."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -35,6 +36,8 @@ def production_env(**overrides: str) -> dict[str, str]:
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_DEBUG="false",
         DJANGO_ALLOWED_HOSTS=PUBLIC_HOST,
+        # The test run's throwaway forum key (forum/test_settings.py made it).
+        CORDIALE_FORUM_KEY_FILE=os.environ["CORDIALE_FORUM_KEY_FILE"],
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)

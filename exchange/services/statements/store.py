@@ -4,6 +4,7 @@ rows, as a few batch statements (see ``exchange.db.json_rows``)."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ from exchange.db import (
     signal_value_is,
 )
 from exchange.feed import FeedChange, before_change, feed_append, live
+from exchange.receipts import receipt_sign
+from members.forum_key import ForumKey, forum_key
 from members.models import Member
 
 from .checks import Item
@@ -121,18 +124,20 @@ def _store(member: Member, items: list[Item]) -> None:
 
 _STATEMENT_COLUMNS = (
     "member_id, signing_key_id, signal_id, member_slug, kid, jti, iat, op, labels, tlp, "
-    "audience, group_id, exp, content_type, ref, jws, token_digest, received_at, "
+    "audience, group_id, exp, content_type, ref, jws, token_digest, receipt, received_at, "
     "withdrawn_reason"
 )
 # The types of a ``_statement_row``, for reading it back from JSON.
 _STATEMENT_TYPES = (
     *("bigint", "bigint", "bigint", "text", "text", "text", "bigint", "text"),
-    *("jsonb", "text", "text", "bigint", "bigint", "text", "text", "text", "text"),
+    *("jsonb", "text", "text", "bigint", "bigint", "text", "text", "text", "text", "text"),
 )
 
 
-def _statement_row(member: Member, signal_id: int, item: Item) -> tuple[Any, ...]:
-    """The columns of ``_STATEMENT_COLUMNS`` up to ``token_digest``."""
+def _statement_row(
+    member: Member, signal_id: int, item: Item, received_at: datetime, forum: ForumKey
+) -> tuple[Any, ...]:
+    """The columns of ``_STATEMENT_COLUMNS`` up to ``receipt``."""
     c = item.claims
     assert item.key is not None
     is_assert = c["op"] == "assert"
@@ -154,13 +159,17 @@ def _statement_row(member: Member, signal_id: int, item: Item) -> tuple[Any, ...
         c.get("ref") or "",
         item.token,
         item.digest,
+        receipt_sign(
+            jti=c["jti"], member=member.slug, kid=item.key.kid, received_at=received_at, key=forum
+        ),
     )
 
 
 def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict[str, int]:
     """Insert the accepted statements; their ids by jti."""
     now = timezone.now()
-    rows = [_statement_row(member, signal_id, item) for signal_id, item in accepted]
+    forum = forum_key()
+    rows = [_statement_row(member, signal_id, item, now, forum) for signal_id, item in accepted]
     with bulk_cursor() as cursor:
         if is_postgres():
             cursor.execute(
@@ -174,7 +183,7 @@ def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict
         for row in rows:
             cursor.execute(
                 f"INSERT INTO exchange_statement ({_STATEMENT_COLUMNS}) "
-                f"VALUES ({', '.join(['%s'] * 18)}, '')",
+                f"VALUES ({', '.join(['%s'] * 19)}, '')",
                 [*row[:8], orjson.dumps(row[8]).decode(), *row[9:], now],
             )
             out[row[5]] = int(cursor.lastrowid)
