@@ -283,10 +283,16 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         elif args.action == "create":
             split = _split_list
             webhook = client.create_webhook(
-                args.url, signal_types=split(args.signal_types), labels=split(args.labels)
+                args.endpoint_url, signal_types=split(args.signal_types), labels=split(args.labels)
             )
             say("keep the secret now: the forum shows it only once")
             emit(webhook)
+        elif args.action == "rotate-secret":
+            webhook = client.rotate_webhook_secret(args.id)
+            say("keep the new secret now: the forum shows it only once; the old one stops now")
+            emit(webhook)
+        elif args.action == "enable":
+            emit(client.enable_webhook(args.id))
         elif args.action == "delete":
             client.delete_webhook(args.id)
             emit({"id": args.id, "deleted": True})
@@ -379,13 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="list endpoints")
     create = actions.add_parser("create", parents=[common], help="create an endpoint")
-    create.add_argument("url", help="https:// URL receiving the deliveries")
+    # Not dest "url": that is the forum's --url, where the API key goes.
+    create.add_argument("endpoint_url", metavar="URL", help="https:// URL receiving the deliveries")
     create.add_argument("--signal-types", help="comma-separated signal types (default all)")
     create.add_argument("--labels", help="comma-separated label slugs (default all)")
     for name, text in (
         ("delete", "delete an endpoint"),
         ("ping", "send a test event"),
         ("deliveries", "list delivery attempts"),
+        ("rotate-secret", "replace the endpoint's signing secret (printed once)"),
+        ("enable", "re-enable a disabled endpoint; it resumes from its cursor"),
     ):
         actions.add_parser(name, parents=[common], help=text).add_argument("id")
     return parser

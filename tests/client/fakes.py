@@ -1,8 +1,13 @@
-"""A fake forum behind ``httpx.MockTransport``: the server side is outside the client."""
+"""A fake forum behind ``httpx.MockTransport``: the server side is outside the client.
+
+Every fake transport checks the host it is called on: a mock that answers any host would
+hide a client sending the member's API key somewhere other than the forum.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,6 +18,24 @@ from exchange.client.statements import build_statement, sign_statement
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+FORUM_HOST = "forum.example"
+FORUM_URL = f"https://{FORUM_HOST}"
+
+
+def forum_transport(
+    handler: Callable[[httpx.Request], httpx.Response], host: str = FORUM_HOST
+) -> httpx.MockTransport:
+    """A mock transport that serves ``handler`` on the forum's host only."""
+
+    def checked(request: httpx.Request) -> httpx.Response:
+        assert request.url.host == host, (
+            f"the client called {request.url.host}, not the forum ({host}): "
+            f"{request.method} {request.url} with Authorization "
+            f"{request.headers.get('Authorization')!r}"
+        )
+        return handler(request)
+
+    return httpx.MockTransport(checked)
 
 
 def jwk_for(private_key: Ed25519PrivateKey, member: str, **extra: Any) -> dict[str, Any]:
@@ -69,10 +92,12 @@ def snapshot(
 
 
 class FakeForum:
-    """Just enough of CONTRACT.md: /me, /jwks, /statements, /changes, /match."""
+    """Just enough of CONTRACT.md: /me, /jwks, /statements, /changes, /webhooks."""
 
-    def __init__(self, member: str = "acme") -> None:
+    def __init__(self, member: str = "acme", host: str = FORUM_HOST) -> None:
         self.member = member
+        self.host = host
+        self.webhooks: dict[int, dict[str, Any]] = {}
         self.keys: list[dict[str, Any]] = []
         self.pages: list[dict[str, Any]] = []
         self.seen_jtis: dict[str, str] = {}
@@ -82,7 +107,7 @@ class FakeForum:
         self.jwks_calls = 0
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        return forum_transport(self.handle, self.host)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -102,7 +127,27 @@ class FakeForum:
                     200, json={"changes": [], "cursor": str(index), "has_more": False}
                 )
             return httpx.Response(200, json=self.pages[index])
+        if path.startswith("/webhooks"):
+            return self._webhooks(request, path.removeprefix("/webhooks").strip("/"))
         return httpx.Response(404, json={"code": "not_found", "detail": "no such thing"})
+
+    def _webhooks(self, request: httpx.Request, rest: str) -> httpx.Response:
+        """Create (POST /webhooks), rotate-secret and enable, as the server answers them."""
+        if request.method == "POST" and not rest:
+            number = len(self.webhooks) + 1
+            body = json.loads(request.content)
+            self.webhooks[number] = {"id": number, "url": body["url"], "active": True}
+            return httpx.Response(201, json={**self.webhooks[number], "secret": f"whsec_{number}"})
+        number_text, _, action = rest.partition("/")
+        webhook = self.webhooks.get(int(number_text)) if number_text.isdigit() else None
+        if webhook is None:
+            return httpx.Response(404, json={"code": "not_found", "detail": "no such webhook"})
+        if request.method == "POST" and action == "rotate-secret":
+            return httpx.Response(200, json={**webhook, "secret": f"whsec_new{webhook['id']}"})
+        if request.method == "POST" and action == "enable":
+            webhook["active"] = True
+            return httpx.Response(200, json=webhook)
+        return httpx.Response(405, json={"code": "method_not_allowed", "detail": "no"})
 
     def _submit(self, tokens: list[str]) -> httpx.Response:
         interrupt = (

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange import jws
 from exchange.client.cli import main
 from exchange.client.statements import load_private_key
-from tests.client.fakes import MD5, PDQ, FakeForum, jwk_for, snapshot
+from tests.client.fakes import MD5, PDQ, FakeForum, forum_transport, jwk_for, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,7 +132,7 @@ def test_retract_that_changed_nothing_exits_1(
 
     code = main(
         ["retract", "md5", MD5, "--signing-key", str(tmp_path / "k.pem"), "--member", "acme"],
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler),
     )
     captured = capsys.readouterr()
     assert code == 1
@@ -182,7 +182,7 @@ def test_match_type_value_queries(capsys: pytest.CaptureFixture[str]) -> None:
 
     code = main(
         ["match", f"pdq:{PDQ.upper()}", "url:HTTPS://A.EXAMPLE"],
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler),
     )
     assert code == 0 and last_json(capsys) == {"queries": 2, "matched": 1}
 
@@ -204,7 +204,7 @@ def test_match_hashes_image_files_locally(
         sent.extend(json.loads(request.content)["queries"])
         return httpx.Response(200, json={"results": [{"index": 0, "matches": []}]})
 
-    assert main(["match", str(path)], transport=httpx.MockTransport(handler)) == 0
+    assert main(["match", str(path)], transport=forum_transport(handler)) == 0
     assert sent[0]["signal_type"] == "pdq" and len(sent[0]["value"]) == 64
     assert last_json(capsys) == {"queries": 1, "matched": 0}
 
@@ -228,7 +228,7 @@ def test_errors_are_clear_and_exit_codes_distinguish_usage(
     capsys.readouterr()
     code = main(
         ["webhooks", "create", "https://h.example/", "--url", "https://f.example"],
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler, host="f.example"),
     )
     captured = capsys.readouterr()
     assert code == 1
@@ -252,7 +252,7 @@ def test_opinion_and_webhook_commands(capsys: pytest.CaptureFixture[str]) -> Non
             else {"category": "negative"},
         )
 
-    t = httpx.MockTransport(handler)
+    t = forum_transport(handler)
     assert (
         main(
             [
@@ -288,3 +288,53 @@ def test_opinion_and_webhook_commands(capsys: pytest.CaptureFixture[str]) -> Non
         "reason": "false positive",
     }
     assert json.loads(seen[2][2]) == {"url": "https://h.example/", "labels": ["x", "y"]}
+
+
+def test_webhooks_create_sends_the_api_key_to_the_forum_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cordiale webhooks create URL` registers URL with the forum: every request, and so
+    the API key, goes to the forum's host; the receiver's URL only travels in the body."""
+    forum = FakeForum()
+    seen: list[httpx.Request] = []
+
+    def anywhere(request: httpx.Request) -> httpx.Response:
+        seen.append(request)  # records every host, so that a stray request shows
+        if request.url.host != forum.host:
+            return httpx.Response(200, json={"id": 1, "secret": "whsec_from_the_receiver"})
+        return forum.handle(request)
+
+    code = main(
+        ["webhooks", "create", "https://receiver.example/hook"],
+        transport=httpx.MockTransport(anywhere),
+    )
+    assert [(r.url.host, r.headers["Authorization"]) for r in seen] == [
+        ("forum.example", "Bearer key")
+    ]
+    assert code == 0
+    assert json.loads(seen[0].content) == {"url": "https://receiver.example/hook"}
+    assert last_json(capsys)["url"] == "https://receiver.example/hook"
+
+
+def test_webhooks_rotate_secret_and_enable(capsys: pytest.CaptureFixture[str]) -> None:
+    """`rotate-secret ID` prints the new secret (shown once); `enable ID` re-enables the
+    endpoint; an unknown ID is the forum's 404, exit 1."""
+    forum = FakeForum()
+    transport = forum.transport()
+    assert main(["webhooks", "create", "https://receiver.example/hook"], transport=transport) == 0
+    created = last_json(capsys)
+    forum.webhooks[1]["active"] = False  # disabled after failures, say
+    assert main(["webhooks", "rotate-secret", "1"], transport=transport) == 0
+    captured = capsys.readouterr()
+    rotated = json.loads(captured.out.splitlines()[-1])
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
+    assert "only once" in captured.err
+    assert main(["webhooks", "enable", "1"], transport=transport) == 0
+    assert last_json(capsys)["active"] is True
+    assert main(["webhooks", "enable", "9"], transport=transport) == 1
+    assert last_json(capsys)["error"]["code"] == "not_found"  # type: ignore[index]
+    assert [(r.method, r.url.path) for r in forum.requests[1:]] == [
+        ("POST", "/api/v1/webhooks/1/rotate-secret"),
+        ("POST", "/api/v1/webhooks/1/enable"),
+        ("POST", "/api/v1/webhooks/9/enable"),
+    ]

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange.client.api import CordialeClient
 from exchange.client.cli import main
 from exchange.client.replica import Replica
-from tests.client.fakes import MD5, PDQ, FakeForum, jwk_for, snapshot
+from tests.client.fakes import FORUM_URL, MD5, PDQ, FakeForum, jwk_for, snapshot
 
 KEY = Ed25519PrivateKey.generate()
 JWKS = {"keys": [jwk_for(KEY, "acme")]}
@@ -78,7 +78,7 @@ def test_sync_resumes_from_the_stored_cursor_and_refetches_jwks(tmp_path: Path) 
     forum.keys = [jwk_for(KEY, "acme")]
     forum.add_page([snapshot(KEY)], has_more=True)
     forum.add_page([snapshot(KEY, signal_type="pdq", value=PDQ)], has_more=False)
-    client = CordialeClient("https://f.example", "k", transport=forum.transport())
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
     with Replica(tmp_path) as replica:
         first = replica.sync(client)
         assert (first.changes, first.pages, first.cursor) == (2, 2, "2")
