@@ -11,12 +11,18 @@ nothing is duplicated.
 Every statement is verified against the JWKS before it is stored; one that fails is
 refused and reported. A signal none of whose statements verifies is kept as not live
 (``deleted``), since nothing in it can be trusted.
+
+The replica holds what other members shared with us, TLP:AMBER and group-only signals
+included, so the state directory is kept at mode 0700 and its SQLite files at 0600 (and
+tightened when found looser), whatever the process's umask.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
     from exchange.client.api import CordialeClient
 
 DB_NAME = "replica.sqlite3"
+# SQLite's companions of the database file; it creates them with the database's mode.
+_DB_COMPANIONS = ("-wal", "-shm", "-journal")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -92,8 +100,15 @@ class Replica:
 
     def __init__(self, state_dir: str | Path) -> None:
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.state_dir / DB_NAME, isolation_level=None)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_private(self.state_dir, 0o700)
+        db_path = self.state_dir / DB_NAME
+        # Created before SQLite opens it, so that SQLite never makes it with the umask's mode.
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for path in [db_path, *(Path(f"{db_path}{suffix}") for suffix in _DB_COMPANIONS)]:
+            if path.exists():
+                _make_private(path, 0o600)
+        self._db = sqlite3.connect(db_path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -310,6 +325,13 @@ class Replica:
     def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run raw SQL on the replica (for inspection and tests)."""
         return list(self._db.execute(sql, parameters).fetchall())
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Take away every permission beyond ``mode`` (never add one the owner removed)."""
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & ~mode:
+        path.chmod(current & mode)
 
 
 # A stored statement as the server sends it: these columns, in this order, make one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,40 @@ def test_verify_names_a_tampered_statement(
 
 def test_verify_without_a_replica_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["verify", "--state", str(tmp_path / "none")]) == 2
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_replica_directory_and_files_are_private(tmp_path: Path) -> None:
+    """The state directory is created 0700 and the SQLite files (database, WAL, shared
+    memory) 0600, whatever the umask: the replica holds what other members shared."""
+    state = tmp_path / "state"
+    old_umask = os.umask(0o022)
+    try:
+        with Replica(state) as replica:
+            replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+            files = sorted(state.iterdir())
+            assert {f.name for f in files} >= {"replica.sqlite3", "replica.sqlite3-wal"}
+            assert _mode(state) == 0o700
+            assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        os.umask(old_umask)
+
+
+def test_a_looser_existing_replica_is_tightened(tmp_path: Path) -> None:
+    """A replica made world-readable (by an older client or by hand) is made private again
+    when it is next opened."""
+    state = tmp_path / "state"
+    with Replica(state) as replica:
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+    state.chmod(0o755)
+    for path in state.iterdir():
+        path.chmod(0o644)
+    with Replica(state) as replica:
+        assert replica.count_signals() == 1
+        assert _mode(state) == 0o700
+        assert {f.name: _mode(f) for f in state.iterdir()} == {
+            f.name: 0o600 for f in state.iterdir()
+        }
