@@ -38,6 +38,7 @@ from exchange.client.submission import (
     submit_file,
     write_rejected,
 )
+from exchange.client.verify import KeyReport
 from exchange.signal_types import SIGNAL_TYPES
 
 EXIT_FAILURE = 1
@@ -197,8 +198,29 @@ def cmd_sync(args: argparse.Namespace) -> int:
         signals = replica.count_signals()
     if outcome.refused:
         say(f"{len(outcome.refused)} statements failed verification and were not stored")
-    emit({"signals": signals, "changes": outcome.changes, "cursor": outcome.cursor})
-    return EXIT_FAILURE if outcome.refused else 0
+    result: dict[str, Any] = {
+        "signals": signals,
+        "changes": outcome.changes,
+        "cursor": outcome.cursor,
+    }
+    key_failed = _report_keys(outcome.key_reports, result)
+    emit(result)
+    return EXIT_FAILURE if outcome.refused or key_failed else 0
+
+
+def _report_keys(reports: list[KeyReport], result: dict[str, Any]) -> bool:
+    """Say what changed in the key set, add it to the JSON line; True if any is a failure.
+
+    Nothing is added when nothing changed, so the line keeps its documented shape.
+    """
+    for report in reports:
+        say(report.describe())
+    if reports:
+        result["key_changes"] = [report.as_dict() for report in reports]
+    failed = any(report.failure for report in reports)
+    if failed:
+        say("the forum's key set contradicts what this replica pinned; see docs/client.md")
+    return failed
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -206,11 +228,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"no replica in {args.state}; run cordiale sync --state first")
     with Replica(args.state) as replica:
         results = replica.verify_all()
+        key_failures = replica.key_failures()
     failed = [result for result in results if not result.ok]
     for result in failed:
         say(f"failed: {result.describe()}")
-    emit({"verified": len(results) - len(failed), "failed": len(failed)})
-    return EXIT_FAILURE if failed else 0
+    summary: dict[str, Any] = {"verified": len(results) - len(failed), "failed": len(failed)}
+    key_failed = _report_keys(key_failures, summary)
+    emit(summary)
+    return EXIT_FAILURE if failed or key_failed else 0
 
 
 def parse_query(argument: str) -> tuple[dict[str, str], str]:

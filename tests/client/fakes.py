@@ -38,9 +38,40 @@ def forum_transport(
     return httpx.MockTransport(checked)
 
 
+# The forum's own key, which signs receipts (CONTRACT.md "Receipts").
+FORUM_KEY = Ed25519PrivateKey.generate()
+
+
 def jwk_for(private_key: Ed25519PrivateKey, member: str, **extra: Any) -> dict[str, Any]:
     key = jws.public_jwk(jws.public_key_x(private_key.public_key()))
     return {**key, "member": member, "status": "active", **extra}
+
+
+def forum_jwk(private_key: Ed25519PrivateKey = FORUM_KEY, **extra: Any) -> dict[str, Any]:
+    """The forum's key as the JWKS publishes it: ``forum: true`` and no ``member``."""
+    key = jws.public_jwk(jws.public_key_x(private_key.public_key()))
+    return {**key, "forum": True, "status": "active", **extra}
+
+
+def receipt_for(
+    token: str,
+    *,
+    received_at: int,
+    forum_key: Ed25519PrivateKey = FORUM_KEY,
+    typ: str = "cordiale-receipt",
+    **overrides: Any,
+) -> str:
+    """The forum's receipt of the statement ``token`` (claims changed by ``overrides``)."""
+    statement = jws.parse_compact(token)
+    claims = {
+        "jti": statement.claims["jti"],
+        "member": statement.claims["iss"],
+        "kid": statement.kid,
+        "received_at": received_at,
+        **overrides,
+    }
+    kid = jws.jwk_thumbprint(jws.public_key_x(forum_key.public_key()))
+    return jws.sign_compact(claims, forum_key, kid, typ=typ)
 
 
 def snapshot(
@@ -51,8 +82,10 @@ def snapshot(
     value: str = MD5,
     labels: tuple[str, ...] = ("violent-attack",),
     iat: int = 1_764_400_000,
+    received_at: int | None = None,
 ) -> dict[str, Any]:
-    """A snapshot with one statement signed by ``private_key`` as ``member``."""
+    """A snapshot with one statement signed by ``private_key`` as ``member``, with the
+    forum's receipt (received a second after ``iat`` unless ``received_at`` says when)."""
     claims = build_statement(
         issuer=member,
         signal_type=signal_type,
@@ -79,6 +112,9 @@ def snapshot(
                 "audience": "forum",
                 "exp": None,
                 "jws": token,
+                "receipt": receipt_for(
+                    token, received_at=iat + 1 if received_at is None else received_at
+                ),
             }
         ],
         "opinions": {
@@ -99,6 +135,7 @@ class FakeForum:
         self.host = host
         self.webhooks: dict[int, dict[str, Any]] = {}
         self.keys: list[dict[str, Any]] = []
+        self.forum_keys: list[dict[str, Any]] = [forum_jwk()]
         self.pages: list[dict[str, Any]] = []
         self.seen_jtis: dict[str, str] = {}
         self.requests: list[httpx.Request] = []
@@ -116,7 +153,7 @@ class FakeForum:
             return httpx.Response(200, json={"member": {"slug": self.member}})
         if path == "/jwks":
             self.jwks_calls += 1
-            return httpx.Response(200, json={"keys": self.keys})
+            return httpx.Response(200, json={"keys": self.keys + self.forum_keys})
         if path == "/statements":
             return self._submit(json.loads(request.content)["statements"])
         if path == "/changes":

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange import jws
 from exchange.client.cli import main
 from exchange.client.statements import load_private_key
-from tests.client.fakes import MD5, PDQ, FakeForum, forum_transport, jwk_for, snapshot
+from tests.client.fakes import MD5, PDQ, FakeForum, forum_jwk, forum_transport, jwk_for, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -338,3 +338,169 @@ def test_webhooks_rotate_secret_and_enable(capsys: pytest.CaptureFixture[str]) -
         ("POST", "/api/v1/webhooks/1/enable"),
         ("POST", "/api/v1/webhooks/9/enable"),
     ]
+
+
+# The receipt-time rule (CONTRACT.md "Receipts"): T is when the key was compromised.
+IAT = 1_764_400_000
+T = IAT + 3600
+T_TEXT = "2025-11-29T08:06:40Z"
+
+
+def test_verify_flags_a_backdated_statement_received_after_the_compromise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the forum publishes the key as revoked since T, `cordiale verify` fails the
+    statement the forum received after T although it claims an iat before T, and keeps
+    the one received before T."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    honest = snapshot(key, iat=IAT, received_at=T - 60)
+    backdated = snapshot(key, signal_type="pdq", value=PDQ, iat=IAT, received_at=T + 60)
+    forum.add_page([honest, backdated], has_more=False)
+    state = tmp_path / "state"
+    assert main(["sync", "--state", str(state)], transport=forum.transport()) == 0
+    capsys.readouterr()
+    forum.keys = [jwk_for(key, "acme", status="revoked", revoked_at=T_TEXT)]
+    assert main(["sync", "--state", str(state)], transport=forum.transport()) == 0
+    capsys.readouterr()
+    assert main(["verify", "--state", str(state)]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.splitlines()[-1]) == {"verified": 1, "failed": 1}
+    assert f"pdq:{PDQ} by acme" in captured.err and "withdrawn" in captured.err
+    assert MD5 not in captured.err
+
+
+def test_sync_refuses_a_backdated_statement_of_a_revoked_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cordiale sync` applies the same rule as it goes: the backdated statement is refused
+    and reported, the one received before T is stored."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme", status="revoked", revoked_at=T_TEXT)]
+    forum.add_page(
+        [
+            snapshot(key, iat=IAT, received_at=T - 1),
+            snapshot(key, signal_type="pdq", value=PDQ, iat=IAT - 86400, received_at=T),
+        ],
+        has_more=False,
+    )
+    assert main(["sync", "--state", str(tmp_path)], transport=forum.transport()) == 1
+    captured = capsys.readouterr()
+    assert f"refused: pdq:{PDQ}" in captured.err and "withdrawn" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["signals"] == 1
+
+
+def test_sync_refuses_a_statement_without_a_receipt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A statement the forum did not sign a receipt for is not stored."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    bare = snapshot(key)
+    del bare["statements"][0]["receipt"]
+    forum.add_page([bare], has_more=False)
+    assert main(["sync", "--state", str(tmp_path)], transport=forum.transport()) == 1
+    assert "missing_receipt" in capsys.readouterr().err
+
+
+def sync_line(
+    forum: FakeForum, state: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, object], str]:
+    code = main(["sync", "--state", str(state)], transport=forum.transport())
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out.splitlines()[-1]), captured.err
+
+
+def test_sync_reports_keys_added_and_removed_since_the_last_sync(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first sync pins every key silently; later ones report each new or vanished key
+    once in the JSON line (exit 0), and nothing when nothing changed."""
+    key, second, new_forum_key = (Ed25519PrivateKey.generate() for _ in range(3))
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line) == (0, {"signals": 1, "changes": 1, "cursor": "1"})
+    forum.keys.append(jwk_for(second, "acme"))
+    forum.forum_keys.append(forum_jwk(new_forum_key))
+    code, line, err = sync_line(forum, tmp_path, capsys)
+    assert code == 0
+    assert line["key_changes"] == [
+        {"change": "added", "kid": jwk_for(second, "acme")["kid"], "member": "acme"},
+        {"change": "added", "kid": forum_jwk(new_forum_key)["kid"], "member": None},
+    ]
+    assert "key change: added" in err
+    forum.keys.pop()
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert code == 0
+    assert line["key_changes"] == [
+        {"change": "removed", "kid": jwk_for(second, "acme")["kid"], "member": "acme"}
+    ]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, "key_changes" in line) == (0, False)
+
+
+def test_a_kid_rebound_to_another_member_is_a_hard_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JWKS that hands acme's pinned kid to globex fails sync and verify; statements the
+    key makes as globex are refused, and acme's stay acme's."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.keys = [jwk_for(key, "globex")]
+    forum.add_page([snapshot(key, member="globex", value="1" * 32)], has_more=False)
+    code, line, err = sync_line(forum, tmp_path, capsys)
+    kid = jwk_for(key, "acme")["kid"]
+    assert code == 1
+    assert line["key_changes"] == [{"change": "rebound", "kid": kid, "member": "acme"}]
+    assert "KEY FAILURE: rebound" in err and "refused: md5:" + "1" * 32 in err
+    assert line["signals"] == 1
+    assert main(["verify", "--state", str(tmp_path)]) == 1
+    line = last_json(capsys)
+    assert (line["verified"], line["failed"], line["key_changes"]) == (
+        1,
+        0,
+        [{"change": "rebound", "kid": kid, "member": "acme"}],
+    )
+
+
+def test_the_forum_key_is_pinned_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The forum's kid republished as a member's key cannot make that member's receipts."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.forum_keys = [{**forum_jwk(), "forum": False, "member": "globex"}]
+    forum.forum_keys[0].pop("forum")
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert code == 1
+    assert line["key_changes"] == [{"change": "rebound", "kid": forum_jwk()["kid"], "member": None}]
+
+
+def test_an_x_changed_under_a_pinned_kid_is_a_hard_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JWKS entry whose kid is not the thumbprint of its x is left out and fails the sync:
+    statements signed with the substituted key are refused."""
+    key, thief = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    kid = jwk_for(key, "acme")["kid"]
+    forum.keys = [{**jwk_for(thief, "acme"), "kid": kid}]
+    forged = snapshot(thief, value="2" * 32)
+    forged["statements"][0]["kid"] = kid
+    forum.add_page([forged], has_more=False)
+    code, line, err = sync_line(forum, tmp_path, capsys)
+    assert code == 1
+    assert line["key_changes"] == [{"change": "bad_kid", "kid": kid, "member": "acme"}]
+    assert "thumbprint" in err and "refused: md5:" + "2" * 32 in err

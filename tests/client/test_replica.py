@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange.client.api import CordialeClient
 from exchange.client.cli import main
 from exchange.client.replica import Replica
-from tests.client.fakes import FORUM_URL, MD5, PDQ, FakeForum, jwk_for, snapshot
+from tests.client.fakes import FORUM_URL, MD5, PDQ, FakeForum, forum_jwk, jwk_for, snapshot
 
 KEY = Ed25519PrivateKey.generate()
-JWKS = {"keys": [jwk_for(KEY, "acme")]}
+JWKS = {"keys": [jwk_for(KEY, "acme"), forum_jwk()]}
 
 
 def test_apply_page_stores_verified_snapshots_and_the_cursor(tmp_path: Path) -> None:
@@ -156,3 +156,16 @@ def test_a_looser_existing_replica_is_tightened(tmp_path: Path) -> None:
         assert {f.name: _mode(f) for f in state.iterdir()} == {
             f.name: 0o600 for f in state.iterdir()
         }
+
+
+def test_a_replica_from_before_receipts_is_fetched_again(tmp_path: Path) -> None:
+    """Statements stored without their receipts can no longer be verified: opening such a
+    replica empties it and forgets the cursor, so the next sync fetches everything anew."""
+    with Replica(tmp_path) as replica:
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "5"}, JWKS)
+        replica.execute("ALTER TABLE statements DROP COLUMN receipt")
+    with Replica(tmp_path) as replica:
+        assert replica.cursor is None and replica.count_signals() == 0
+        assert replica.execute("SELECT COUNT(*) FROM statements") == [(0,)]
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+        assert [r.ok for r in replica.verify_all()] == [True]
