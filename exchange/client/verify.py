@@ -131,9 +131,10 @@ def _jwk_problem(entry: Any) -> str | None:
     if thumbprint != entry["kid"]:
         return f"the kid is not the RFC 7638 thumbprint of its key ({thumbprint})"
     is_forum = entry.get("forum") is True
-    if is_forum == ("member" in entry):
+    member = entry.get("member")
+    if is_forum == (member is not None):
         return "a key must belong either to a member or to the forum"
-    if not is_forum and not (isinstance(entry["member"], str) and entry["member"]):
+    if not is_forum and not (isinstance(member, str) and member):
         return "the member is not a slug"
     return None
 

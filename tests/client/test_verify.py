@@ -175,3 +175,5 @@ def test_jwks_entries_whose_kid_is_not_their_thumbprint_are_left_out() -> None:
     _, rejected = check_jwks({"keys": [both, not_ed25519, garbage, "nonsense"]})
     assert len(rejected) == 4 and all(r.change == "bad_kid" for r in rejected)
     assert jws.jwk_thumbprint(genuine["x"]) == genuine["kid"]
+    usable, rejected = check_jwks({"keys": [{**forum_jwk(), "member": None}]})
+    assert list(usable) == [forum_jwk()["kid"]] and rejected == []  # null is no member
