@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -504,3 +505,23 @@ def test_an_x_changed_under_a_pinned_kid_is_a_hard_failure(
     assert code == 1
     assert line["key_changes"] == [{"change": "bad_kid", "kid": kid, "member": "acme"}]
     assert "thumbprint" in err and "refused: md5:" + "2" * 32 in err
+
+
+def test_no_command_argument_shares_a_destination_with_a_connection_option() -> None:
+    """A positional argument stored under ``url`` (or ``api_key``...) would silently
+    replace the connection setting of the same name, as `webhooks create URL` once did."""
+    from exchange.client.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    found += parsers(child)
+        return found
+
+    connection = {"url", "api_key", "signing_key", "member", "timeout", "max_retries", "progress"}
+    for parser in parsers(build_parser()):
+        option_dests = {a.dest for a in parser._actions if a.option_strings}
+        positional_dests = {a.dest for a in parser._actions if not a.option_strings}
+        assert not positional_dests & (connection | option_dests), parser.prog
