@@ -12,7 +12,8 @@ change     failure    what the JWKS shows
 ========== ========== ================================================================
 added      no         a kid never seen before (a new key, a new member, a rotated
                       forum key): pinned now, and reported so the member can check it
-removed    no         a pinned kid is no longer published: reported once
+removed    no         a pinned kid is no longer published: reported once (the pin
+                      stays, so the kid cannot come back under another owner)
 rebound    yes        a pinned kid now belongs to another member, or moved between a
                       member and the forum: the pin wins, the report fails the sync
 bad_kid    yes        an entry whose kid is not the RFC 7638 thumbprint of its x (an x
@@ -63,10 +64,13 @@ def pins_check(*, jwks: Any, pins: dict[str, Pin]) -> PinCheck:
     for kid, key in keys.items():
         member = None if key.get("forum") is True else str(key["member"])
         pin = pins.get(kid)
-        if pin is None or not pin.present:
+        if pin is None:
             changed.append(Pin(kid, member, str(key["x"])))
             if not first_use:
                 reports.append(KeyReport("added", kid, member, "not seen before", failure=False))
+        elif pin.member == member and pin.x == key["x"] and not pin.present:
+            changed.append(Pin(kid, member, pin.x))
+            reports.append(KeyReport("added", kid, member, "published again", failure=False))
         elif pin.member != member or pin.x != key["x"]:
             reports.append(
                 KeyReport(

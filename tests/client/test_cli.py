@@ -525,3 +525,29 @@ def test_no_command_argument_shares_a_destination_with_a_connection_option() -> 
         option_dests = {a.dest for a in parser._actions if a.option_strings}
         positional_dests = {a.dest for a in parser._actions if not a.option_strings}
         assert not positional_dests & (connection | option_dests), parser.prog
+
+
+def test_a_removed_kid_cannot_come_back_under_another_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Removing a key for one sync does not clear its pin: republished as globex's it is a
+    rebound (exit 1); republished as acme's it is reported as added again (exit 0)."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.keys = []
+    assert sync_line(forum, tmp_path, capsys)[1]["key_changes"][0]["change"] == "removed"  # type: ignore[index]
+    forum.keys = [jwk_for(key, "globex")]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line["key_changes"]) == (
+        1,
+        [{"change": "rebound", "kid": jwk_for(key, "acme")["kid"], "member": "acme"}],
+    )
+    forum.keys = [jwk_for(key, "acme")]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line["key_changes"]) == (
+        0,
+        [{"change": "added", "kid": jwk_for(key, "acme")["kid"], "member": "acme"}],
+    )
