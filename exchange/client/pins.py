@@ -14,8 +14,11 @@ added      no         a kid never seen before (a new key, a new member, a rotate
                       forum key): pinned now, and reported so the member can check it
 removed    no         a pinned kid is no longer published: reported once (the pin
                       stays, so the kid cannot come back under another owner)
+revoked    no         a key is newly revoked as compromised (or since an earlier time)
 rebound    yes        a pinned kid now belongs to another member, or moved between a
                       member and the forum: the pin wins, the report fails the sync
+unrevoked  yes        a key the JWKS showed revoked since T is now shown active, or
+                      revoked since a later time: the pinned revocation still applies
 bad_kid    yes        an entry whose kid is not the RFC 7638 thumbprint of its x (an x
                       changed under a pinned kid shows up here): left out
 ========== ========== ================================================================
@@ -26,20 +29,26 @@ way to accept a rebinding short of starting a new replica.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from exchange.client.verify import KeyReport, check_jwks
+from exchange.client.verify import KeyReport, check_jwks, revoked_since
 
 
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """What the replica pinned for one kid; ``member`` None is the forum's own key."""
+    """What the replica pinned for one kid; ``member`` None is the forum's own key.
+
+    ``revoked_since`` is the earliest compromise time (Unix seconds) the JWKS ever showed
+    for the key, so that a later JWKS cannot quietly take a revocation back.
+    """
 
     kid: str
     member: str | None
     x: str
     present: bool = True
+    revoked_since: float | None = None
 
 
 @dataclass
@@ -50,57 +59,73 @@ class PinCheck:
     pins: list[Pin]
     reports: list[KeyReport]
 
-    @property
-    def failed(self) -> bool:
-        return any(report.failure for report in self.reports)
-
 
 def pins_check(*, jwks: Any, pins: dict[str, Pin]) -> PinCheck:
     """Compare ``jwks`` with ``pins`` (empty on first use: then nothing is reported)."""
     keys, reports = check_jwks(jwks)
-    first_use = not pins
-    trusted: dict[str, dict[str, Any]] = {}
-    changed: list[Pin] = []
+    check = PinCheck({}, [], reports)
     for kid, key in keys.items():
-        member = None if key.get("forum") is True else str(key["member"])
-        pin = pins.get(kid)
-        if pin is None:
-            changed.append(Pin(kid, member, str(key["x"])))
-            if not first_use:
-                reports.append(KeyReport("added", kid, member, "not seen before", failure=False))
-        elif pin.member == member and pin.x == key["x"] and not pin.present:
-            changed.append(Pin(kid, member, pin.x))
-            reports.append(KeyReport("added", kid, member, "published again", failure=False))
-        elif pin.member != member or pin.x != key["x"]:
-            reports.append(
-                KeyReport(
-                    "rebound",
-                    kid,
-                    pin.member,
-                    f"pinned to {_owner(pin.member)}, the JWKS now says {_owner(member)}",
-                    failure=True,
-                )
-            )
-            key = _pinned(key, pin)
-        trusted[kid] = key
+        check.keys[kid] = _check_key(check, key, pins.get(kid), first_use=not pins)
     for kid, pin in pins.items():
         if pin.present and kid not in keys and not _rejected(reports, kid):
-            changed.append(Pin(kid, pin.member, pin.x, present=False))
+            check.pins.append(replace(pin, present=False))
             reports.append(
                 KeyReport("removed", kid, pin.member, "no longer in the JWKS", failure=False)
             )
-    return PinCheck(trusted, changed, reports)
+    return check
+
+
+def _check_key(
+    check: PinCheck, key: dict[str, Any], pin: Pin | None, *, first_use: bool
+) -> dict[str, Any]:
+    """The key to trust for one JWKS entry; records pins to write and reports in ``check``."""
+    kid, x = str(key["kid"]), str(key["x"])
+    member = None if key.get("forum") is True else str(key["member"])
+    since = revoked_since(key)
+    if pin is None:
+        check.pins.append(Pin(kid, member, x, revoked_since=since))
+        if not first_use:
+            check.reports.append(KeyReport("added", kid, member, "not seen before", False))
+        return key
+    if pin.member != member or pin.x != x:
+        detail = f"pinned to {_owner(pin.member)}, the JWKS now says {_owner(member)}"
+        check.reports.append(KeyReport("rebound", kid, pin.member, detail, failure=True))
+        return _pinned(key, pin)
+    updated = pin
+    if not pin.present:
+        updated = replace(updated, present=True)
+        check.reports.append(KeyReport("added", kid, member, "published again", False))
+    if pin.revoked_since is not None and (since is None or since > pin.revoked_since):
+        detail = f"revoked since {_when(pin.revoked_since)}, the JWKS now says otherwise"
+        check.reports.append(KeyReport("unrevoked", kid, member, detail, failure=True))
+        key = _revoked(key, pin.revoked_since)
+    elif since is not None and (pin.revoked_since is None or since < pin.revoked_since):
+        updated = replace(updated, revoked_since=since)
+        detail = f"revoked as compromised since {_when(since)}"
+        check.reports.append(KeyReport("revoked", kid, member, detail, failure=False))
+    if updated != pin:
+        check.pins.append(updated)
+    return key
 
 
 def _pinned(key: dict[str, Any], pin: Pin) -> dict[str, Any]:
-    """The JWKS entry with the pinned owner and x: the pin, not the server, says whose it is."""
+    """The JWKS entry with the pinned owner, x and revocation: the pin, not the server,
+    says whose the key is."""
     pinned = {name: value for name, value in key.items() if name not in ("member", "forum")}
     pinned["x"] = pin.x
     if pin.member is None:
         pinned["forum"] = True
     else:
         pinned["member"] = pin.member
-    return pinned
+    return pinned if pin.revoked_since is None else _revoked(pinned, pin.revoked_since)
+
+
+def _revoked(key: dict[str, Any], since: float) -> dict[str, Any]:
+    return {**key, "status": "revoked", "revoked_at": _when(since)}
+
+
+def _when(since: float) -> str:
+    return datetime.fromtimestamp(since, UTC).isoformat()
 
 
 def _rejected(reports: list[KeyReport], kid: str) -> bool:

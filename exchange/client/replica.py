@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS pinned_keys (
     kid TEXT PRIMARY KEY,
     member TEXT,
     x TEXT NOT NULL,
-    present INTEGER NOT NULL
+    present INTEGER NOT NULL,
+    revoked_since REAL
 );
 CREATE TABLE IF NOT EXISTS opinions (
     signal_type TEXT NOT NULL,
@@ -203,15 +204,15 @@ class Replica:
         check = pins_check(jwks=jwks, pins=self.pins())
         self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
         db.executemany(
-            "INSERT OR REPLACE INTO pinned_keys (kid, member, x, present) VALUES (?, ?, ?, ?)",
-            [(pin.kid, pin.member, pin.x, int(pin.present)) for pin in check.pins],
+            "INSERT OR REPLACE INTO pinned_keys VALUES (?, ?, ?, ?, ?)",
+            [(p.kid, p.member, p.x, int(p.present), p.revoked_since) for p in check.pins],
         )
         return check
 
     def pins(self) -> dict[str, Pin]:
         """The pinned keys by kid."""
-        rows = self._db.execute("SELECT kid, member, x, present FROM pinned_keys")
-        return {kid: Pin(kid, member, x, bool(present)) for kid, member, x, present in rows}
+        rows = self._db.execute("SELECT kid, member, x, present, revoked_since FROM pinned_keys")
+        return {row[0]: Pin(row[0], row[1], row[2], bool(row[3]), row[4]) for row in rows}
 
     def key_failures(self) -> list[KeyReport]:
         """What is wrong with the cached JWKS given the pins (offline; nothing is pinned)."""

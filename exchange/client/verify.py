@@ -71,7 +71,8 @@ class VerificationResult:
 class KeyReport:
     """A change or a fault in the key set: ``failure`` ones mean the JWKS cannot be trusted.
 
-    ``change`` is ``added``, ``removed`` (notices) or ``bad_kid``, ``rebound`` (failures).
+    ``change`` is ``added``, ``removed``, ``revoked`` (notices) or ``bad_kid``, ``rebound``,
+    ``unrevoked`` (failures): see ``exchange.client.pins``.
     ``member`` is None for the forum's own key.
     """
 
@@ -264,13 +265,19 @@ def _check_receipt(
     return None, received_at
 
 
-def _check_revocation(key: dict[str, Any], received_at: int | None) -> str | None:
-    """The receipt-time rule: a revoked key vouches only for what arrived before T."""
+def revoked_since(key: dict[str, Any]) -> float | None:
+    """T for a revoked key (Unix seconds; 0 when the JWKS gives no time), else None."""
     if key.get("status") != "revoked":
         return None
     since = _parse_time(key.get("revoked_at"))
+    return 0.0 if since is None else since
+
+
+def _check_revocation(key: dict[str, Any], received_at: int | None) -> str | None:
+    """The receipt-time rule: a revoked key vouches only for what arrived before T."""
+    since = revoked_since(key)
     if since is None:
-        return f"withdrawn: key {key.get('kid')} is revoked"
+        return None
     if received_at is None or received_at >= since:
         when = datetime.fromtimestamp(since, UTC).isoformat()
         return (

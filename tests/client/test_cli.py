@@ -551,3 +551,40 @@ def test_a_removed_kid_cannot_come_back_under_another_member(
         0,
         [{"change": "added", "kid": jwk_for(key, "acme")["kid"], "member": "acme"}],
     )
+
+
+def test_a_revocation_cannot_be_taken_back_by_a_later_jwks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the replica has seen a key revoked since T, a JWKS showing it active again (or
+    revoked only later) fails sync and verify, and the statement the forum received after
+    T stays withdrawn."""
+    key = Ed25519PrivateKey.generate()
+    kid = jwk_for(key, "acme")["kid"]
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    backdated = snapshot(key, signal_type="pdq", value=PDQ, iat=IAT, received_at=T + 60)
+    forum.add_page([snapshot(key, iat=IAT, received_at=T - 60), backdated], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.keys = [jwk_for(key, "acme", status="revoked", revoked_at=T_TEXT)]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line["key_changes"]) == (
+        0,
+        [{"change": "revoked", "kid": kid, "member": "acme"}],
+    )
+    for hiding in (
+        jwk_for(key, "acme"),
+        jwk_for(key, "acme", status="revoked", revoked_at="2025-11-29T09:00:00Z"),
+    ):
+        forum.keys = [hiding]
+        code, line, err = sync_line(forum, tmp_path, capsys)
+        assert "KEY FAILURE: unrevoked" in err
+        assert (code, line["key_changes"]) == (
+            1,
+            [{"change": "unrevoked", "kid": kid, "member": "acme"}],
+        )
+        assert main(["verify", "--state", str(tmp_path)]) == 1
+        captured = capsys.readouterr()
+        line = json.loads(captured.out.splitlines()[-1])
+        assert (line["verified"], line["failed"]) == (1, 1)
+        assert f"pdq:{PDQ} by acme" in captured.err and "withdrawn" in captured.err
