@@ -20,7 +20,6 @@ tightened when found looser), whatever the process's umask.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -31,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from exchange import jws
 from exchange.client.pins import Pin, PinCheck, pins_check
 from exchange.client.verify import (
     KeyReport,
     VerificationResult,
     index_jwks,
+    kids_named,
     verify_snapshot,
     verify_statement,
 )
@@ -321,7 +320,7 @@ class Replica:
         known = set(index_jwks(jwks))
         outcome = SyncResult(cursor=self.cursor)
         for page in client.iter_changes(self.cursor, limit):
-            if not _kids_named(page) <= known:
+            if not kids_named(page.get("changes") or []) <= known:
                 jwks = client.jwks()
                 known = set(index_jwks(jwks))
             page_result = self.apply_page(page, jwks)
@@ -392,17 +391,6 @@ def _make_private(path: Path, mode: int) -> None:
 
 # A stored statement as the server sends it: these columns, in this order, make one.
 _STATEMENT_COLUMNS = "member, kid, iat, labels, tlp, audience, exp, jws, receipt"
-
-
-def _kids_named(page: dict[str, Any]) -> set[str]:
-    """The kids a page's statements and receipts name: all must be in the JWKS we use."""
-    kids = set()
-    for snapshot in page.get("changes") or []:
-        for statement in snapshot.get("statements") or []:
-            kids.add(str(statement.get("kid")))
-            with contextlib.suppress(jws.MalformedJWS):  # verification reports it
-                kids.add(jws.parse_compact(statement.get("receipt")).kid)
-    return kids
 
 
 def _statement(row: Sequence[Any]) -> dict[str, Any]:

@@ -30,6 +30,8 @@ second key under a kid that statements already name. Pinning keys across syncs l
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +140,18 @@ def _jwk_problem(entry: Any) -> str | None:
     if not is_forum and not (isinstance(member, str) and member):
         return "the member is not a slug"
     return None
+
+
+def kids_named(snapshots: Iterable[dict[str, Any]]) -> set[str]:
+    """The kids the statements and receipts of ``snapshots`` name: a verifier whose JWKS
+    lacks one should fetch the JWKS again (a key registered, the forum's key rotated)."""
+    kids = set()
+    for snapshot in snapshots:
+        for statement in snapshot.get("statements") or []:
+            kids.add(str(statement.get("kid")))
+            with contextlib.suppress(jws.MalformedJWS):  # verification reports it
+                kids.add(jws.parse_compact(statement.get("receipt")).kid)
+    return kids
 
 
 def verify_snapshot(

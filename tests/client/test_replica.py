@@ -5,13 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client.api import CordialeClient
 from exchange.client.cli import main
 from exchange.client.replica import Replica
-from tests.client.fakes import FORUM_URL, MD5, PDQ, FakeForum, forum_jwk, jwk_for, snapshot
+from tests.client.fakes import (
+    FORUM_URL,
+    MD5,
+    PDQ,
+    FakeForum,
+    forum_jwk,
+    jwk_for,
+    receipt_for,
+    snapshot,
+)
 
 KEY = Ed25519PrivateKey.generate()
 JWKS = {"keys": [jwk_for(KEY, "acme"), forum_jwk()]}
@@ -169,3 +179,30 @@ def test_a_replica_from_before_receipts_is_fetched_again(tmp_path: Path) -> None
         assert replica.execute("SELECT COUNT(*) FROM statements") == [(0,)]
         replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
         assert [r.ok for r in replica.verify_all()] == [True]
+
+
+def test_sync_refetches_the_jwks_for_a_receipt_by_a_new_forum_key(tmp_path: Path) -> None:
+    """The forum rotating its key while we sync: a receipt naming a forum kid we do not know
+    makes the sync fetch the JWKS again, and the statement verifies."""
+    new_forum_key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(KEY, "acme")]
+    fresh = snapshot(KEY)
+    statement = fresh["statements"][0]
+    statement["receipt"] = receipt_for(
+        statement["jws"], received_at=statement["iat"], forum_key=new_forum_key
+    )
+    forum.add_page([fresh], has_more=False)
+    answer_changes = forum.handle
+
+    def rotate_then_answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/changes"):  # after the sync's first JWKS fetch
+            forum.forum_keys = [forum_jwk(status="retired"), forum_jwk(new_forum_key)]
+        return answer_changes(request)
+
+    forum.handle = rotate_then_answer  # type: ignore[method-assign]
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
+    with Replica(tmp_path) as replica:
+        outcome = replica.sync(client)
+        assert outcome.refused == [] and forum.jwks_calls == 2
+        assert replica.count_signals() == 1
