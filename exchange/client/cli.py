@@ -411,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", parents=[common], help="list endpoints")
     create = actions.add_parser("create", parents=[common], help="create an endpoint")
     # Not dest "url": that is the forum's --url, where the API key goes.
-    create.add_argument("endpoint_url", metavar="URL", help="https:// URL receiving the deliveries")
+    create.add_argument(
+        "endpoint_url", metavar="RECEIVER_URL", help="https:// URL receiving the deliveries"
+    )
     create.add_argument("--signal-types", help="comma-separated signal types (default all)")
     create.add_argument("--labels", help="comma-separated label slugs (default all)")
     for name, text in (
