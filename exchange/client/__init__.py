@@ -26,17 +26,27 @@ from exchange.client.statements import (
     load_private_key,
     sign_statement,
 )
-from exchange.client.verify import VerificationResult, verify_snapshot, verify_statement
+from exchange.client.verify import (
+    KeyReport,
+    VerificationResult,
+    check_jwks,
+    index_jwks,
+    verify_snapshot,
+    verify_statement,
+)
 
 __all__ = [
     "CordialeClient",
     "CordialeError",
+    "KeyReport",
     "Replica",
     "StatementError",
     "SyncResult",
     "VerificationResult",
     "build_statement",
+    "check_jwks",
     "generate_key",
+    "index_jwks",
     "key_id",
     "load_private_key",
     "sign_statement",

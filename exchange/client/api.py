@@ -309,6 +309,20 @@ class CordialeClient:
         path = f"/webhooks/{_path_value(str(webhook_id))}/ping"
         return _as_dict(self._request("POST", path, idempotent=False))
 
+    def rotate_webhook_secret(self, webhook_id: str | int) -> dict[str, Any]:
+        """A new ``whsec_`` secret for the endpoint, shown only in this answer.
+
+        Not retried after it may have arrived: a second rotation would make the first
+        answer's secret useless.
+        """
+        path = f"/webhooks/{_path_value(str(webhook_id))}/rotate-secret"
+        return _as_dict(self._request("POST", path, idempotent=False))
+
+    def enable_webhook(self, webhook_id: str | int) -> dict[str, Any]:
+        """Re-enable an endpoint the forum disabled; deliveries resume from its cursor."""
+        path = f"/webhooks/{_path_value(str(webhook_id))}/enable"
+        return _as_dict(self._request("POST", path))
+
     # Transport
 
     def _request(

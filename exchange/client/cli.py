@@ -38,6 +38,7 @@ from exchange.client.submission import (
     submit_file,
     write_rejected,
 )
+from exchange.client.verify import KeyReport
 from exchange.signal_types import SIGNAL_TYPES
 
 EXIT_FAILURE = 1
@@ -197,8 +198,29 @@ def cmd_sync(args: argparse.Namespace) -> int:
         signals = replica.count_signals()
     if outcome.refused:
         say(f"{len(outcome.refused)} statements failed verification and were not stored")
-    emit({"signals": signals, "changes": outcome.changes, "cursor": outcome.cursor})
-    return EXIT_FAILURE if outcome.refused else 0
+    result: dict[str, Any] = {
+        "signals": signals,
+        "changes": outcome.changes,
+        "cursor": outcome.cursor,
+    }
+    key_failed = _report_keys(outcome.key_reports, result)
+    emit(result)
+    return EXIT_FAILURE if outcome.refused or key_failed else 0
+
+
+def _report_keys(reports: list[KeyReport], result: dict[str, Any]) -> bool:
+    """Say what changed in the key set, add it to the JSON line; True if any is a failure.
+
+    Nothing is added when nothing changed, so the line keeps its documented shape.
+    """
+    for report in reports:
+        say(report.describe())
+    if reports:
+        result["key_changes"] = [report.as_dict() for report in reports]
+    failed = any(report.failure for report in reports)
+    if failed:
+        say("the forum's key set contradicts what this replica pinned; see docs/client.md")
+    return failed
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -206,11 +228,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"no replica in {args.state}; run cordiale sync --state first")
     with Replica(args.state) as replica:
         results = replica.verify_all()
+        key_failures = replica.key_failures()
     failed = [result for result in results if not result.ok]
     for result in failed:
         say(f"failed: {result.describe()}")
-    emit({"verified": len(results) - len(failed), "failed": len(failed)})
-    return EXIT_FAILURE if failed else 0
+    summary: dict[str, Any] = {"verified": len(results) - len(failed), "failed": len(failed)}
+    key_failed = _report_keys(key_failures, summary)
+    emit(summary)
+    return EXIT_FAILURE if failed or key_failed else 0
 
 
 def parse_query(argument: str) -> tuple[dict[str, str], str]:
@@ -283,10 +308,16 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         elif args.action == "create":
             split = _split_list
             webhook = client.create_webhook(
-                args.url, signal_types=split(args.signal_types), labels=split(args.labels)
+                args.endpoint_url, signal_types=split(args.signal_types), labels=split(args.labels)
             )
             say("keep the secret now: the forum shows it only once")
             emit(webhook)
+        elif args.action == "rotate-secret":
+            webhook = client.rotate_webhook_secret(args.id)
+            say("keep the new secret now: the forum shows it only once; the old one stops now")
+            emit(webhook)
+        elif args.action == "enable":
+            emit(client.enable_webhook(args.id))
         elif args.action == "delete":
             client.delete_webhook(args.id)
             emit({"id": args.id, "deleted": True})
@@ -381,13 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="list endpoints")
     create = actions.add_parser("create", parents=[common], help="create an endpoint")
-    create.add_argument("url", help="https:// URL receiving the deliveries")
+    # Not dest "url": that is the forum's --url, where the API key goes.
+    create.add_argument(
+        "endpoint_url", metavar="RECEIVER_URL", help="https:// URL receiving the deliveries"
+    )
     create.add_argument("--signal-types", help="comma-separated signal types (default all)")
     create.add_argument("--labels", help="comma-separated label slugs (default all)")
     for name, text in (
         ("delete", "delete an endpoint"),
         ("ping", "send a test event"),
         ("deliveries", "list delivery attempts"),
+        ("rotate-secret", "replace the endpoint's signing secret (printed once)"),
+        ("enable", "re-enable a disabled endpoint; it resumes from its cursor"),
     ):
         actions.add_parser(name, parents=[common], help=text).add_argument("id")
     return parser

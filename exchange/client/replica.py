@@ -1,34 +1,51 @@
 """
 A member's local replica of the forum's feed, in SQLite inside a state directory.
 
-``replica.sqlite3`` holds the feed cursor, the cached JWKS, and the last snapshot of every
-signal: its statements (the verbatim JWS next to the fields the server showed) and its
-opinion counts. Applying a page of the feed is one SQLite transaction that writes the
+``replica.sqlite3`` holds the feed cursor, the cached JWKS, the pinned keys
+(``exchange.client.pins``), and the last snapshot of every signal: its statements (the
+verbatim JWS and the forum's receipt next to the fields the server showed) and its opinion
+counts. Applying a page of the feed is one SQLite transaction that writes the
 snapshots and the page's cursor together, so a sync interrupted at any point resumes from
 the last applied page: nothing is lost and, since the last snapshot of a signal wins,
 nothing is duplicated.
 
-Every statement is verified against the JWKS before it is stored; one that fails is
-refused and reported. A signal none of whose statements verifies is kept as not live
-(``deleted``), since nothing in it can be trusted.
+Every statement is verified, with its receipt, against the JWKS as the pins allow before
+it is stored; one that fails is refused and reported. A signal none of whose statements
+verifies is kept as not live (``deleted``), since nothing in it can be trusted.
+
+The replica holds what other members shared with us, TLP:AMBER and group-only signals
+included, so the state directory is kept at mode 0700 and its SQLite files at 0600 (and
+tightened when found looser), whatever the process's umask.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from exchange.client.verify import VerificationResult, index_jwks, verify_snapshot, verify_statement
+from exchange.client.pins import Pin, PinCheck, pins_check
+from exchange.client.verify import (
+    KeyReport,
+    VerificationResult,
+    index_jwks,
+    kids_named,
+    verify_snapshot,
+    verify_statement,
+)
 
 if TYPE_CHECKING:
     from exchange.client.api import CordialeClient
 
 DB_NAME = "replica.sqlite3"
+# SQLite's companions of the database file; it creates them with the database's mode.
+_DB_COMPANIONS = ("-wal", "-shm", "-journal")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -54,7 +71,15 @@ CREATE TABLE IF NOT EXISTS statements (
     audience TEXT,
     exp INTEGER,
     jws TEXT NOT NULL,
+    receipt TEXT,
     PRIMARY KEY (signal_type, value, member)
+);
+CREATE TABLE IF NOT EXISTS pinned_keys (
+    kid TEXT PRIMARY KEY,
+    member TEXT,
+    x TEXT NOT NULL,
+    present INTEGER NOT NULL,
+    revoked_since REAL
 );
 CREATE TABLE IF NOT EXISTS opinions (
     signal_type TEXT NOT NULL,
@@ -75,16 +100,23 @@ class PageResult:
 
     changes: int = 0
     refused: list[VerificationResult] = field(default_factory=list)
+    key_reports: list[KeyReport] = field(default_factory=list)
 
 
 @dataclass
 class SyncResult:
-    """What a sync did: changes applied, statements refused, where the cursor now is."""
+    """What a sync did: changes applied, statements refused, key set changes (each once),
+    where the cursor now is."""
 
     changes: int = 0
     pages: int = 0
     refused: list[VerificationResult] = field(default_factory=list)
+    key_reports: list[KeyReport] = field(default_factory=list)
     cursor: str | None = None
+
+    def add_key_reports(self, reports: list[KeyReport]) -> None:
+        seen = {(report.change, report.kid) for report in self.key_reports}
+        self.key_reports += [r for r in reports if (r.change, r.kid) not in seen]
 
 
 class Replica:
@@ -92,11 +124,31 @@ class Replica:
 
     def __init__(self, state_dir: str | Path) -> None:
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.state_dir / DB_NAME, isolation_level=None)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_private(self.state_dir, 0o700)
+        db_path = self.state_dir / DB_NAME
+        # Created before SQLite opens it, so that SQLite never makes it with the umask's mode.
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for path in [db_path, *(Path(f"{db_path}{suffix}") for suffix in _DB_COMPANIONS)]:
+            if path.exists():
+                _make_private(path, 0o600)
+        self._db = sqlite3.connect(db_path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._add_receipts_column()
+
+    def _add_receipts_column(self) -> None:
+        """Upgrade a replica made before receipts: its statements cannot be verified any
+        more, so it is emptied and the next sync fetches the feed again from the start."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(statements)")}
+        if "receipt" in columns:
+            return
+        with self._transaction() as db:
+            db.execute("ALTER TABLE statements ADD COLUMN receipt TEXT")
+            for table in ("statements", "signals", "opinions"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM meta WHERE key = 'cursor'")
 
     def close(self) -> None:
         self._db.close()
@@ -142,23 +194,45 @@ class Replica:
         raw = self._get_meta("jwks")
         return json.loads(raw) if raw else {"keys": []}
 
-    def store_jwks(self, jwks: dict[str, Any]) -> None:
+    def store_jwks(self, jwks: dict[str, Any]) -> list[KeyReport]:
+        """Cache ``jwks``, pinning its new keys; what changed since the last one."""
         with self._transaction() as db:
-            self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
+            return self._store_jwks(db, jwks).reports
+
+    def _store_jwks(self, db: sqlite3.Connection, jwks: dict[str, Any]) -> PinCheck:
+        check = pins_check(jwks=jwks, pins=self.pins())
+        self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
+        db.executemany(
+            "INSERT OR REPLACE INTO pinned_keys VALUES (?, ?, ?, ?, ?)",
+            [(p.kid, p.member, p.x, int(p.present), p.revoked_since) for p in check.pins],
+        )
+        return check
+
+    def pins(self) -> dict[str, Pin]:
+        """The pinned keys by kid."""
+        rows = self._db.execute("SELECT kid, member, x, present, revoked_since FROM pinned_keys")
+        return {row[0]: Pin(row[0], row[1], row[2], bool(row[3]), row[4]) for row in rows}
+
+    def key_failures(self) -> list[KeyReport]:
+        """What is wrong with the cached JWKS given the pins (offline; nothing is pinned)."""
+        return [r for r in pins_check(jwks=self.jwks, pins=self.pins()).reports if r.failure]
 
     # Applying the feed
 
     def apply_page(self, page: dict[str, Any], jwks: dict[str, Any] | None = None) -> PageResult:
         """Store a page's snapshots and its cursor in one transaction.
 
-        ``jwks``, when given, is what the page is verified against and is cached with it, so
-        that ``verify_all`` later checks against the same keys.
+        ``jwks``, when given, is what the page is verified against and is cached with it (its
+        new keys pinned), so that ``verify_all`` later checks against the same keys.
         """
-        keys = index_jwks(jwks if jwks is not None else self.jwks)
         result = PageResult()
         with self._transaction() as db:
             if jwks is not None:
-                self._set_meta(db, "jwks", json.dumps(jwks, sort_keys=True))
+                check = self._store_jwks(db, jwks)
+                result.key_reports = check.reports
+            else:
+                check = pins_check(jwks=self.jwks, pins=self.pins())
+            keys = check.keys
             for snapshot in page.get("changes") or []:
                 result.refused.extend(self._apply_snapshot(db, snapshot, keys))
                 result.changes += 1
@@ -212,7 +286,7 @@ class Replica:
         verdict: VerificationResult,
     ) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 signal_type,
                 value,
@@ -225,6 +299,7 @@ class Replica:
                 statement.get("audience"),
                 statement.get("exp"),
                 statement["jws"],
+                statement["receipt"],
             ),
         )
 
@@ -238,26 +313,21 @@ class Replica:
         """Follow the feed from the stored cursor until ``has_more`` is false.
 
         The JWKS is fetched afresh first (a key may have been revoked since the last sync)
-        and again whenever a page names a kid we do not know.
+        and again whenever a page names a kid we do not know; each is checked against the
+        pins (``exchange.client.pins``).
         """
         jwks = client.jwks()
-        self.store_jwks(jwks)
         known = set(index_jwks(jwks))
         outcome = SyncResult(cursor=self.cursor)
         for page in client.iter_changes(self.cursor, limit):
-            kids = {
-                str(statement.get("kid"))
-                for snapshot in page.get("changes") or []
-                for statement in snapshot.get("statements") or []
-            }
-            if not kids <= known:
+            if not kids_named(page.get("changes") or []) <= known:
                 jwks = client.jwks()
-                self.store_jwks(jwks)
                 known = set(index_jwks(jwks))
             page_result = self.apply_page(page, jwks)
             outcome.changes += page_result.changes
             outcome.pages += 1
             outcome.refused.extend(page_result.refused)
+            outcome.add_key_reports(page_result.key_reports)
             outcome.cursor = self.cursor
             if on_page is not None:
                 on_page(page_result, page)
@@ -296,8 +366,8 @@ class Replica:
             yield _statement(row)
 
     def verify_all(self) -> list[VerificationResult]:
-        """Re-verify every stored statement offline against the cached JWKS."""
-        keys = index_jwks(self.jwks)
+        """Re-verify every stored statement offline against the cached JWKS and the pins."""
+        keys = pins_check(jwks=self.jwks, pins=self.pins()).keys
         rows = self._db.execute(
             f"SELECT signal_type, value, {_STATEMENT_COLUMNS} "
             "FROM statements ORDER BY signal_type, value, member"
@@ -312,12 +382,19 @@ class Replica:
         return list(self._db.execute(sql, parameters).fetchall())
 
 
+def _make_private(path: Path, mode: int) -> None:
+    """Take away every permission beyond ``mode`` (never add one the owner removed)."""
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & ~mode:
+        path.chmod(current & mode)
+
+
 # A stored statement as the server sends it: these columns, in this order, make one.
-_STATEMENT_COLUMNS = "member, kid, iat, labels, tlp, audience, exp, jws"
+_STATEMENT_COLUMNS = "member, kid, iat, labels, tlp, audience, exp, jws, receipt"
 
 
 def _statement(row: Sequence[Any]) -> dict[str, Any]:
-    member, kid, iat, labels, tlp, audience, exp, token = row
+    member, kid, iat, labels, tlp, audience, exp, token, receipt = row
     return {
         "member": member,
         "kid": kid,
@@ -327,4 +404,5 @@ def _statement(row: Sequence[Any]) -> dict[str, Any]:
         "audience": audience,
         "exp": exp,
         "jws": token,
+        "receipt": receipt,
     }

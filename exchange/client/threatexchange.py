@@ -53,7 +53,7 @@ from threatexchange.signal_type import signal_base
 from threatexchange.signal_type.signal_base import SignalType
 
 from exchange.client.api import CordialeClient
-from exchange.client.verify import index_jwks, verify_snapshot
+from exchange.client.verify import index_jwks, kids_named, verify_snapshot
 from exchange.signal_types import InvalidSignalValue, get_signal_type
 
 API_NAME = "cordiale"
@@ -335,8 +335,7 @@ class CordialeSignalExchangeAPI(
         cursor = checkpoint.cursor if checkpoint else None
         for page in self.client.iter_changes(cursor, self.page_size):
             snapshots = page.get("changes") or []
-            kids = {s.get("kid") for snap in snapshots for s in snap.get("statements") or []}
-            if not kids <= set(keys):
+            if not kids_named(snapshots) <= set(keys):
                 keys = index_jwks(self.client.jwks())  # a key registered since we started
             updates: dict[tuple[str, str], CordialeSignalMetadata | None] = {}
             for snapshot in snapshots:

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from exchange.client.api import CordialeClient, CordialeError, parse_retry_after
+from tests.client.fakes import forum_transport
 
 PROBLEM = {
     "type": "about:blank",
@@ -22,7 +23,7 @@ def client_for(handler, sleeps: list[float] | None = None, **kwargs) -> Cordiale
     return CordialeClient(
         "https://forum.example/",
         "secret-key",
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler),
         sleep=record.append,
         **kwargs,
     )
@@ -184,6 +185,8 @@ def test_match_and_webhook_methods_use_the_contract_paths() -> None:
     client.webhook_deliveries(5)
     client.ping_webhook(5)
     client.member_jwks("acme")
+    client.rotate_webhook_secret(5)
+    client.enable_webhook(5)
     assert [(m, p) for m, p, _ in seen] == [
         ("POST", "/api/v1/match"),
         ("GET", "/api/v1/webhooks"),
@@ -192,6 +195,8 @@ def test_match_and_webhook_methods_use_the_contract_paths() -> None:
         ("GET", "/api/v1/webhooks/5/deliveries"),
         ("POST", "/api/v1/webhooks/5/ping"),
         ("GET", "/api/v1/members/acme/jwks"),
+        ("POST", "/api/v1/webhooks/5/rotate-secret"),
+        ("POST", "/api/v1/webhooks/5/enable"),
     ]
     assert b'"max_distance":10' in seen[0][2].replace(b" ", b"")
 

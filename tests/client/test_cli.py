@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange import jws
 from exchange.client.cli import main
 from exchange.client.statements import load_private_key
-from tests.client.fakes import MD5, PDQ, FakeForum, jwk_for, snapshot
+from tests.client.fakes import MD5, PDQ, FakeForum, forum_jwk, forum_transport, jwk_for, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,7 +133,7 @@ def test_retract_that_changed_nothing_exits_1(
 
     code = main(
         ["retract", "md5", MD5, "--signing-key", str(tmp_path / "k.pem"), "--member", "acme"],
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler),
     )
     captured = capsys.readouterr()
     assert code == 1
@@ -182,7 +183,7 @@ def test_match_type_value_queries(capsys: pytest.CaptureFixture[str]) -> None:
 
     code = main(
         ["match", f"pdq:{PDQ.upper()}", "url:HTTPS://A.EXAMPLE"],
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler),
     )
     assert code == 0 and last_json(capsys) == {"queries": 2, "matched": 1}
 
@@ -204,7 +205,7 @@ def test_match_hashes_image_files_locally(
         sent.extend(json.loads(request.content)["queries"])
         return httpx.Response(200, json={"results": [{"index": 0, "matches": []}]})
 
-    assert main(["match", str(path)], transport=httpx.MockTransport(handler)) == 0
+    assert main(["match", str(path)], transport=forum_transport(handler)) == 0
     assert sent[0]["signal_type"] == "pdq" and len(sent[0]["value"]) == 64
     assert last_json(capsys) == {"queries": 1, "matched": 0}
 
@@ -228,7 +229,7 @@ def test_errors_are_clear_and_exit_codes_distinguish_usage(
     capsys.readouterr()
     code = main(
         ["webhooks", "create", "https://h.example/", "--url", "https://f.example"],
-        transport=httpx.MockTransport(handler),
+        transport=forum_transport(handler, host="f.example"),
     )
     captured = capsys.readouterr()
     assert code == 1
@@ -252,7 +253,7 @@ def test_opinion_and_webhook_commands(capsys: pytest.CaptureFixture[str]) -> Non
             else {"category": "negative"},
         )
 
-    t = httpx.MockTransport(handler)
+    t = forum_transport(handler)
     assert (
         main(
             [
@@ -288,3 +289,302 @@ def test_opinion_and_webhook_commands(capsys: pytest.CaptureFixture[str]) -> Non
         "reason": "false positive",
     }
     assert json.loads(seen[2][2]) == {"url": "https://h.example/", "labels": ["x", "y"]}
+
+
+def test_webhooks_create_sends_the_api_key_to_the_forum_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cordiale webhooks create URL` registers URL with the forum: every request, and so
+    the API key, goes to the forum's host; the receiver's URL only travels in the body."""
+    forum = FakeForum()
+    seen: list[httpx.Request] = []
+
+    def anywhere(request: httpx.Request) -> httpx.Response:
+        seen.append(request)  # records every host, so that a stray request shows
+        if request.url.host != forum.host:
+            return httpx.Response(200, json={"id": 1, "secret": "whsec_from_the_receiver"})
+        return forum.handle(request)
+
+    code = main(
+        ["webhooks", "create", "https://receiver.example/hook"],
+        transport=httpx.MockTransport(anywhere),
+    )
+    assert [(r.url.host, r.headers["Authorization"]) for r in seen] == [
+        ("forum.example", "Bearer key")
+    ]
+    assert code == 0
+    assert json.loads(seen[0].content) == {"url": "https://receiver.example/hook"}
+    assert last_json(capsys)["url"] == "https://receiver.example/hook"
+
+
+def test_webhooks_rotate_secret_and_enable(capsys: pytest.CaptureFixture[str]) -> None:
+    """`rotate-secret ID` prints the new secret (shown once); `enable ID` re-enables the
+    endpoint; an unknown ID is the forum's 404, exit 1."""
+    forum = FakeForum()
+    transport = forum.transport()
+    assert main(["webhooks", "create", "https://receiver.example/hook"], transport=transport) == 0
+    created = last_json(capsys)
+    forum.webhooks[1]["active"] = False  # disabled after failures, say
+    assert main(["webhooks", "rotate-secret", "1"], transport=transport) == 0
+    captured = capsys.readouterr()
+    rotated = json.loads(captured.out.splitlines()[-1])
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
+    assert "only once" in captured.err
+    assert main(["webhooks", "enable", "1"], transport=transport) == 0
+    assert last_json(capsys)["active"] is True
+    assert main(["webhooks", "enable", "9"], transport=transport) == 1
+    assert last_json(capsys)["error"]["code"] == "not_found"  # type: ignore[index]
+    assert [(r.method, r.url.path) for r in forum.requests[1:]] == [
+        ("POST", "/api/v1/webhooks/1/rotate-secret"),
+        ("POST", "/api/v1/webhooks/1/enable"),
+        ("POST", "/api/v1/webhooks/9/enable"),
+    ]
+
+
+# The receipt-time rule (CONTRACT.md "Receipts"): T is when the key was compromised.
+IAT = 1_764_400_000
+T = IAT + 3600
+T_TEXT = "2025-11-29T08:06:40Z"
+
+
+def test_verify_flags_a_backdated_statement_received_after_the_compromise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the forum publishes the key as revoked since T, `cordiale verify` fails the
+    statement the forum received after T although it claims an iat before T, and keeps
+    the one received before T."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    honest = snapshot(key, iat=IAT, received_at=T - 60)
+    backdated = snapshot(key, signal_type="pdq", value=PDQ, iat=IAT, received_at=T + 60)
+    forum.add_page([honest, backdated], has_more=False)
+    state = tmp_path / "state"
+    assert main(["sync", "--state", str(state)], transport=forum.transport()) == 0
+    capsys.readouterr()
+    forum.keys = [jwk_for(key, "acme", status="revoked", revoked_at=T_TEXT)]
+    assert main(["sync", "--state", str(state)], transport=forum.transport()) == 0
+    capsys.readouterr()
+    assert main(["verify", "--state", str(state)]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.splitlines()[-1]) == {"verified": 1, "failed": 1}
+    assert f"pdq:{PDQ} by acme" in captured.err and "withdrawn" in captured.err
+    assert MD5 not in captured.err
+
+
+def test_sync_refuses_a_backdated_statement_of_a_revoked_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cordiale sync` applies the same rule as it goes: the backdated statement is refused
+    and reported, the one received before T is stored."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme", status="revoked", revoked_at=T_TEXT)]
+    forum.add_page(
+        [
+            snapshot(key, iat=IAT, received_at=T - 1),
+            snapshot(key, signal_type="pdq", value=PDQ, iat=IAT - 86400, received_at=T),
+        ],
+        has_more=False,
+    )
+    assert main(["sync", "--state", str(tmp_path)], transport=forum.transport()) == 1
+    captured = capsys.readouterr()
+    assert f"refused: pdq:{PDQ}" in captured.err and "withdrawn" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["signals"] == 1
+
+
+def test_sync_refuses_a_statement_without_a_receipt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A statement the forum did not sign a receipt for is not stored."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    bare = snapshot(key)
+    del bare["statements"][0]["receipt"]
+    forum.add_page([bare], has_more=False)
+    assert main(["sync", "--state", str(tmp_path)], transport=forum.transport()) == 1
+    assert "missing_receipt" in capsys.readouterr().err
+
+
+def sync_line(
+    forum: FakeForum, state: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, object], str]:
+    code = main(["sync", "--state", str(state)], transport=forum.transport())
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out.splitlines()[-1]), captured.err
+
+
+def test_sync_reports_keys_added_and_removed_since_the_last_sync(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first sync pins every key silently; later ones report each new or vanished key
+    once in the JSON line (exit 0), and nothing when nothing changed."""
+    key, second, new_forum_key = (Ed25519PrivateKey.generate() for _ in range(3))
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line) == (0, {"signals": 1, "changes": 1, "cursor": "1"})
+    forum.keys.append(jwk_for(second, "acme"))
+    forum.forum_keys.append(forum_jwk(new_forum_key))
+    code, line, err = sync_line(forum, tmp_path, capsys)
+    assert code == 0
+    assert line["key_changes"] == [
+        {"change": "added", "kid": jwk_for(second, "acme")["kid"], "member": "acme"},
+        {"change": "added", "kid": forum_jwk(new_forum_key)["kid"], "member": None},
+    ]
+    assert "key change: added" in err
+    forum.keys.pop()
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert code == 0
+    assert line["key_changes"] == [
+        {"change": "removed", "kid": jwk_for(second, "acme")["kid"], "member": "acme"}
+    ]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, "key_changes" in line) == (0, False)
+
+
+def test_a_kid_rebound_to_another_member_is_a_hard_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JWKS that hands acme's pinned kid to globex fails sync and verify; statements the
+    key makes as globex are refused, and acme's stay acme's."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.keys = [jwk_for(key, "globex")]
+    forum.add_page([snapshot(key, member="globex", value="1" * 32)], has_more=False)
+    code, line, err = sync_line(forum, tmp_path, capsys)
+    kid = jwk_for(key, "acme")["kid"]
+    assert code == 1
+    assert line["key_changes"] == [{"change": "rebound", "kid": kid, "member": "acme"}]
+    assert "KEY FAILURE: rebound" in err and "refused: md5:" + "1" * 32 in err
+    assert line["signals"] == 1
+    assert main(["verify", "--state", str(tmp_path)]) == 1
+    line = last_json(capsys)
+    assert (line["verified"], line["failed"], line["key_changes"]) == (
+        1,
+        0,
+        [{"change": "rebound", "kid": kid, "member": "acme"}],
+    )
+
+
+def test_the_forum_key_is_pinned_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The forum's kid republished as a member's key cannot make that member's receipts."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.forum_keys = [{**forum_jwk(), "forum": False, "member": "globex"}]
+    forum.forum_keys[0].pop("forum")
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert code == 1
+    assert line["key_changes"] == [{"change": "rebound", "kid": forum_jwk()["kid"], "member": None}]
+
+
+def test_an_x_changed_under_a_pinned_kid_is_a_hard_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JWKS entry whose kid is not the thumbprint of its x is left out and fails the sync:
+    statements signed with the substituted key are refused."""
+    key, thief = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    kid = jwk_for(key, "acme")["kid"]
+    forum.keys = [{**jwk_for(thief, "acme"), "kid": kid}]
+    forged = snapshot(thief, value="2" * 32)
+    forged["statements"][0]["kid"] = kid
+    forum.add_page([forged], has_more=False)
+    code, line, err = sync_line(forum, tmp_path, capsys)
+    assert code == 1
+    assert line["key_changes"] == [{"change": "bad_kid", "kid": kid, "member": "acme"}]
+    assert "thumbprint" in err and "refused: md5:" + "2" * 32 in err
+
+
+def test_no_command_argument_shares_a_destination_with_a_connection_option() -> None:
+    """A positional argument stored under ``url`` (or ``api_key``...) would silently
+    replace the connection setting of the same name, as `webhooks create URL` once did."""
+    from exchange.client.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    found += parsers(child)
+        return found
+
+    connection = {"url", "api_key", "signing_key", "member", "timeout", "max_retries", "progress"}
+    for parser in parsers(build_parser()):
+        option_dests = {a.dest for a in parser._actions if a.option_strings}
+        positional_dests = {a.dest for a in parser._actions if not a.option_strings}
+        assert not positional_dests & (connection | option_dests), parser.prog
+
+
+def test_a_removed_kid_cannot_come_back_under_another_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Removing a key for one sync does not clear its pin: republished as globex's it is a
+    rebound (exit 1); republished as acme's it is reported as added again (exit 0)."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key)], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.keys = []
+    assert sync_line(forum, tmp_path, capsys)[1]["key_changes"][0]["change"] == "removed"  # type: ignore[index]
+    forum.keys = [jwk_for(key, "globex")]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line["key_changes"]) == (
+        1,
+        [{"change": "rebound", "kid": jwk_for(key, "acme")["kid"], "member": "acme"}],
+    )
+    forum.keys = [jwk_for(key, "acme")]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line["key_changes"]) == (
+        0,
+        [{"change": "added", "kid": jwk_for(key, "acme")["kid"], "member": "acme"}],
+    )
+
+
+def test_a_revocation_cannot_be_taken_back_by_a_later_jwks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the replica has seen a key revoked since T, a JWKS showing it active again (or
+    revoked only later) fails sync and verify, and the statement the forum received after
+    T stays withdrawn."""
+    key = Ed25519PrivateKey.generate()
+    kid = jwk_for(key, "acme")["kid"]
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    backdated = snapshot(key, signal_type="pdq", value=PDQ, iat=IAT, received_at=T + 60)
+    forum.add_page([snapshot(key, iat=IAT, received_at=T - 60), backdated], has_more=False)
+    assert sync_line(forum, tmp_path, capsys)[0] == 0
+    forum.keys = [jwk_for(key, "acme", status="revoked", revoked_at=T_TEXT)]
+    code, line, _ = sync_line(forum, tmp_path, capsys)
+    assert (code, line["key_changes"]) == (
+        0,
+        [{"change": "revoked", "kid": kid, "member": "acme"}],
+    )
+    for hiding in (
+        jwk_for(key, "acme"),
+        jwk_for(key, "acme", status="revoked", revoked_at="2025-11-29T09:00:00Z"),
+    ):
+        forum.keys = [hiding]
+        code, line, err = sync_line(forum, tmp_path, capsys)
+        assert "KEY FAILURE: unrevoked" in err
+        assert (code, line["key_changes"]) == (
+            1,
+            [{"change": "unrevoked", "kid": kid, "member": "acme"}],
+        )
+        assert main(["verify", "--state", str(tmp_path)]) == 1
+        captured = capsys.readouterr()
+        line = json.loads(captured.out.splitlines()[-1])
+        assert (line["verified"], line["failed"]) == (1, 1)
+        assert f"pdq:{PDQ} by acme" in captured.err and "withdrawn" in captured.err

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client.api import CordialeClient
 from exchange.client.cli import main
 from exchange.client.replica import Replica
-from tests.client.fakes import MD5, PDQ, FakeForum, jwk_for, snapshot
+from tests.client.fakes import (
+    FORUM_URL,
+    MD5,
+    PDQ,
+    FakeForum,
+    forum_jwk,
+    jwk_for,
+    receipt_for,
+    snapshot,
+)
 
 KEY = Ed25519PrivateKey.generate()
-JWKS = {"keys": [jwk_for(KEY, "acme")]}
+JWKS = {"keys": [jwk_for(KEY, "acme"), forum_jwk()]}
 
 
 def test_apply_page_stores_verified_snapshots_and_the_cursor(tmp_path: Path) -> None:
@@ -78,7 +89,7 @@ def test_sync_resumes_from_the_stored_cursor_and_refetches_jwks(tmp_path: Path) 
     forum.keys = [jwk_for(KEY, "acme")]
     forum.add_page([snapshot(KEY)], has_more=True)
     forum.add_page([snapshot(KEY, signal_type="pdq", value=PDQ)], has_more=False)
-    client = CordialeClient("https://f.example", "k", transport=forum.transport())
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
     with Replica(tmp_path) as replica:
         first = replica.sync(client)
         assert (first.changes, first.pages, first.cursor) == (2, 2, "2")
@@ -118,3 +129,80 @@ def test_verify_names_a_tampered_statement(
 
 def test_verify_without_a_replica_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["verify", "--state", str(tmp_path / "none")]) == 2
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_replica_directory_and_files_are_private(tmp_path: Path) -> None:
+    """The state directory is created 0700 and the SQLite files (database, WAL, shared
+    memory) 0600, whatever the umask: the replica holds what other members shared."""
+    state = tmp_path / "state"
+    old_umask = os.umask(0o022)
+    try:
+        with Replica(state) as replica:
+            replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+            files = sorted(state.iterdir())
+            assert {f.name for f in files} >= {"replica.sqlite3", "replica.sqlite3-wal"}
+            assert _mode(state) == 0o700
+            assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        os.umask(old_umask)
+
+
+def test_a_looser_existing_replica_is_tightened(tmp_path: Path) -> None:
+    """A replica made world-readable (by an older client or by hand) is made private again
+    when it is next opened."""
+    state = tmp_path / "state"
+    with Replica(state) as replica:
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+    state.chmod(0o755)
+    for path in state.iterdir():
+        path.chmod(0o644)
+    with Replica(state) as replica:
+        assert replica.count_signals() == 1
+        assert _mode(state) == 0o700
+        assert {f.name: _mode(f) for f in state.iterdir()} == {
+            f.name: 0o600 for f in state.iterdir()
+        }
+
+
+def test_a_replica_from_before_receipts_is_fetched_again(tmp_path: Path) -> None:
+    """Statements stored without their receipts can no longer be verified: opening such a
+    replica empties it and forgets the cursor, so the next sync fetches everything anew."""
+    with Replica(tmp_path) as replica:
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "5"}, JWKS)
+        replica.execute("ALTER TABLE statements DROP COLUMN receipt")
+    with Replica(tmp_path) as replica:
+        assert replica.cursor is None and replica.count_signals() == 0
+        assert replica.execute("SELECT COUNT(*) FROM statements") == [(0,)]
+        replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
+        assert [r.ok for r in replica.verify_all()] == [True]
+
+
+def test_sync_refetches_the_jwks_for_a_receipt_by_a_new_forum_key(tmp_path: Path) -> None:
+    """The forum rotating its key while we sync: a receipt naming a forum kid we do not know
+    makes the sync fetch the JWKS again, and the statement verifies."""
+    new_forum_key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(KEY, "acme")]
+    fresh = snapshot(KEY)
+    statement = fresh["statements"][0]
+    statement["receipt"] = receipt_for(
+        statement["jws"], received_at=statement["iat"], forum_key=new_forum_key
+    )
+    forum.add_page([fresh], has_more=False)
+    answer_changes = forum.handle
+
+    def rotate_then_answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/changes"):  # after the sync's first JWKS fetch
+            forum.forum_keys = [forum_jwk(status="retired"), forum_jwk(new_forum_key)]
+        return answer_changes(request)
+
+    forum.handle = rotate_then_answer  # type: ignore[method-assign]
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
+    with Replica(tmp_path) as replica:
+        outcome = replica.sync(client)
+        assert outcome.refused == [] and forum.jwks_calls == 2
+        assert replica.count_signals() == 1

@@ -20,7 +20,7 @@ from exchange.client.submission import (
     submit_file,
     write_rejected,
 )
-from tests.client.fakes import FakeForum
+from tests.client.fakes import FORUM_URL, FakeForum
 
 HEADER = "signal_type,value,labels,tlp,audience,exp,content_type,ref\n"
 
@@ -71,7 +71,7 @@ def test_bad_rows_are_rejected_locally_and_written_beside_the_input(tmp_path: Pa
     forum = FakeForum()
     key = generate_key(tmp_path / "k.pem")
     path = write_csv(tmp_path / "in.csv", 5, bad_row=3)
-    client = CordialeClient("https://f.example", "k", transport=forum.transport())
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
     summary = submit_file(client, path, issuer="acme", private_key=key, batch_size=2)
     assert summary.totals() == {"accepted": 4, "duplicate": 0, "stale": 0, "rejected": 1}
     assert [len(batch) for batch in forum.submitted] == [2, 2]
@@ -88,7 +88,7 @@ def test_an_interrupted_submit_resumes_with_the_same_signed_statements(tmp_path:
     path = write_csv(tmp_path / "in.csv", 5)
     forum = FakeForum()
     forum.fail_submit_after = 1  # the server commits the second batch; its answer is lost
-    client = CordialeClient("https://f.example", "k", transport=forum.transport())
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
     with pytest.raises(KeyboardInterrupt):
         submit_file(client, path, issuer="acme", private_key=key, batch_size=2)
     assert len(forum.submitted) == 2
@@ -113,7 +113,7 @@ def test_a_resent_statement_the_server_already_has_counts_as_duplicate(tmp_path:
     key = generate_key(tmp_path / "k.pem")
     path = write_csv(tmp_path / "in.csv", 2)
     forum = FakeForum()
-    client = CordialeClient("https://f.example", "k", transport=forum.transport())
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
     submit_file(client, path, issuer="acme", private_key=key)
     # Lose the answer: drop the results record but keep the signing records.
     lines = progress_path(path).read_text().splitlines()
