@@ -43,11 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from exchange.db import fetchall, in_list
 from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
 from exchange.matching.service import match_search, vpdq_frame_hashes
-from exchange.selectors import Snapshot, snapshots
+from exchange.selectors import Snapshot, snapshots, visible_signal_ids
 from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
 from forum.errors import DomainError
 
@@ -148,11 +147,12 @@ def signals_match(
     *, member_id: int, queries: list[MatchQuery], max_distance: int, limit: int
 ) -> list[dict[str, Any]]:
     """One result per query: the visible signals at or near its value, closest first."""
+    reader = Reader(member_id)
     candidates = _near_candidates(queries, max_distance)
-    for query, exact in zip(queries, _exact_candidates(queries), strict=True):
+    for query, exact in zip(queries, _exact_candidates(reader, queries), strict=True):
         if exact is not None:
             candidates[query.index] = exact
-    found = _visible(Reader(member_id), candidates, limit + 1)
+    found = _visible(reader, candidates, limit + 1)
     results: list[dict[str, Any]] = []
     for query, matches in zip(queries, found, strict=True):
         result: dict[str, Any] = {
@@ -187,20 +187,23 @@ def _near_candidates(queries: list[MatchQuery], max_distance: int) -> list[Candi
     return out
 
 
-def _exact_candidates(queries: list[MatchQuery]) -> list[Candidates | None]:
-    """Signal ids of the exact-type queries' values (None for the other queries)."""
+def _exact_candidates(reader: Reader, queries: list[MatchQuery]) -> list[Candidates | None]:
+    """Visible signal ids of the exact-type queries' values (None for the other queries).
+
+    Visibility is checked in the same statement as the look-up (``visible_signal_ids``),
+    so a value the caller may not see costs exactly what an absent one does.
+    """
     by_type: dict[str, set[str]] = {}
     for q in queries:
         if q.error is None and q.signal_type not in NEAR_TYPES:
             by_type.setdefault(q.signal_type, set()).add(q.value)
     ids: dict[tuple[str, str], int] = {}
-    for signal_type, values in by_type.items():
-        clause, params = in_list("value", sorted(values))
-        for signal_id, value in fetchall(
-            f"SELECT id, value FROM exchange_signal WHERE signal_type = %s AND {clause}",
-            [signal_type, *params],
-        ):
-            ids[(signal_type, value)] = int(signal_id)
+    now = int(time.time())
+    for signal_type, values in sorted(by_type.items()):
+        found = visible_signal_ids(
+            reader=reader, signal_type=signal_type, values=sorted(values), now=now
+        )
+        ids.update(((signal_type, value), signal_id) for value, signal_id in found.items())
     out: list[Candidates | None] = []
     for q in queries:
         if q.error is not None or q.signal_type in NEAR_TYPES:
