@@ -51,7 +51,8 @@ class PDQIndex:
 
     A base snapshot (immutable, possibly memory-mapped) plus an in-memory delta of
     added entries and a set of base ids hidden by `remove` or replaced by `add`.
-    Not safe for concurrent mutation; concurrent queries are fine.
+    Not safe for concurrent mutation; concurrent queries are fine. To update an index
+    that other threads search, update a `copy` and publish it (copy-on-write).
     """
 
     def __init__(self) -> None:
@@ -215,6 +216,21 @@ class PDQIndex:
                     self._delta_hashes[pos] = self._delta_hashes[last]
                     self._delta_pos[moved] = pos
                 self._delta_n = last
+
+    def copy(self) -> PDQIndex:
+        """An independent copy to update while searches go on in this one.
+
+        The base arrays are shared (never written in place: often read-only maps); the
+        delta and the hidden set are copied, so this costs O(delta + hidden), not O(N).
+        """
+        other = PDQIndex.__new__(PDQIndex)
+        other.__dict__.update(self.__dict__)
+        other._hidden = set(self._hidden)
+        other._delta_pos = dict(self._delta_pos)
+        other._delta_ids = self._delta_ids[: self._delta_n].copy()
+        other._delta_hashes = self._delta_hashes[: self._delta_n].copy()
+        other.meta = dict(self.meta)
+        return other
 
     def compact(self) -> None:
         """Fold the delta and the removals into a new in-memory base snapshot."""
