@@ -249,6 +249,8 @@ CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 
 CORDIALE_MATCH_INDEX_DIR = env.path(
     "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
 )
+# Work one match request may cause, in indexed PDQ hashes compared (docs/limits.md).
+CORDIALE_MATCH_WORK_BUDGET = env.int("CORDIALE_MATCH_WORK_BUDGET", default=500_000_000)
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery/).
 CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)

@@ -29,7 +29,10 @@ near only values the caller may not see gets exactly the answer of a query near
 nothing: ``{"index": i, "truncated": false, "matches": []}``.
 
 Errors: a request that is not of this shape, has no queries or more than 1,000, or a
-bad ``max_distance`` or ``limit``, gets a 4xx problem. One bad query (unknown type,
+bad ``max_distance`` or ``limit``, gets a 4xx problem; so does one whose PDQ search
+would compare more indexed hashes than ``CORDIALE_MATCH_WORK_BUDGET`` (413
+``match_too_costly``: query hashes x index size where the index cannot prune, see
+``exchange.matching.service.match_search``). One bad query (unknown type,
 value not in canonical form) rejects that query only (DESIGN invariant 7): its result
 is ``{"index": i, "truncated": false, "matches": [], "error": {"code":
 "invalid_value", "detail": "..."}}`` and the other queries are answered.
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
@@ -177,7 +181,8 @@ def _near_candidates(queries: list[MatchQuery], max_distance: int) -> list[Candi
     raw = bytes.fromhex("".join(h for q in queries for h in q.hashes))
     hashes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
     best: dict[int, dict[int, int]] = {}
-    for owner, found in zip(owners, match_search(hashes, max_distance), strict=True):
+    found_per_hash = match_search(hashes, max_distance, budget=settings.CORDIALE_MATCH_WORK_BUDGET)
+    for owner, found in zip(owners, found_per_hash, strict=True):
         seen = best.setdefault(owner, {})
         for signal_id, distance in found:
             if distance < seen.get(signal_id, MAX_DISTANCE + 1):

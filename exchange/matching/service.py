@@ -95,6 +95,7 @@ from django.db import connection
 
 from exchange.db import fetchall, in_list
 from exchange.matching.pdq_index import HASH_BYTES, PDQIndex, hashes_from_hex
+from forum.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -381,12 +382,51 @@ def _fresh_state() -> MatchIndex:
         return state
 
 
-def match_search(hashes: npt.NDArray[np.uint8], max_distance: int) -> list[list[Match]]:
+class MatchTooCostly(DomainError):
+    """A search would compare more indexed hashes than one request may."""
+
+    code = "match_too_costly"
+    status = 413
+    title = "Search too costly"
+
+
+def match_search(
+    hashes: npt.NDArray[np.uint8], max_distance: int, *, budget: float | None = None
+) -> list[list[Match]]:
     """Search the process's index, caught up with the feed to within REFRESH_SECONDS.
 
-    No lock is held while searching: other threads' searches run alongside.
+    ``budget`` bounds the work, in indexed hashes compared (``PDQIndex.search_cost``
+    per query hash): past it, ``MatchTooCostly`` before anything is searched. No lock is
+    held while searching: other threads' searches run alongside.
     """
-    return _fresh_state().search(hashes, max_distance)
+    state = _fresh_state()
+    if budget is not None:
+        _check_cost(state.index, len(hashes), max_distance, budget)
+    return state.search(hashes, max_distance)
+
+
+def _check_cost(index: PDQIndex, count: int, max_distance: int, budget: float) -> None:
+    """Refuse a search the index cannot prune enough, before it costs anything.
+
+    Up to distance 47 the tables keep a hash's cost to a few percent of the index at
+    most; from 48 (or on a small index) every entry is compared, so the product of
+    query hashes and index size is what must stay bounded.
+    """
+    each = index.search_cost(max_distance)
+    cost = count * each
+    if cost <= budget:
+        return
+    pruned = [d for d in range(max_distance) if index.uses_tables(d)]
+    hint = (
+        f", or use max_distance {pruned[-1]} or less, where the index prunes the search"
+        if pruned and not index.uses_tables(max_distance)
+        else ""
+    )
+    raise MatchTooCostly(
+        f"This search would compare about {cost:,.0f} indexed hashes ({count:,} query "
+        f"hashes x {each:,.0f} each at max_distance {max_distance}); one request may "
+        f"compare at most {budget:,.0f}. Send fewer hashes per request{hint}."
+    )
 
 
 def match_index_reset() -> None:

@@ -19,13 +19,8 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from exchange.matching.pdq_index import PDQIndex
-from exchange.matching.service import (
-    CURRENT,
-    _database_name,
-    match_index_reset,
-    match_search,
-)
+from exchange.matching.service import match_index_reset, match_search
+from tests.exchange.match_support import write_random_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,15 +30,9 @@ HEAVY_QUERIES = 1_000
 
 @pytest.fixture
 def big_index(tmp_path: Path) -> Iterator[np.ndarray]:
-    """A snapshot of N random hashes, written where the process opens it (as the Celery
-    snapshot task would); yields the hashes."""
-    rng = np.random.default_rng(13)
-    hashes = rng.integers(0, 256, size=(N, 32), dtype=np.uint8)
+    """N random hashes in the snapshot the process opens; yields the hashes."""
     root = tmp_path / "match-index"
-    PDQIndex.build(np.arange(1, N + 1), hashes).save(
-        root / "snapshot-0", meta={"cursor": 0, "database": _database_name()}
-    )
-    (root / CURRENT).symlink_to("snapshot-0")
+    hashes = write_random_snapshot(root, N)
     match_index_reset()
     with override_settings(CORDIALE_MATCH_INDEX_DIR=root):
         yield hashes

@@ -340,9 +340,20 @@ class PDQIndex:
         n = len(self._ids)
         if n < BRUTE_FORCE_BELOW:
             return False
+        return self._table_cost(max_distance) < n
+
+    def _table_cost(self, max_distance: int) -> float:
         probes = N_CHUNKS * len(_flip_masks(_flips_needed(max_distance)))
-        expected_candidates = probes * n / N_BUCKETS
-        return expected_candidates * CANDIDATE_COST_FACTOR < n
+        expected_candidates = probes * len(self._ids) / N_BUCKETS
+        return expected_candidates * CANDIDATE_COST_FACTOR
+
+    def search_cost(self, max_distance: int) -> float:
+        """Expected work of searching one hash, in rows scanned (the unit of the
+        crossovers above): the base rows for a scan, the candidates times
+        CANDIDATE_COST_FACTOR through the tables, plus the delta, always scanned."""
+        d = _check_distance(max_distance)
+        base = self._table_cost(d) if self.uses_tables(d) else float(len(self._ids))
+        return base + self._delta_n
 
     def _search_base(
         self, queries: U8Array, max_distance: int
