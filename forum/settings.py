@@ -216,12 +216,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["members.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["forum.throttling.ScopedWorkThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "read": env.str("CORDIALE_THROTTLE_READ", default="6000/min"),
         "submit": env.str("CORDIALE_THROTTLE_SUBMIT", default="600/min"),
         "feedback": env.str("CORDIALE_THROTTLE_FEEDBACK", default="1200/min"),
         "manage": env.str("CORDIALE_THROTTLE_MANAGE", default="120/min"),
+        # Work budgets (docs/limits.md): statements submitted, PDQ hashes and values
+        # matched, feed rows asked for.
+        "statements": env.str("CORDIALE_THROTTLE_STATEMENTS", default="100000/min"),
+        "match_hashes": env.str("CORDIALE_THROTTLE_MATCH_HASHES", default="60000/min"),
+        "feed_rows": env.str("CORDIALE_THROTTLE_FEED_ROWS", default="2000000/min"),
     },
     "EXCEPTION_HANDLER": "forum.api.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

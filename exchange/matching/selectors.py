@@ -117,6 +117,12 @@ def match_request_parse(body: Any) -> tuple[list[MatchQuery], int, int]:
     return queries, max_distance, limit
 
 
+def match_request_cost(queries: list[MatchQuery]) -> int:
+    """Units of the ``match_hashes`` throttle: one per query, or per distinct frame of a
+    vpdq query (each is a PDQ search)."""
+    return sum(max(1, len(q.hashes)) for q in queries)
+
+
 def _parse_query(index: int, raw: Any) -> MatchQuery:
     query = MatchQuery(index)
     if not isinstance(raw, dict) or not all(
