@@ -107,7 +107,8 @@ class StatementsApi(APIView):
     def throttle_cost(self, request: Request) -> int:
         body = _body(request)
         tokens = body.get("statements") if isinstance(body, dict) else None
-        return len(tokens) if isinstance(tokens, list) else 1
+        # A batch the view refuses whole (none or too many items) processes nothing.
+        return len(tokens) if isinstance(tokens, list) and len(tokens) <= MAX_BATCH else 1
 
     @extend_schema(
         summary="Submit signed statements (1 to 10,000 compact JWS)",

@@ -408,9 +408,9 @@ def match_search(
 def _check_cost(index: PDQIndex, count: int, max_distance: int, budget: float) -> None:
     """Refuse a search the index cannot prune enough, before it costs anything.
 
-    Up to distance 47 the tables keep a hash's cost to a few percent of the index at
-    most; from 48 (or on a small index) every entry is compared, so the product of
-    query hashes and index size is what must stay bounded.
+    Up to distance 47 the tables keep a hash's cost below about a quarter of the index
+    (0.4 % at the default 31); from 48 (or on a small index) every entry is compared, so
+    the product of query hashes and index size is what must stay bounded.
     """
     each = index.search_cost(max_distance)
     cost = count * each

@@ -128,3 +128,14 @@ def test_match_is_charged_per_query_and_feed_per_row_asked(
     assert party.client.get("/api/v1/changes", {"limit": 10_000}).status_code == 200
     assert_problem(party.client.get("/api/v1/changes", {"limit": 5_001}), 429, "throttled")
     assert party.client.get("/api/v1/changes", {"limit": 5_000}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_batch_refused_whole_costs_one_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch over the 10,000-item cap is refused as too_many_statements, whatever the
+    budget, and spends one unit of it (a request), not 10,001."""
+    monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "statements", "100/day")
+    party = make_party()
+    assert_problem(_submit(party, 10_001), 413, "too_many_statements")
+    assert _submit(party, 99).status_code == 200
+    assert_problem(_submit(party, 1), 429, "throttled")
