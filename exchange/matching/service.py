@@ -25,7 +25,9 @@ cursor ORDER BY seq`` of every audience and re-checks each named signal: active 
 order, so this read never skips a committed change; re-checking the signal's state
 instead of interpreting the row makes repeated or reordered application harmless. So a
 change committed at time t is seen by every match request that starts after
-t + ``REFRESH_SECONDS`` (plus the catch-up itself: two indexed queries). Retractions
+t + ``REFRESH_SECONDS`` (plus the catch-up itself: two indexed queries), or after
+t + ``STALE_GRACE_SECONDS`` for one that arrives while another thread of its process
+is catching up (see "Concurrency"). Retractions
 and lapses take effect at once: the visibility filter reads the database, the index
 only narrows the candidates. Measured (tests/exchange/test_match_freshness.py): an
 assertion is matchable 0.19-0.21 s after its submission returned; over HTTP with 2
@@ -67,10 +69,13 @@ searches: a heavy one (a thousand hashes at a distance the tables cannot prune s
 every entry per hash, seconds at 1M) must not hold up a single-hash match of another
 member. A published ``MatchIndex`` is never changed: a catch-up with rows to apply
 updates a copy (``PDQIndex.copy``: the mapped base is shared, the delta and hidden set
-are copied, O(changes since the snapshot), ~ms at 100,000) and publishes it by
+are copied, O(changes since the snapshot): 3 ms with 100,000 added and 100,000
+removed entries on a 1M base) and publishes it by
 replacing one reference; searches keep the state they started with. One thread at a
-time refreshes (``_refresh_lock``); a search waits for it only when its own state is
-older than ``REFRESH_SECONDS``, i.e. for a catch-up, never for a search.
+time refreshes (``_refresh_lock``); meanwhile the other threads search the published
+state if it was caught up less than ``STALE_GRACE_SECONDS`` ago, so a long catch-up
+(after a bulk load: seconds) holds up no search; only a state older than that, or the
+first search of a process, waits for the refresh.
 (tests/exchange/test_match_concurrency.py: single-hash searches keep a sub-ms p50
 while 1,000 hashes at distance 64 scan 300k entries in another thread.)
 """
@@ -101,6 +106,7 @@ logger = logging.getLogger(__name__)
 
 INDEXED_TYPES = ("pdq", "vpdq")
 REFRESH_SECONDS = 0.2
+STALE_GRACE_SECONDS = 1.0
 SNAPSHOT_CHECK_SECONDS = 10.0
 FEED_BATCH = 20_000  # feed rows read per catch-up step
 CHECK_BATCH = 5_000  # signals re-checked per query
@@ -360,26 +366,41 @@ def _stale(state: MatchIndex | None) -> bool:
 
 
 def _fresh_state() -> MatchIndex:
-    """The process's index, caught up with the feed to within REFRESH_SECONDS."""
-    global _current
+    """The process's index, caught up with the feed to within REFRESH_SECONDS (or
+    STALE_GRACE_SECONDS while another thread is catching up)."""
     state = _current
     if state is not None and not _stale(state):
         return state
-    with _refresh_lock:
-        state = _current  # another thread may have refreshed it while this one waited
-        if state is None:
-            state = _open(snapshot_root())
-        elif _stale(state):
-            if time.monotonic() - state.snapshot_checked_at >= SNAPSHOT_CHECK_SECONDS:
-                state = _switch_to_newer_snapshot(state, snapshot_root())
-            if time.monotonic() - state.refreshed_at >= REFRESH_SECONDS:
-                state = state.caught_up()
-        if state is not _current:
-            from forum.metrics import set_index_size
-
-            set_index_size(len(state.index))
-        _current = state
+    # While another thread catches up, a state caught up less than STALE_GRACE_SECONDS
+    # ago keeps serving: a long catch-up (after a bulk load) holds up no search. Older
+    # states, and the first search of a process, wait for the refresh.
+    recent = state is not None and time.monotonic() - state.refreshed_at < STALE_GRACE_SECONDS
+    if not _refresh_lock.acquire(blocking=not recent):
+        assert state is not None
         return state
+    try:
+        return _refresh()
+    finally:
+        _refresh_lock.release()
+
+
+def _refresh() -> MatchIndex:
+    """Open, switch or catch up the process's index as due; under ``_refresh_lock``."""
+    global _current
+    state = _current  # another thread may have refreshed it while this one waited
+    if state is None:
+        state = _open(snapshot_root())
+    elif _stale(state):
+        if time.monotonic() - state.snapshot_checked_at >= SNAPSHOT_CHECK_SECONDS:
+            state = _switch_to_newer_snapshot(state, snapshot_root())
+        if time.monotonic() - state.refreshed_at >= REFRESH_SECONDS:
+            state = state.caught_up()
+    if state is not _current:
+        from forum.metrics import set_index_size
+
+        set_index_size(len(state.index))
+    _current = state
+    return state
 
 
 class MatchTooCostly(DomainError):

@@ -19,7 +19,8 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from exchange.matching.service import match_index_reset, match_search
+from exchange.matching import service
+from exchange.matching.service import MatchIndex, match_index_reset, match_search
 from tests.exchange.match_support import write_random_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,3 +83,37 @@ def test_a_normal_match_keeps_its_latency_while_a_heavy_one_runs(big_index: np.n
     assert max(loaded) < 0.1
     assert max(loaded) < heavy_time[0] / 10
     assert heavy_running, "the heavy search ended before the probes: nothing was measured"
+
+
+def test_a_long_catch_up_holds_up_no_search(
+    big_index: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one thread catches up with the feed for 2 s (as after a bulk load), a
+    search in another thread answers at once from the index as it was."""
+    assert match_search(big_index[:1], 31)[0][0] == (1, 0)  # opens the index
+    original = MatchIndex.caught_up
+    entered = threading.Event()
+
+    def slow_catch_up(self: MatchIndex) -> MatchIndex:
+        entered.set()
+        time.sleep(2.0)
+        return original(self)
+
+    monkeypatch.setattr(MatchIndex, "caught_up", slow_catch_up)
+    monkeypatch.setattr(service, "REFRESH_SECONDS", 0.0)  # every search finds it stale
+
+    def refresh() -> None:
+        try:
+            match_search(big_index[:1], 31)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=refresh)
+    thread.start()
+    assert entered.wait(5)
+    took = _timed_search(big_index[1:2], 31)
+    refreshing = thread.is_alive()
+    thread.join()
+    print(f"search during a 2 s catch-up: {took * 1000:.1f} ms")
+    assert took < 0.5
+    assert refreshing, "the catch-up ended before the search: nothing was measured"
