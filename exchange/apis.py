@@ -8,7 +8,8 @@ call services directly instead of going through DRF serializers.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
@@ -25,7 +26,12 @@ from members.apis import principal
 
 from . import json_input, selectors
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
-from .matching.selectors import match_request_parse, signals_match
+from .matching.selectors import (
+    MatchQuery,
+    match_request_cost,
+    match_request_parse,
+    signals_match,
+)
 from .models import Label
 from .services.opinions import opinion_delete, opinion_set
 from .services.statements import MAX_BATCH, statement_submit
@@ -47,6 +53,22 @@ def _json_body(request: Request) -> Any:
         return json_input.loads(raw)
     except json_input.InvalidJSON as exc:
         raise DomainError(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+T = TypeVar("T")
+
+
+def _once(request: Request, name: str, make: Callable[[], T]) -> T:
+    """``make()`` computed once per request: the work throttle (forum/throttling.py)
+    counts the items of a body before the view uses it."""
+    memo = vars(request).setdefault("_cordiale_memo", {})
+    if name not in memo:
+        memo[name] = make()
+    return cast(T, memo[name])
+
+
+def _body(request: Request) -> Any:
+    return _once(request, "body", lambda: _json_body(request))
 
 
 class SignalTypesApi(APIView):
@@ -80,6 +102,13 @@ class LabelsApi(APIView):
 class StatementsApi(APIView):
     required_scope = "submit"
     throttle_scope = "submit"
+    work_scope = "statements"
+
+    def throttle_cost(self, request: Request) -> int:
+        body = _body(request)
+        tokens = body.get("statements") if isinstance(body, dict) else None
+        # A batch the view refuses whole (none or too many items) processes nothing.
+        return len(tokens) if isinstance(tokens, list) and len(tokens) <= MAX_BATCH else 1
 
     @extend_schema(
         summary="Submit signed statements (1 to 10,000 compact JWS)",
@@ -89,7 +118,7 @@ class StatementsApi(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request) -> HttpResponse:
-        body = _json_body(request)
+        body = _body(request)
         tokens = body.get("statements") if isinstance(body, dict) else None
         if not isinstance(tokens, list) or not tokens:
             raise DomainError(
@@ -126,6 +155,10 @@ def _limit(request: Request) -> int:
 class ChangesApi(APIView):
     required_scope = "read"
     throttle_scope = "read"
+    work_scope = "feed_rows"
+
+    def throttle_cost(self, request: Request) -> int:
+        return _limit(request)
 
     @extend_schema(
         summary="Follow the change feed",
@@ -165,6 +198,10 @@ class SignalApi(APIView):
 class MatchApi(APIView):
     required_scope = "read"
     throttle_scope = "read"
+    work_scope = "match_hashes"
+
+    def throttle_cost(self, request: Request) -> int:
+        return match_request_cost(_match_request(request)[0])
 
     @extend_schema(
         summary="Match 1 to 1,000 values: exact types by equality, pdq and vpdq by distance",
@@ -183,7 +220,7 @@ class MatchApi(APIView):
         from forum.metrics import observe_match
 
         started = time.perf_counter()
-        queries, max_distance, limit = match_request_parse(_json_body(request))
+        queries, max_distance, limit = _match_request(request)
         results = signals_match(
             member_id=principal(request).member.pk,
             queries=queries,
@@ -192,6 +229,10 @@ class MatchApi(APIView):
         )
         observe_match(time.perf_counter() - started)
         return json_response({"results": results})
+
+
+def _match_request(request: Request) -> tuple[list[MatchQuery], int, int]:
+    return _once(request, "match", lambda: match_request_parse(_body(request)))
 
 
 class OpinionInput(serializers.Serializer[Any]):

@@ -29,6 +29,36 @@ def _audience_clause(reader: Reader) -> tuple[str, list[Any]]:
     return clause, params
 
 
+def _visible_clause(reader: Reader, now: int) -> tuple[str, list[Any]]:
+    """The visibility rule on ``exchange_currentstatement cs``: a live assertion for one
+    of the reader's audiences."""
+    aud_clause, aud_params = _audience_clause(reader)
+    return f"{aud_clause} AND (cs.exp IS NULL OR cs.exp > %s)", [*aud_params, now]
+
+
+def visible_signal_ids(
+    *, reader: Reader, signal_type: str, values: Sequence[str], now: int | None = None
+) -> dict[str, int]:
+    """Signal id by value, for the values of one type that the reader may see.
+
+    One statement whatever the values' state: a value nobody submitted and a value the
+    reader may not see cost the same query and the same answer (absent from the result),
+    so neither the count nor the time of the database work tells them apart.
+    """
+    if not values:
+        return {}
+    now = int(time.time()) if now is None else now
+    values_clause, values_params = signal_value_in(values, "s.value")
+    visible_clause, visible_params = _visible_clause(reader, now)
+    rows = fetchall(
+        "SELECT DISTINCT s.id, s.value FROM exchange_signal s "
+        "JOIN exchange_currentstatement cs ON cs.signal_id = s.id "
+        f"WHERE s.signal_type = %s AND {values_clause} AND {visible_clause}",
+        [signal_type, *values_params, *visible_params],
+    )
+    return {value: int(signal_id) for signal_id, value in rows}
+
+
 def visible_statements(
     *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
 ) -> dict[int, list[tuple[Any, ...]]]:
@@ -41,7 +71,7 @@ def visible_statements(
         return {}
     now = int(time.time()) if now is None else now
     ids_clause, ids_params = in_list("cs.signal_id", signal_ids)
-    aud_clause, aud_params = _audience_clause(reader)
+    visible_clause, visible_params = _visible_clause(reader, now)
     rows = fetchall(
         "SELECT cs.signal_id, st.member_slug, st.kid, st.iat, st.labels, st.tlp, "
         f"st.audience, st.exp, st.jws, {rfc3339('st.received_at')}, s.signal_type, s.value, "
@@ -49,9 +79,9 @@ def visible_statements(
         "FROM exchange_currentstatement cs "
         "JOIN exchange_statement st ON st.id = cs.statement_id "
         "JOIN exchange_signal s ON s.id = cs.signal_id "
-        f"WHERE {ids_clause} AND {aud_clause} AND (cs.exp IS NULL OR cs.exp > %s) "
+        f"WHERE {ids_clause} AND {visible_clause} "
         "ORDER BY cs.signal_id, st.iat, st.id",
-        [*ids_params, *aud_params, now],
+        [*ids_params, *visible_params],
     )
     out: dict[int, list[tuple[Any, ...]]] = {}
     for row in rows:
@@ -210,11 +240,19 @@ def signal_find(*, signal_type: str, value: str) -> Signal | None:
 
 
 def signal_snapshot_for(*, member_id: int, signal_type: str, value: str) -> Snapshot | None:
-    """The snapshot if the member may see the signal, else None (never say why)."""
-    signal = signal_find(signal_type=signal_type, value=value)
-    if signal is None:
+    """The snapshot if the member may see the signal, else None (never say why).
+
+    Absent and invisible take the same path (``visible_signal_ids``): no early exit
+    when the value is unknown, which a query count or a timing would reveal.
+    """
+    if "\x00" in signal_type or "\x00" in value:
+        return None  # not a canonical value of any type, for anybody
+    reader = Reader(member_id)
+    now = int(time.time())
+    found = visible_signal_ids(reader=reader, signal_type=signal_type, values=[value], now=now)
+    if value not in found:
         return None
-    return snapshots(reader=Reader(member_id), signal_ids=[signal.pk]).get(signal.pk)
+    return snapshots(reader=reader, signal_ids=[found[value]], now=now).get(found[value])
 
 
 def signal_values(signal_ids: Sequence[int]) -> dict[int, tuple[str, str]]:

@@ -239,12 +239,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["members.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["forum.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["forum.throttling.ScopedWorkThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "read": env.str("CORDIALE_THROTTLE_READ", default="6000/min"),
         "submit": env.str("CORDIALE_THROTTLE_SUBMIT", default="600/min"),
         "feedback": env.str("CORDIALE_THROTTLE_FEEDBACK", default="1200/min"),
         "manage": env.str("CORDIALE_THROTTLE_MANAGE", default="120/min"),
+        # Work budgets (docs/limits.md): statements submitted, PDQ hashes and values
+        # matched, feed rows asked for.
+        "statements": env.str("CORDIALE_THROTTLE_STATEMENTS", default="100000/min"),
+        "match_hashes": env.str("CORDIALE_THROTTLE_MATCH_HASHES", default="60000/min"),
+        "feed_rows": env.str("CORDIALE_THROTTLE_FEED_ROWS", default="2000000/min"),
     },
     "EXCEPTION_HANDLER": "forum.api.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -284,6 +289,8 @@ CORDIALE_FORUM_PREVIOUS_KEYS = env.list("CORDIALE_FORUM_PREVIOUS_KEYS", default=
 CORDIALE_MATCH_INDEX_DIR = env.path(
     "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
 )
+# Work one match request may cause, in indexed PDQ hashes compared (docs/limits.md).
+CORDIALE_MATCH_WORK_BUDGET = env.int("CORDIALE_MATCH_WORK_BUDGET", default=500_000_000)
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery/).
 CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)

@@ -29,7 +29,10 @@ near only values the caller may not see gets exactly the answer of a query near
 nothing: ``{"index": i, "truncated": false, "matches": []}``.
 
 Errors: a request that is not of this shape, has no queries or more than 1,000, or a
-bad ``max_distance`` or ``limit``, gets a 4xx problem. One bad query (unknown type,
+bad ``max_distance`` or ``limit``, gets a 4xx problem; so does one whose PDQ search
+would compare more indexed hashes than ``CORDIALE_MATCH_WORK_BUDGET`` (413
+``match_too_costly``: query hashes x index size where the index cannot prune, see
+``exchange.matching.service.match_search``). One bad query (unknown type,
 value not in canonical form) rejects that query only (DESIGN invariant 7): its result
 is ``{"index": i, "truncated": false, "matches": [], "error": {"code":
 "invalid_value", "detail": "..."}}`` and the other queries are answered.
@@ -42,12 +45,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
-from exchange.db import fetchall, signal_value_in
 from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
 from exchange.matching.service import match_search, vpdq_frame_hashes
-from exchange.selectors import Snapshot, snapshots
+from exchange.selectors import Snapshot, snapshots, visible_signal_ids
 from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
 from forum.errors import DomainError
 
@@ -114,6 +117,12 @@ def match_request_parse(body: Any) -> tuple[list[MatchQuery], int, int]:
     return queries, max_distance, limit
 
 
+def match_request_cost(queries: list[MatchQuery]) -> int:
+    """Units of the ``match_hashes`` throttle: one per query, or per distinct frame of a
+    vpdq query (each is a PDQ search)."""
+    return sum(max(1, len(q.hashes)) for q in queries)
+
+
 def _parse_query(index: int, raw: Any) -> MatchQuery:
     query = MatchQuery(index)
     if not isinstance(raw, dict) or not all(
@@ -148,11 +157,12 @@ def signals_match(
     *, member_id: int, queries: list[MatchQuery], max_distance: int, limit: int
 ) -> list[dict[str, Any]]:
     """One result per query: the visible signals at or near its value, closest first."""
+    reader = Reader(member_id)
     candidates = _near_candidates(queries, max_distance)
-    for query, exact in zip(queries, _exact_candidates(queries), strict=True):
+    for query, exact in zip(queries, _exact_candidates(reader, queries), strict=True):
         if exact is not None:
             candidates[query.index] = exact
-    found = _visible(Reader(member_id), candidates, limit + 1)
+    found = _visible(reader, candidates, limit + 1)
     results: list[dict[str, Any]] = []
     for query, matches in zip(queries, found, strict=True):
         result: dict[str, Any] = {
@@ -177,7 +187,8 @@ def _near_candidates(queries: list[MatchQuery], max_distance: int) -> list[Candi
     raw = bytes.fromhex("".join(h for q in queries for h in q.hashes))
     hashes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
     best: dict[int, dict[int, int]] = {}
-    for owner, found in zip(owners, match_search(hashes, max_distance), strict=True):
+    found_per_hash = match_search(hashes, max_distance, budget=settings.CORDIALE_MATCH_WORK_BUDGET)
+    for owner, found in zip(owners, found_per_hash, strict=True):
         seen = best.setdefault(owner, {})
         for signal_id, distance in found:
             if distance < seen.get(signal_id, MAX_DISTANCE + 1):
@@ -187,20 +198,23 @@ def _near_candidates(queries: list[MatchQuery], max_distance: int) -> list[Candi
     return out
 
 
-def _exact_candidates(queries: list[MatchQuery]) -> list[Candidates | None]:
-    """Signal ids of the exact-type queries' values (None for the other queries)."""
+def _exact_candidates(reader: Reader, queries: list[MatchQuery]) -> list[Candidates | None]:
+    """Visible signal ids of the exact-type queries' values (None for the other queries).
+
+    Visibility is checked in the same statement as the look-up (``visible_signal_ids``),
+    so a value the caller may not see costs exactly what an absent one does.
+    """
     by_type: dict[str, set[str]] = {}
     for q in queries:
         if q.error is None and q.signal_type not in NEAR_TYPES:
             by_type.setdefault(q.signal_type, set()).add(q.value)
     ids: dict[tuple[str, str], int] = {}
-    for signal_type, values in by_type.items():
-        clause, params = signal_value_in(sorted(values))
-        for signal_id, value in fetchall(
-            f"SELECT id, value FROM exchange_signal WHERE signal_type = %s AND {clause}",
-            [signal_type, *params],
-        ):
-            ids[(signal_type, value)] = int(signal_id)
+    now = int(time.time())
+    for signal_type, values in sorted(by_type.items()):
+        found = visible_signal_ids(
+            reader=reader, signal_type=signal_type, values=sorted(values), now=now
+        )
+        ids.update(((signal_type, value), signal_id) for value, signal_id in found.items())
     out: list[Candidates | None] = []
     for q in queries:
         if q.error is not None or q.signal_type in NEAR_TYPES:

@@ -5,7 +5,7 @@
 Creates a fresh PostgreSQL database (``cordiale_bench`` on 127.0.0.1:5432, user
 postgres, or ``--pg``), migrates it, creates 2 members with signing keys, and pre-signs
 ``runs`` sets of statements (``pdq``, audience ``forum``). It starts ``gunicorn
-forum.wsgi:application -w 2`` against that database (no Redis, submit throttle raised)
+forum.wsgi:application -w 2`` against that database (no Redis, submit throttles raised)
 and, per run, 2 client processes (one per member) POST their statements in batches of
 1,000 over HTTP at the same time. It prints accepted statements/s (median of the runs)
 and, measured in the same run on the same statements, the ceiling: how many of those
@@ -176,6 +176,7 @@ def _start_gunicorn(database_url: str) -> tuple[subprocess.Popen[bytes], str]:
         # Plain HTTP on loopback, as behind a TLS-terminating proxy.
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "CORDIALE_THROTTLE_SUBMIT": "1000000/min",
+        "CORDIALE_THROTTLE_STATEMENTS": "100000000/min",
         "DJANGO_SETTINGS_MODULE": "forum.settings",
     }
     env.pop("REDIS_URL", None)

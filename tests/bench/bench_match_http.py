@@ -59,6 +59,8 @@ def _env(args: argparse.Namespace, index_dir: str) -> dict[str, str]:
         DJANGO_SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback, as behind a TLS proxy
         CORDIALE_THROTTLE_READ="100000000/min",
         CORDIALE_THROTTLE_SUBMIT="100000000/min",
+        CORDIALE_THROTTLE_MATCH_HASHES="100000000/min",
+        CORDIALE_THROTTLE_STATEMENTS="100000000/min",
         CORDIALE_MATCH_INDEX_DIR=index_dir,
         DJANGO_LOG_LEVEL="WARNING",
         # Persistent connections, as a deployment with PgBouncer in front gets.

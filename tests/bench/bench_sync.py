@@ -225,6 +225,7 @@ def main() -> None:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "CORDIALE_THROTTLE_READ": "1000000/min",
+        "CORDIALE_THROTTLE_FEED_ROWS": "1000000000/min",
         "DJANGO_LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)

@@ -236,3 +236,20 @@ def test_hex_helpers() -> None:
             hex_to_bytes(bad)
         with pytest.raises(ValueError):
             hashes_from_hex([bad])
+
+
+def test_copy_is_updated_without_changing_the_original() -> None:
+    """Adds and removes on a copy leave the original's answers as they were (the
+    process's index is updated copy-on-write while other threads search it)."""
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 256, size=(50, 32), dtype=np.uint8)
+    original = PDQIndex.build(np.arange(50), hashes)
+    original.add([100], hashes[:1])
+    before = original.query_many(hashes, 31)
+    copy = original.copy()
+    copy.remove([0, 100])
+    copy.add([7, 200], hashes[1:3])
+    assert original.query_many(hashes, 31) == before
+    assert len(original) == 51 and len(copy) == 50
+    assert copy.query(hashes[0]) == []
+    assert copy.query(hashes[1]) == [(1, 0), (7, 0)]

@@ -51,7 +51,8 @@ class PDQIndex:
 
     A base snapshot (immutable, possibly memory-mapped) plus an in-memory delta of
     added entries and a set of base ids hidden by `remove` or replaced by `add`.
-    Not safe for concurrent mutation; concurrent queries are fine.
+    Not safe for concurrent mutation; concurrent queries are fine. To update an index
+    that other threads search, update a `copy` and publish it (copy-on-write).
     """
 
     def __init__(self) -> None:
@@ -216,6 +217,21 @@ class PDQIndex:
                     self._delta_pos[moved] = pos
                 self._delta_n = last
 
+    def copy(self) -> PDQIndex:
+        """An independent copy to update while searches go on in this one.
+
+        The base arrays are shared (never written in place: often read-only maps); the
+        delta and the hidden set are copied, so this costs O(delta + hidden), not O(N).
+        """
+        other = PDQIndex.__new__(PDQIndex)
+        other.__dict__.update(self.__dict__)
+        other._hidden = set(self._hidden)
+        other._delta_pos = dict(self._delta_pos)
+        other._delta_ids = self._delta_ids[: self._delta_n].copy()
+        other._delta_hashes = self._delta_hashes[: self._delta_n].copy()
+        other.meta = dict(self.meta)
+        return other
+
     def compact(self) -> None:
         """Fold the delta and the removals into a new in-memory base snapshot."""
         if not self._hidden and self._delta_n == 0:
@@ -324,9 +340,20 @@ class PDQIndex:
         n = len(self._ids)
         if n < BRUTE_FORCE_BELOW:
             return False
+        return self._table_cost(max_distance) < n
+
+    def _table_cost(self, max_distance: int) -> float:
         probes = N_CHUNKS * len(_flip_masks(_flips_needed(max_distance)))
-        expected_candidates = probes * n / N_BUCKETS
-        return expected_candidates * CANDIDATE_COST_FACTOR < n
+        expected_candidates = probes * len(self._ids) / N_BUCKETS
+        return expected_candidates * CANDIDATE_COST_FACTOR
+
+    def search_cost(self, max_distance: int) -> float:
+        """Expected work of searching one hash, in rows scanned (the unit of the
+        crossovers above): the base rows for a scan, the candidates times
+        CANDIDATE_COST_FACTOR through the tables, plus the delta, always scanned."""
+        d = _check_distance(max_distance)
+        base = self._table_cost(d) if self.uses_tables(d) else float(len(self._ids))
+        return base + self._delta_n
 
     def _search_base(
         self, queries: U8Array, max_distance: int

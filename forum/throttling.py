@@ -1,0 +1,120 @@
+"""Throttles: per member and scope, charged by the work a request asks for, counted
+atomically.
+
+Two budgets apply to a request, both per member (per client address before
+authentication) and per fixed window of the rate's period:
+
+- requests: the view's ``throttle_scope`` (``read``, ``submit``, ``feedback``,
+  ``manage``), one unit per request, as DRF's ``ScopedRateThrottle``;
+- work: the view's ``work_scope`` (``statements`` submitted, ``match_hashes`` searched,
+  ``feed_rows`` asked for), ``view.throttle_cost(request)`` units. A batch of 10,000
+  statements costs 10,000 units, not one request's worth.
+
+Rates are DRF rate strings in ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` (``"100000/min"``).
+
+Counting. DRF's ``SimpleRateThrottle`` reads a list of timestamps, appends to it and
+writes it back: concurrent requests read the same list and all pass. Here a window is one
+integer in the cache under ``throttle:<scope>:<ident>:<window number>``, created with
+``cache.add`` and increased with ``cache.incr`` by the request's cost; both are atomic on
+Redis (SET NX, INCRBY) and on the in-memory cache (under its lock). A request is admitted
+when the counter, after its own increment, is within the rate, so the units admitted in
+a window never exceed it, however many requests race; a refused request takes its units
+back. A fixed window lets a client spend a rate at the end of one window and again at
+the start of the next (at most twice the rate over one period): the price of needing
+nothing but ``add`` and ``incr``, which every Django cache offers.
+
+A request that alone costs more than a whole window's rate could never pass: it gets a
+413 ``exceeds_rate_limit`` problem at once instead of 429s for ever. Throttled requests
+get 429 ``throttled`` with ``Retry-After``: the seconds until the window ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from forum.errors import DomainError
+
+
+class ExceedsRateLimit(DomainError):
+    """One request costs more than the scope allows in a whole period."""
+
+    code = "exceeds_rate_limit"
+    status = 413
+    title = "Request exceeds the rate limit"
+
+
+class ScopedWorkThrottle(SimpleRateThrottle):
+    """Admit a request if its scope's request budget and work budget both have room."""
+
+    cache_format = "throttle:%(scope)s:%(ident)s:%(window)d"
+
+    def __init__(self) -> None:
+        # Rates depend on the view: read them in allow_request, as ScopedRateThrottle does.
+        self.wait_seconds: float | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        charged: list[tuple[str, int]] = []
+        for scope, cost in self._charges(request, view):
+            key = self._take(request, scope, cost)
+            if key is None:
+                for taken, units in charged:
+                    self._give_back(taken, units)
+                return False
+            charged.append((key, cost))
+        return True
+
+    def wait(self) -> float | None:
+        return self.wait_seconds
+
+    def _charges(self, request: Request, view: Any) -> list[tuple[str, int]]:
+        charges: list[tuple[str, int]] = []
+        if getattr(view, "throttle_scope", None):
+            charges.append((view.throttle_scope, 1))
+        if getattr(view, "work_scope", None):
+            charges.append((view.work_scope, max(1, int(view.throttle_cost(request)))))
+        return charges
+
+    def _take(self, request: Request, scope: str, cost: int) -> str | None:
+        """Charge ``cost`` units to the scope's current window: the counter's key, or
+        None (and ``wait_seconds`` set) if the window has no room for them."""
+        self.scope = scope
+        limit, period = self.parse_rate(self.THROTTLE_RATES.get(scope))
+        if limit is None or period is None:
+            return ""  # a scope without a rate is not limited
+        if cost > limit:
+            raise ExceedsRateLimit(
+                f"This request costs {cost:,} units of the {scope!r} budget, which allows "
+                f"{limit:,} per {period} s: split it into requests of at most {limit:,}."
+            )
+        now = self.timer()
+        window = int(now // period)
+        ident = request.user.pk if request.user and request.user.is_authenticated else None
+        key = self.cache_format % {
+            "scope": scope,
+            "ident": ident if ident is not None else self.get_ident(request),
+            "window": window,
+        }
+        # Kept past the window's end so that a request arriving just then finds it.
+        self.cache.add(key, 0, timeout=2 * period)
+        try:
+            used = self.cache.incr(key, cost)
+        except ValueError:  # evicted between add and incr: start it again
+            self.cache.add(key, 0, timeout=2 * period)
+            used = self.cache.incr(key, cost)
+        if used <= limit:
+            return key
+        self._give_back(key, cost)
+        self.wait_seconds = max(1.0, math.ceil((window + 1) * period - now))
+        return None
+
+    def _give_back(self, key: str, units: int) -> None:
+        if not key:
+            return
+        # ValueError: the window expired meanwhile, nothing left to give back to.
+        with contextlib.suppress(ValueError):
+            self.cache.decr(key, units)
