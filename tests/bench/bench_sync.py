@@ -69,6 +69,8 @@ def load(url: str, n: int, env: dict[str, str]) -> str:
     now = datetime.now(UTC)
     iat = int(now.timestamp())
     jws_dummy = "eyJhbGciOiJFZERTQSIsImtpZCI6Ik" + "x" * 330
+    # A forum receipt is ~380 characters (header, four claims, signature).
+    receipt_dummy = "eyJhbGciOiJFZERTQSIsImtpZCI6Ik" + "r" * 342
     with psycopg.connect(url) as conn:
         member_id, key_id, kid = conn.execute(
             "SELECT m.id, k.id, k.kid FROM members_member m JOIN members_signingkey k "
@@ -83,7 +85,7 @@ def load(url: str, n: int, env: dict[str, str]) -> str:
             with cur.copy(
                 "COPY exchange_statement (id, member_id, signing_key_id, signal_id, "
                 "member_slug, kid, jti, iat, op, labels, tlp, audience, exp, content_type, "
-                "ref, jws, token_digest, received_at, withdrawn_reason) FROM STDIN"
+                "ref, jws, token_digest, received_at, withdrawn_reason, receipt) FROM STDIN"
             ) as copy:
                 for i in range(1, n + 1):
                     copy.write_row(
@@ -107,6 +109,7 @@ def load(url: str, n: int, env: dict[str, str]) -> str:
                             "0" * 64,
                             now,
                             "",
+                            f"{receipt_dummy}{i:08d}",
                         )
                     )
             with cur.copy(
@@ -174,7 +177,7 @@ def ceiling_pass(url: str) -> tuple[float, int]:
         while True:
             rows = conn.execute(
                 "SELECT f.seq, s.signal_type, s.value, st.member_slug, st.kid, st.iat, "
-                "st.labels, st.tlp, st.audience, st.exp, st.jws, st.received_at "
+                "st.labels, st.tlp, st.audience, st.exp, st.jws, st.received_at, st.receipt "
                 "FROM exchange_feedentry f JOIN exchange_signal s ON s.id = f.signal_id "
                 "JOIN exchange_currentstatement cs ON cs.signal_id = s.id "
                 "JOIN exchange_statement st ON st.id = cs.statement_id "
@@ -197,6 +200,7 @@ def ceiling_pass(url: str) -> tuple[float, int]:
                         "exp": r[9],
                         "jws": r[10],
                         "updated_at": r[11],
+                        "receipt": r[12],
                     }
                     for r in rows
                 ]
