@@ -28,8 +28,8 @@ from exchange import jws
 from members.applications import application_submit
 from members.models import AuditEntry, Member, MembershipApplication
 from members.services import api_key_lookup
-from tests.conftest import IN_CI
 from tests.factories import make_party, make_staff, pdq
+from tests.support.services import unavailable
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -48,9 +48,10 @@ PASSWORD = "correct horse battery staple"
 
 
 def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but the browser tests cannot run: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: browser tests need {reason}")
+    unavailable(
+        f"CI=true but the browser tests cannot run: {reason}",
+        f"SKIPPED LOUDLY: browser tests need {reason}",
+    )
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from exchange.services.webhook_delivery import webhook_deliver
 from exchange.webhook_secrets import secret_decrypt
 from members.models import AuditEntry
 from members.services import member_set_status
-from tests.exchange.webhook_support import Receiver
 from tests.factories import make_party, pdq
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -36,13 +36,6 @@ def in_process(settings: Any) -> Iterator[None]:
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = saved
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def create(party: Any, url: str, **extra: Any) -> Any:

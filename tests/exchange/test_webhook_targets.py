@@ -25,8 +25,8 @@ from exchange.models import WebhookDelivery, WebhookEndpoint
 from exchange.services.webhook_delivery import webhook_deliver
 from exchange.services.webhooks import webhook_create, webhook_target_check
 from forum.errors import DomainError
-from tests.exchange.webhook_support import Receiver
 from tests.factories import make_party, pdq
+from tests.support.receivers import Receiver
 
 PUBLIC = "93.184.215.14"
 
@@ -79,13 +79,6 @@ def resolve(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     yield answers
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def code_of(url: str) -> str | None:

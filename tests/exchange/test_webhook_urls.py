@@ -12,8 +12,8 @@ from exchange.models import WebhookDelivery
 from exchange.services.webhook_delivery import webhook_deliver
 from exchange.services.webhooks import webhook_create, webhook_target_check
 from forum.errors import DomainError
-from tests.exchange.webhook_support import Receiver
 from tests.factories import make_party, pdq
+from tests.support.receivers import Receiver
 
 PRIVATE = [
     "https://127.0.0.1/hook",

@@ -9,7 +9,6 @@ an HTTP receiver on 127.0.0.1: a member submits through the API with its own
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.exchange.webhook_support import (
-    ROOT,
-    Receiver,
-    RedisServer,
-    Worker,
-    celery_broker,
-    database_url,
-    wait_for,
-)
 from tests.factories import make_party, pdq
+from tests.support.processes import Worker, celery_worker_env, wait_for
+from tests.support.receivers import Receiver
+from tests.support.redis import RedisServer, celery_broker
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,33 +32,10 @@ CREATION_ID = "create-webhook-0001"
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def worker(redis_server: RedisServer, tmp_path: Path, transactional_db: None) -> Iterator[Worker]:
     """A worker logging JSON lines (no DJANGO_DEBUG) and no beat: every delivery in this
     test is caused by the submission, none by the periodic sweep."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "forum.test_settings",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_server.url,
-        "CORDIALE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "DJANGO_LOG_LEVEL": "INFO",
-    }
+    env = celery_worker_env(redis_server.url, DJANGO_LOG_LEVEL="INFO")
     env.pop("DJANGO_DEBUG", None)
     with celery_broker(redis_server.url):
         w = Worker(env=env, log=tmp_path / "worker.log", beat=False)
