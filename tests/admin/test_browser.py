@@ -144,6 +144,9 @@ def browser_available() -> None:
 
 
 def test_approve_suspend_reinstate_and_report(browser_available: None, live_server: Any) -> None:
+    """In a real browser, a secretariat officer signs in with a second factor, approves an
+    application, suspends and reinstates a member and opens the transparency report; each step lands
+    in the database and the audit log, with screenshots."""
     _, device = make_staff("secretariat", password=PASSWORD)
     secret = totp_secret(device)
     application = application_submit(

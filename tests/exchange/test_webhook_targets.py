@@ -125,6 +125,8 @@ def test_only_port_443_by_default(strict: None, port: int) -> None:
 
 
 def test_the_allowed_ports_setting_adds_ports(strict: None, settings: Any) -> None:
+    """A port listed in CORDIALE_WEBHOOK_ALLOWED_PORTS is allowed; other ports stay refused with
+    ``port_not_allowed``."""
     settings.CORDIALE_WEBHOOK_ALLOWED_PORTS = [8443]
     assert code_of(f"https://{PUBLIC}:8443/") is None
     assert code_of(f"https://{PUBLIC}:22/") == "port_not_allowed"
@@ -239,6 +241,7 @@ def test_an_internationalised_host_is_stored_and_sent_as_punycode(
 
 
 def test_a_host_that_is_no_valid_domain_name_is_refused(strict: None) -> None:
+    """A host name that is not a valid domain name is refused with ``invalid_url``."""
     assert code_of("https://☃.example/") == "invalid_url"
 
 

@@ -70,6 +70,8 @@ def task_ids(lines: list[dict[str, Any]], task: str) -> set[str]:
 def test_a_delivery_task_logs_with_the_request_id_of_the_submission(
     settings: Any, worker: Worker, receiver: Receiver
 ) -> None:
+    """The worker's log line of the outcome of the delivery that a submission caused carries
+    the submission's X-Request-ID."""
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     acme, globex = make_party("acme"), make_party("globex")
     created = globex.client.post(
