@@ -8,7 +8,6 @@ an HTTP receiver on 127.0.0.1: a member submits through the API with its own
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,17 +43,6 @@ def worker(redis_server: RedisServer, tmp_path: Path, transactional_db: None) ->
             yield w
         finally:
             w.kill()
-
-
-def json_lines(worker: Worker) -> list[dict[str, Any]]:
-    lines = []
-    for text in worker.log.read_text(errors="replace").splitlines():
-        if text.startswith("{"):
-            try:
-                lines.append(json.loads(text))
-            except ValueError:
-                continue
-    return lines
 
 
 def task_ids(lines: list[dict[str, Any]], task: str) -> set[str]:
@@ -94,7 +82,7 @@ def test_a_delivery_task_logs_with_the_request_id_of_the_submission(
     wait_for(lambda: any(value.encode() in r.body for r in receiver.at("/g")), 30, "the delivery")
 
     def delivery_lines() -> list[dict[str, Any]]:
-        lines = json_lines(worker)
+        lines = worker.json_lines()
         ids = task_ids(lines, "exchange.tasks.deliver_endpoint")
         return [
             line
@@ -113,7 +101,7 @@ def test_a_delivery_task_logs_with_the_request_id_of_the_submission(
 
     # The fan-out task between them carries it too; the line of the delivery is JSON with
     # the id as a field, not text that merely contains it.
-    lines = json_lines(worker)
+    lines = worker.json_lines()
     fanout = task_ids(lines, "exchange.tasks.fanout_feed_changed")
     assert any(
         line.get("task_id") in fanout and line.get("request_id") == SUBMISSION_ID for line in lines

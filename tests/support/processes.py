@@ -27,6 +27,18 @@ BIN = ROOT / "deploy" / "bin"
 PUBLIC_HOST = "exchange.forum.example"
 
 
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a process's output (production logging), other lines skipped."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,6 +100,9 @@ class Worker:
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
+    def json_lines(self) -> list[dict[str, Any]]:
+        return json_lines(self.log.read_text(errors="replace"))
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is None:
             return
@@ -147,14 +162,7 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def json_lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
+        return json_lines(self.output())
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         deadline = time.monotonic() + timeout
