@@ -6,35 +6,21 @@ laptop, and fails under CI (``CI=true``), where the services must be there.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.conf import settings
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.support.labels import default_labels_restore
+from tests.support.services import need, postgres_available, redis_available
 
-
-def _need(what: str, available: bool) -> None:
-    if available:
-        return
-    message = f"needs {what}; set DATABASE_URL / REDIS_URL (see README 'Development')"
-    if IN_CI:
-        pytest.fail(f"CI=true but this test {message}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: this test {message}")
-
-
-def redis_available() -> bool:
-    return bool(settings.REDIS_URL)
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture(autouse=True)
 def _service_markers(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("postgres"):
-        from django.db import connection
-
-        _need("PostgreSQL", connection.vendor == "postgresql")
+        need("PostgreSQL", postgres_available())
     if request.node.get_closest_marker("redis"):
-        _need("Redis", redis_available())
+        need("Redis", redis_available())
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +44,4 @@ def _default_labels(request: pytest.FixtureRequest) -> None:
     if marker is None or not marker.kwargs.get("transaction"):
         return
     request.getfixturevalue("transactional_db")
-    from exchange.default_labels import LABELS
-    from exchange.models import Label
-
-    for slug, name, kind, description in LABELS:
-        Label.objects.get_or_create(
-            slug=slug, defaults={"name": name, "kind": kind, "description": description}
-        )
+    default_labels_restore()

@@ -47,6 +47,9 @@ def submit(client: Any, **overrides: Any) -> MembershipApplication:
 
 
 def test_approval_creates_member_key_and_signing_key(admin_client: Any) -> None:
+    """Approving an application (after a page showing the kid) creates the active member, its API
+    key (shown once, not cached) and its signing key, each step audited; approving twice does
+    nothing more."""
     application = submit(admin_client)
     page = admin_client.get(f"{APPS}{application.pk}/approve/")
     assert page.status_code == 200
@@ -84,6 +87,8 @@ def test_approval_creates_member_key_and_signing_key(admin_client: Any) -> None:
 
 
 def test_missing_commitment_blocks_approval(admin_client: Any) -> None:
+    """An application without the human rights commitment cannot be approved and creates no
+    member."""
     application = submit(admin_client, human_rights_commitment="")
     page = admin_client.get(f"{APPS}{application.pk}/approve/")
     assert b"cannot be approved" in page.content
@@ -92,6 +97,7 @@ def test_missing_commitment_blocks_approval(admin_client: Any) -> None:
 
 
 def test_reject_is_audited_with_notes(admin_client: Any) -> None:
+    """Rejecting an application keeps the reviewer's notes and is audited."""
     application = submit(admin_client)
     admin_client.post(f"{APPS}{application.pk}/reject/", {"notes": "No transparency report."})
     application.refresh_from_db()
@@ -102,6 +108,7 @@ def test_reject_is_audited_with_notes(admin_client: Any) -> None:
 
 
 def test_bad_key_or_taken_slug_are_form_errors(admin_client: Any) -> None:
+    """An invalid public key or a slug already taken is a form error and records no application."""
     make_party("taken")
     for overrides in ({"public_key": "nope"}, {"slug": "taken"}):
         response = admin_client.post(f"{APPS}add/", application_data(**overrides))
@@ -129,6 +136,8 @@ def test_expel_confirmation_counts_viewers(admin_client: Any) -> None:
 
 
 def test_member_page_shows_keys_groups_activity_and_audit(admin_client: Any) -> None:
+    """A member's admin page shows its signing and API keys, groups, recent statements and audit
+    history."""
     a = make_party()
     make_group("solo", a)
     a.submit(a.statement("pdq", pdq()))

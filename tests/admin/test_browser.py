@@ -28,8 +28,8 @@ from exchange import jws
 from members.applications import application_submit
 from members.models import AuditEntry, Member, MembershipApplication
 from members.services import api_key_lookup
-from tests.conftest import IN_CI
 from tests.factories import make_party, make_staff, pdq
+from tests.support.services import unavailable
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -48,9 +48,10 @@ PASSWORD = "correct horse battery staple"
 
 
 def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but the browser tests cannot run: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: browser tests need {reason}")
+    unavailable(
+        f"CI=true but the browser tests cannot run: {reason}",
+        f"SKIPPED LOUDLY: browser tests need {reason}",
+    )
 
 
 @contextmanager
@@ -143,6 +144,9 @@ def browser_available() -> None:
 
 
 def test_approve_suspend_reinstate_and_report(browser_available: None, live_server: Any) -> None:
+    """In a real browser, a secretariat officer signs in with a second factor, approves an
+    application, suspends and reinstates a member and opens the transparency report; each step lands
+    in the database and the audit log, with screenshots."""
     _, device = make_staff("secretariat", password=PASSWORD)
     secret = totp_secret(device)
     application = application_submit(

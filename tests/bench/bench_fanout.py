@@ -36,7 +36,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -44,7 +43,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import tests.bench  # noqa: E402, F401  (the forum key of the processes started)
-from tests.exchange.webhook_support import RedisServer, Worker, free_port  # noqa: E402
+from tests.support.database import database_drop, database_recreate  # noqa: E402
+from tests.support.processes import Worker, free_port  # noqa: E402
+from tests.support.redis import RedisServer  # noqa: E402
 
 P95_CEILING = 2.0
 
@@ -91,23 +92,6 @@ def _receiver(port: int) -> None:
     server.daemon_threads = True
     server.request_queue_size = 1024
     server.serve_forever()
-
-
-def _scratch_database(base_url: str) -> tuple[str, str]:
-    import psycopg
-
-    name = f"cordiale_bench_{os.getpid()}"
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(base_url)
-    return name, urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _drop_database(base_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -261,7 +245,8 @@ def main() -> int:
     if not base_url.startswith("postgres"):
         print("DATABASE_URL must point to a PostgreSQL server", file=sys.stderr)
         return 2
-    name, database_url = _scratch_database(base_url)
+    name = f"cordiale_bench_{os.getpid()}"
+    database_url = database_recreate(base_url, name)
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp))
         redis.start()
@@ -272,7 +257,7 @@ def main() -> int:
             from django.db import connections
 
             connections.close_all()
-            _drop_database(base_url, name)
+            database_drop(base_url, name)
 
 
 if __name__ == "__main__":

@@ -35,19 +35,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.gunicorn import start_gunicorn, stop_gunicorn  # noqa: E402
+from tests.support.database import database_drop, database_recreate  # noqa: E402
+from tests.support.processes import start_gunicorn, stop_gunicorn  # noqa: E402
 
 BATCH = 1_000
 DB_NAME = "cordiale_bench"
-
-
-def _recreate_database(admin_url: str, name: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _setup_django(database_url: str) -> None:
@@ -274,7 +266,7 @@ def main() -> None:
 
     admin_url = f"{args.pg}/postgres"
     database_url = f"{args.pg}/{DB_NAME}"
-    _recreate_database(admin_url, DB_NAME)
+    database_recreate(admin_url, DB_NAME)
     gunicorn = None
     try:
         _setup_django(database_url)
@@ -329,7 +321,7 @@ def main() -> None:
             connections.close_all()
         except Exception:  # noqa: S110 - Django may not be set up yet
             pass
-        _recreate_database(admin_url, DB_NAME, drop_only=True)
+        database_drop(admin_url, DB_NAME)
 
 
 if __name__ == "__main__":

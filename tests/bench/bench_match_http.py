@@ -70,23 +70,6 @@ def _env(args: argparse.Namespace, index_dir: str) -> dict[str, str]:
     return env
 
 
-def _recreate_database(url: str) -> None:
-    import psycopg
-
-    admin, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _drop_database(url: str) -> None:
-    import psycopg
-
-    admin, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _django(env: dict[str, str]) -> None:
     os.environ.update(env)
     import django
@@ -178,12 +161,18 @@ def _workers(master: int) -> list[int]:
 def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> list[Any]:
     import httpx
 
+    from tests.support.database import database_drop, database_recreate, database_url_named
+
     ids, hashes, queries, planted, dists = data
     index_dir = tempfile.mkdtemp(prefix="cordiale-match-index-")
     env = _env(args, index_dir)
     rows: list[Any] = []
     t = time.perf_counter()
-    _recreate_database(args.http_database)
+    admin, name = (
+        database_url_named(args.http_database, "postgres"),
+        args.http_database.rsplit("/", 1)[1],
+    )
+    database_recreate(admin, name)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
     )
@@ -192,7 +181,7 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
 
     from exchange import jws
     from exchange.matching.service import match_index_snapshot
-    from tests.bench.gunicorn import start_gunicorn, stop_gunicorn
+    from tests.support.processes import start_gunicorn, stop_gunicorn
 
     migrate_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -288,7 +277,7 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
         stop_gunicorn(server)
         shutil.rmtree(index_dir, ignore_errors=True)
         if not args.keep_database:
-            _drop_database(args.http_database)
+            database_drop(admin, name)
     return rows
 
 

@@ -37,7 +37,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.gunicorn import start_gunicorn, stop_gunicorn  # noqa: E402
+from tests.support.database import database_drop, database_recreate  # noqa: E402
+from tests.support.processes import start_gunicorn, stop_gunicorn  # noqa: E402
 
 DB = "cordiale_bench_sync"
 PAGE = 10_000
@@ -218,10 +219,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database for profiling")
     args = parser.parse_args()
     admin = args.pg
-    url = admin.rsplit("/", 1)[0] + "/" + DB
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+    url = database_recreate(admin, DB)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -272,8 +270,7 @@ def main() -> None:
         if server is not None:
             stop_gunicorn(server)
         if not args.keep:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            database_drop(admin, DB)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,9 @@ def test_problem_details_become_cordiale_error_without_retry() -> None:
 
 
 def test_non_json_error_still_has_a_code() -> None:
+    """An error answer that is not JSON still raises a CordialeError with its status and
+    ``server_error``."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="<html>bad gateway</html>")
 
@@ -156,6 +159,8 @@ def test_path_values_are_percent_encoded_as_one_segment() -> None:
 
 
 def test_iter_changes_follows_cursors_until_has_more_is_false() -> None:
+    """``iter_changes`` follows each page's cursor with the given limit and stops at the page
+    without more."""
     pages = {
         None: {"changes": [1], "cursor": "a", "has_more": True},
         "a": {"changes": [2], "cursor": "b", "has_more": True},
@@ -171,6 +176,8 @@ def test_iter_changes_follows_cursors_until_has_more_is_false() -> None:
 
 
 def test_match_and_webhook_methods_use_the_contract_paths() -> None:
+    """The match, webhook and JWKS methods call the method and path of the API contract, with the
+    match options in the body."""
     seen = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -202,6 +209,7 @@ def test_match_and_webhook_methods_use_the_contract_paths() -> None:
 
 
 def test_parse_retry_after_accepts_seconds_and_http_dates() -> None:
+    """Retry-After is read as seconds or as an HTTP date; anything else is ignored."""
     assert parse_retry_after("12") == 12.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("soon") is None

@@ -57,6 +57,8 @@ def test_importing_the_client_does_not_load_django() -> None:
 def test_keygen_writes_a_key_and_prints_its_kid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """``keygen`` writes a loadable private key and prints its kid and public JWK; it refuses to
+    overwrite an existing key file (exit 2)."""
     assert main(["keygen", "--out", str(tmp_path / "k.pem")]) == 0
     result = last_json(capsys)
     assert result["kid"] == result["public_jwk"]["kid"]  # type: ignore[index]
@@ -67,6 +69,8 @@ def test_keygen_writes_a_key_and_prints_its_kid(
 def test_submit_with_a_bad_row_exits_1_and_writes_the_rejected_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """``submit`` sends the valid rows (values normalised before signing), exits 1, reports the
+    rejection on stderr and writes the rejected rows to a file beside the input."""
     main(["keygen", "--out", str(tmp_path / "k.pem")])
     data = tmp_path / "hashes.csv"
     data.write_text(
@@ -97,6 +101,7 @@ def test_submit_with_a_bad_row_exits_1_and_writes_the_rejected_file(
 def test_retract_prints_the_items_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """``retract`` exits 0 and prints the forum's result for the retraction."""
     main(["keygen", "--out", str(tmp_path / "k.pem")])
     capsys.readouterr()
     forum = FakeForum()
@@ -142,6 +147,8 @@ def test_retract_that_changed_nothing_exits_1(
 
 
 def test_sync_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``sync`` stores the verified snapshots and the cursor; ``verify`` then verifies every stored
+    statement."""
     key = Ed25519PrivateKey.generate()
     forum = FakeForum()
     forum.keys = [jwk_for(key, "acme")]
@@ -156,6 +163,8 @@ def test_sync_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_sync_refuses_and_reports_unverifiable_statements(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """``sync`` refuses a snapshot signed by an unknown key, names it on stderr, stores nothing and
+    exits 1."""
     forum = FakeForum()
     forum.add_page([snapshot(Ed25519PrivateKey.generate())], has_more=False)
     assert main(["sync", "--state", str(tmp_path)], transport=forum.transport()) == 1
@@ -165,6 +174,8 @@ def test_sync_refuses_and_reports_unverifiable_statements(
 
 
 def test_match_type_value_queries(capsys: pytest.CaptureFixture[str]) -> None:
+    """``match TYPE:VALUE`` sends normalised queries and prints how many were sent and matched."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         assert body["queries"] == [
@@ -191,6 +202,7 @@ def test_match_type_value_queries(capsys: pytest.CaptureFixture[str]) -> None:
 def test_match_hashes_image_files_locally(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """``match FILE`` hashes an image with PDQ locally and sends only the hash."""
     image_module = pytest.importorskip("PIL.Image")
     pytest.importorskip("pdqhash")
     path = tmp_path / "img.png"
@@ -213,6 +225,8 @@ def test_match_hashes_image_files_locally(
 def test_errors_are_clear_and_exit_codes_distinguish_usage(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Usage errors and a missing CORDIALE_URL exit 2 with a clear message; an error from the forum
+    exits 1 and shows its detail, code and HTTP status."""
     assert main(["match", "sha1:abc"]) == 2
     assert "neither a file nor TYPE:VALUE" in capsys.readouterr().err
     monkeypatch.delenv("CORDIALE_URL")
@@ -238,6 +252,8 @@ def test_errors_are_clear_and_exit_codes_distinguish_usage(
 
 
 def test_opinion_and_webhook_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """The opinion and webhook commands send the expected requests (values normalised, tags split)
+    and exit 0."""
     seen = []
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -18,8 +18,8 @@ import pytest
 
 from exchange import selectors
 from exchange.models import Statement
-from tests.client.live import LiveForum, LiveMember, ServerGate
 from tests.factories import pdq
+from tests.support.live_server import LiveForum, LiveMember, ServerGate
 
 HEADER = "signal_type,value,labels,tlp,audience\n"
 MD5 = "D41D8CD98F00B204E9800998ECF8427E"

@@ -28,6 +28,7 @@ JWKS = {"keys": [jwk_for(KEY, "acme"), forum_jwk()]}
 
 
 def test_apply_page_stores_verified_snapshots_and_the_cursor(tmp_path: Path) -> None:
+    """A page of verified snapshots is stored verbatim with its opinions, and its cursor is kept."""
     md5_snapshot = snapshot(KEY)
     with Replica(tmp_path) as replica:
         result = replica.apply_page(
@@ -47,6 +48,8 @@ def test_apply_page_stores_verified_snapshots_and_the_cursor(tmp_path: Path) -> 
 
 
 def test_a_tombstone_deletes_and_the_last_snapshot_wins(tmp_path: Path) -> None:
+    """A tombstone deletes the signal and its statements; of two snapshots of one signal on a page,
+    the last is kept."""
     with Replica(tmp_path) as replica:
         replica.apply_page({"changes": [snapshot(KEY)], "cursor": "1"}, JWKS)
         tombstone = {"signal_type": "md5", "value": MD5, "deleted": True, "statements": []}
@@ -59,6 +62,8 @@ def test_a_tombstone_deletes_and_the_last_snapshot_wins(tmp_path: Path) -> None:
 
 
 def test_statements_that_fail_verification_are_refused_and_reported(tmp_path: Path) -> None:
+    """A snapshot signed by an unknown key or with a claim that differs from the signed one is
+    refused with its reason, and nothing of it is stored."""
     forged = snapshot(Ed25519PrivateKey.generate())  # a key the JWKS does not know
     tampered = snapshot(KEY, signal_type="pdq", value=PDQ)
     tampered["statements"][0]["labels"] = ["harmless"]
@@ -128,6 +133,7 @@ def test_verify_names_a_tampered_statement(
 
 
 def test_verify_without_a_replica_is_a_usage_error(tmp_path: Path) -> None:
+    """``verify`` on a state directory without a replica exits 2."""
     assert main(["verify", "--state", str(tmp_path / "none")]) == 2
 
 

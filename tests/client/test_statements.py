@@ -49,6 +49,8 @@ def test_build_normalises_the_value_and_fills_iat_and_jti() -> None:
 
 
 def test_retraction_has_no_assertion_claims() -> None:
+    """A retraction carries only the issuer, time, id, operation and the signal, none of an
+    assertion's claims."""
     claims = build_statement(
         issuer="acme", signal_type="md5", value="0" * 32, op="retract", iat=5, jti="j1"
     )
@@ -77,6 +79,7 @@ def test_retraction_has_no_assertion_claims() -> None:
 def test_invalid_input_raises_with_the_servers_code(
     overrides: dict[str, object], code: str
 ) -> None:
+    """Each invalid field raises a StatementError with the code the server would answer."""
     fields: dict[str, object] = {
         "issuer": "acme",
         "signal_type": "md5",
@@ -111,6 +114,8 @@ def test_sign_round_trip_verifies_with_exchange_jws(tmp_path: Path) -> None:
 
 
 def test_key_file_is_private_pem_and_loads(tmp_path: Path) -> None:
+    """A generated key file is a PKCS#8 PEM readable by its owner only, loads to the same key, and
+    is never overwritten."""
     path = tmp_path / "acme.pem"
     key = generate_key(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -121,6 +126,8 @@ def test_key_file_is_private_pem_and_loads(tmp_path: Path) -> None:
 
 
 def test_loading_a_bad_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A file that is not a key, or no file at all, is a StatementError (``invalid_key`` for the
+    former)."""
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")
     with pytest.raises(StatementError) as info:

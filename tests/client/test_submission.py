@@ -35,6 +35,8 @@ def write_csv(path: Path, rows: int, bad_row: int | None = None) -> Path:
 
 
 def test_csv_rows_become_normalised_claims(tmp_path: Path) -> None:
+    """A CSV row becomes statement claims with the value normalised, labels split, tlp and ref kept,
+    and no expiry unless given."""
     rows = read_rows(write_csv(tmp_path / "in.csv", 2))
     claims = row_claims(rows[0], issuer="acme", iat=1, jti="j")
     assert claims["value"] == f"{1:032x}" and claims["labels"] == ["violent-attack", "isis"]
@@ -42,6 +44,8 @@ def test_csv_rows_become_normalised_claims(tmp_path: Path) -> None:
 
 
 def test_jsonl_rows_accept_label_lists_and_report_bad_lines(tmp_path: Path) -> None:
+    """JSON Lines rows take label lists and an expiry, blank lines are skipped, and a line that is
+    not an object is an error naming it."""
     path = tmp_path / "in.jsonl"
     good = {
         "signal_type": "url",
@@ -61,6 +65,7 @@ def test_jsonl_rows_accept_label_lists_and_report_bad_lines(tmp_path: Path) -> N
 
 
 def test_a_csv_without_the_required_header_is_refused(tmp_path: Path) -> None:
+    """A CSV without the required columns is refused, naming the missing one."""
     path = tmp_path / "in.csv"
     path.write_text("type,hash\nmd5,00\n")
     with pytest.raises(InputError, match="lacks signal_type"):
@@ -68,6 +73,8 @@ def test_a_csv_without_the_required_header_is_refused(tmp_path: Path) -> None:
 
 
 def test_bad_rows_are_rejected_locally_and_written_beside_the_input(tmp_path: Path) -> None:
+    """An invalid row is rejected before sending, the others go in batches, and the rejected row is
+    written beside the input with its code and detail."""
     forum = FakeForum()
     key = generate_key(tmp_path / "k.pem")
     path = write_csv(tmp_path / "in.csv", 5, bad_row=3)

@@ -25,8 +25,8 @@ from exchange.client.threatexchange import (
     DropPolicy,
     FileMD5Signal,
 )
-from tests.client.live import CliRun, LiveForum, LiveMember, run
 from tests.factories import pdq
+from tests.support.live_server import CliRun, LiveForum, LiveMember, run
 
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"
 PDQ_EXAMPLE = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"

@@ -26,6 +26,8 @@ def reasons(snap: dict[str, object], key_index: dict[str, dict[str, object]]) ->
 
 
 def test_a_genuine_snapshot_verifies() -> None:
+    """A snapshot with its member's genuine statement verifies, naming the member and the
+    statement."""
     results = verify_snapshot(snapshot(KEY), keys())
     assert [r.ok for r in results] == [True]
     assert results[0].member == "acme" and results[0].jti
@@ -47,12 +49,14 @@ def test_fields_that_differ_from_the_signed_claims_fail() -> None:
 
 
 def test_the_snapshot_value_must_be_the_signed_value() -> None:
+    """A snapshot whose value differs from the signed one fails with ``claim_mismatch``."""
     snap = snapshot(KEY)
     snap["value"] = "0" * 32
     assert reasons(snap, keys())[0].startswith("claim_mismatch: value")  # type: ignore[union-attr]
 
 
 def test_a_tampered_token_fails_the_signature() -> None:
+    """A statement whose signature was altered fails with ``bad_signature``."""
     snap = snapshot(KEY)
     token = snap["statements"][0]["jws"]
     header, payload, signature = token.split(".")
@@ -71,6 +75,8 @@ def test_a_statement_attributed_to_another_member_fails() -> None:
 
 
 def test_unknown_kid_and_garbage_fail() -> None:
+    """A statement signed by an unknown key fails with ``unknown_key``; one that is not a JWS fails
+    as ``malformed``."""
     assert reasons(snapshot(KEY), {})[0].startswith("unknown_key")  # type: ignore[union-attr]
     snap = snapshot(KEY)
     snap["statements"][0]["jws"] = "not.a.jws"
@@ -157,6 +163,7 @@ def test_receipts_of_a_retired_forum_key_verify_but_not_of_a_revoked_one() -> No
 
 
 def test_a_forum_key_cannot_sign_statements() -> None:
+    """A statement signed with the forum's key is not accepted as a member's (``unknown_key``)."""
     forged = snapshot(FORUM_KEY, member="acme")
     assert reasons(forged, keys())[0].startswith("unknown_key")  # type: ignore[union-attr]
 

@@ -223,6 +223,7 @@ def test_workers_cover_every_queue() -> None:
 
 
 def test_migrations_run_as_a_job() -> None:
+    """Migrations run as one Kubernetes Job running ``migrate``, never restarted."""
     (job,) = of_kind("Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][0] == "migrate"
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"

@@ -24,6 +24,8 @@ AWKWARD = [
 
 
 def test_json_rows_round_trip_every_kind_of_field() -> None:
+    """Rows passed as JSON come back from PostgreSQL with every field as sent, awkward text, lists
+    and nulls included."""
     rows = [(i, text, [text, "label"], None if i % 2 else i * 10) for i, text in enumerate(AWKWARD)]
     got = fetchall(
         f"SELECT {json_fields('bigint', 'text', 'jsonb', 'bigint')} "
@@ -37,6 +39,8 @@ def test_json_rows_round_trip_every_kind_of_field() -> None:
 
 
 def test_in_list_matches_exactly_the_given_strings() -> None:
+    """The ``IN`` clause built by ``in_list`` matches exactly the given strings, however awkward,
+    and nothing else."""
     clause, params = in_list("v", AWKWARD[:4])
     got = fetchall(
         f"SELECT v FROM unnest(%s::text[]) AS t(v) WHERE {clause} ORDER BY v",

@@ -7,7 +7,6 @@ deliveries slowly. Submissions go through the API.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,10 @@ from standardwebhooks.webhooks import Webhook
 
 from exchange.services.incidents import incident_declare
 from tests.exchange.test_webhook_delivery import subscribe
-from tests.exchange.webhook_support import (
-    ROOT,
-    Received,
-    Receiver,
-    RedisServer,
-    Worker,
-    celery_broker,
-    database_url,
-    wait_for,
-)
 from tests.factories import make_group, make_party, pdq
+from tests.support.processes import Worker, celery_worker_env, wait_for
+from tests.support.receivers import Received, Receiver
+from tests.support.redis import RedisServer
 
 pytestmark = [
     pytest.mark.postgres,
@@ -41,28 +33,8 @@ SLOW = 0.2  # seconds a routine delivery keeps the worker busy
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private Redis, and this process's Celery app pointed at it."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        with celery_broker(server.url):
-            yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
 def worker(broker: RedisServer, tmp_path: Path, transactional_db: None) -> Iterator[Worker]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "forum.test_settings",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": broker.url,
-        "CORDIALE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "CORDIALE_WEBHOOK_TIMEOUT": "10",
-    }
+    env = celery_worker_env(broker.url, CORDIALE_WEBHOOK_TIMEOUT="10")
     w = Worker(env=env, log=tmp_path / "worker.log", concurrency=1, beat=False)
     w.start()
     yield w

@@ -44,6 +44,8 @@ def test_members_may_use_the_label_until_the_incident_ends() -> None:
 
 
 def test_an_incident_slug_is_declared_once() -> None:
+    """Declaring an incident whose slug exists (names differing only in case) is a conflict, and
+    only the first is kept."""
     incident_declare(name="Attack", description="", actor="admin:a")
     with pytest.raises(ConflictError):
         incident_declare(name="attack", description="", actor="admin:a")

@@ -30,6 +30,8 @@ def _refused(queryset: object, **changes: object) -> None:
 
 
 def test_a_statement_cannot_carry_another_members_key() -> None:
+    """The database refuses a statement whose signing key belongs to another member, whichever
+    of the two is changed."""
     statement, _ = _submitted()
     other = key_of(make_party("globex"))
     _refused(Statement.objects.filter(pk=statement.pk), signing_key_id=other.pk)
@@ -37,6 +39,8 @@ def test_a_statement_cannot_carry_another_members_key() -> None:
 
 
 def test_a_current_statement_is_its_statements_member_and_signal() -> None:
+    """The database refuses a current-statement row whose member or signal is not its statement's,
+    or whose statement does not exist."""
     statement, current = _submitted()
     other_member = make_party("globex").member
     other_signal = Signal.objects.create(signal_type="pdq", value=pdq())
@@ -47,6 +51,8 @@ def test_a_current_statement_is_its_statements_member_and_signal() -> None:
 
 
 def test_a_statement_that_current_rows_point_to_cannot_change_member_or_signal() -> None:
+    """The database refuses moving a statement that a current-statement row points to onto another
+    signal."""
     statement, _ = _submitted()
     other_signal = Signal.objects.create(signal_type="pdq", value=pdq())
     _refused(Statement.objects.filter(pk=statement.pk), signal_id=other_signal.pk)

@@ -97,6 +97,7 @@ def test_planted_neighbours_found_at_every_distance(dataset: tuple[I64, U8, U8])
 
 
 def test_same_hash_under_different_ids(search_path: str) -> None:
+    """One hash under several ids is found under each of them, ordered by distance then id."""
     rng = np.random.default_rng(3)
     value = rng.integers(0, 256, size=32, dtype=np.uint8)
     near = flip_bits(rng, value, 31)
@@ -133,6 +134,8 @@ def test_small_sets_equal_brute_force(
 
 
 def test_save_load_round_trip(tmp_path: Path, dataset: tuple[I64, U8, U8]) -> None:
+    """A saved index loads (memory-mapped read-only, or in memory) with its metadata and answers as
+    before."""
     ids, hashes, queries = dataset
     index = PDQIndex.build(ids, hashes, meta={"cursor": "abc"})
     index.save(tmp_path / "snap")
@@ -194,6 +197,7 @@ def test_add_and_remove_on_a_mapped_snapshot(
 
 
 def test_removed_then_added_again() -> None:
+    """An id removed, added again and removed is found only while it is in the index."""
     value = np.zeros(32, dtype=np.uint8)
     index = PDQIndex.build(np.array([1]), value[None, :])
     index.remove([1])
@@ -205,6 +209,7 @@ def test_removed_then_added_again() -> None:
 
 
 def test_empty_index() -> None:
+    """An empty index answers no matches, and finds a hash once one is added."""
     index = PDQIndex()
     assert index.query(bytes(32)) == []
     assert index.query_many(np.zeros((0, 32), dtype=np.uint8)) == []
@@ -213,6 +218,8 @@ def test_empty_index() -> None:
 
 
 def test_rejects_bad_input() -> None:
+    """A distance outside 0..64, a hash of the wrong length, duplicate ids or ids and hashes of
+    different counts are a ValueError."""
     index = PDQIndex.build(np.array([1]), np.zeros((1, 32), dtype=np.uint8))
     for bad in (-1, 65, 3.5):
         with pytest.raises(ValueError):
@@ -226,6 +233,8 @@ def test_rejects_bad_input() -> None:
 
 
 def test_hex_helpers() -> None:
+    """Hex hashes convert to bytes in either case; a wrong length or a non-hex character is a
+    ValueError."""
     value = "f" * 8 + "0" * 56
     assert hex_to_bytes(value) == bytes.fromhex(value)
     arr = hashes_from_hex([value, value.upper(), "0" * 64])

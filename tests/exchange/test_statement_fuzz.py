@@ -193,6 +193,7 @@ def test_random_json_bodies_never_5xx(acme: Party, body: Any) -> None:
 @FUZZ
 @given(raw=st.binary(max_size=300))
 def test_random_bytes_bodies_never_5xx(acme: Party, raw: bytes) -> None:
+    """No request body of random bytes makes the statements endpoint answer a server error."""
     response = _post(acme, raw)
     assert response.status_code < 500
 

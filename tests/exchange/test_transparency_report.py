@@ -176,6 +176,7 @@ def test_csv_and_html_formats(forum: dict[str, Any]) -> None:
 
 
 def test_period_must_be_ordered() -> None:
+    """A report period that ends before it starts is a command error."""
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError):

@@ -21,8 +21,8 @@ from exchange.services.webhook_delivery import webhook_deliver
 from exchange.webhook_secrets import secret_decrypt
 from members.models import AuditEntry
 from members.services import member_set_status
-from tests.exchange.webhook_support import Receiver
 from tests.factories import make_party, pdq
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -38,18 +38,13 @@ def in_process(settings: Any) -> Iterator[None]:
     app.conf.task_always_eager = saved
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
 def create(party: Any, url: str, **extra: Any) -> Any:
     return party.client.post("/api/v1/webhooks", {"url": url, **extra}, format="json")
 
 
 def test_create_returns_the_secret_once_and_stores_it_encrypted(receiver: Receiver) -> None:
+    """Creating an endpoint answers its secret once; the secret is stored encrypted, is never listed
+    or shown again, and the creation is audited."""
     globex = make_party()
     response = create(globex, receiver.url(), signal_types=["pdq"], labels=["recruitment"])
     assert response.status_code == 201, response.content
@@ -77,6 +72,8 @@ def test_create_returns_the_secret_once_and_stores_it_encrypted(receiver: Receiv
     ],
 )
 def test_bad_input_is_a_problem_and_creates_nothing(payload: dict[str, Any], code: str) -> None:
+    """Each invalid payload is answered 400 with a problem document naming the error code, and
+    creates no endpoint."""
     globex = make_party()
     response = globex.client.post("/api/v1/webhooks", payload, format="json")
     assert response.status_code == 400, response.content
@@ -86,6 +83,8 @@ def test_bad_input_is_a_problem_and_creates_nothing(payload: dict[str, Any], cod
 
 
 def test_private_addresses_are_a_problem_unless_allowed(settings: Any) -> None:
+    """A URL on a private address is refused with ``private_address`` unless private addresses are
+    allowed."""
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = False
     response = create(make_party(), "https://127.0.0.1/hook")
     assert response.status_code == 400
@@ -93,12 +92,15 @@ def test_private_addresses_are_a_problem_unless_allowed(settings: Any) -> None:
 
 
 def test_the_manage_scope_is_required() -> None:
+    """A key with only the read scope can neither create nor list endpoints (403)."""
     reader = make_party(scopes=["read"])
     assert create(reader, "https://203.0.113.9/").status_code == 403
     assert reader.get("/api/v1/webhooks").status_code == 403
 
 
 def test_members_see_only_their_own_endpoints(receiver: Receiver) -> None:
+    """Another member's endpoint is not found (404) for reading, changing, deleting or pinging, and
+    is not listed."""
     globex, initech = make_party(), make_party()
     endpoint_id = create(globex, receiver.url()).json()["id"]
     for method in ("get", "patch", "delete"):
@@ -109,6 +111,8 @@ def test_members_see_only_their_own_endpoints(receiver: Receiver) -> None:
 
 
 def test_patch_rotate_and_delete(receiver: Receiver) -> None:
+    """An endpoint can be changed (an invalid URL is refused), given a new secret and deleted; each
+    step is audited."""
     globex = make_party()
     created = create(globex, receiver.url()).json()
     path = f"/api/v1/webhooks/{created['id']}"
@@ -127,6 +131,8 @@ def test_patch_rotate_and_delete(receiver: Receiver) -> None:
 
 
 def test_ping_is_signed_and_logged(receiver: Receiver) -> None:
+    """A ping is delivered signed with the endpoint's secret and appears in its delivery log as a
+    successful ping."""
     globex = make_party()
     created = create(globex, receiver.url()).json()
     response = globex.client.post(f"/api/v1/webhooks/{created['id']}/ping")
@@ -138,6 +144,7 @@ def test_ping_is_signed_and_logged(receiver: Receiver) -> None:
 
 
 def test_after_rotation_both_secrets_verify_for_the_grace_period(receiver: Receiver) -> None:
+    """Right after a rotation, a delivery verifies with the old secret and with the new one."""
     globex = make_party()
     created = create(globex, receiver.url()).json()
     rotated = globex.client.post(f"/api/v1/webhooks/{created['id']}/rotate-secret").json()
@@ -173,6 +180,8 @@ def test_filters_and_start_from_the_beginning(receiver: Receiver) -> None:
 
 
 def test_failures_back_off_then_disable_and_email_admins(receiver: Receiver, settings: Any) -> None:
+    """A failing endpoint backs off, is disabled (admins emailed, reason shown) after a day of
+    failures and then paused; enabled again, it catches up."""
     settings.ADMINS = [("Forum admins", "admins@forum.invalid")]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     acme, globex = make_party(), make_party()
@@ -203,6 +212,7 @@ def test_failures_back_off_then_disable_and_email_admins(receiver: Receiver, set
 
 
 def test_suspended_members_deliveries_pause(receiver: Receiver) -> None:
+    """A suspended member's endpoint receives nothing; once reinstated, it catches up."""
     acme, globex = make_party(), make_party()
     created = create(globex, receiver.url()).json()
     member_set_status(member=globex.member, status="suspended", actor="test")

@@ -7,8 +7,6 @@ an HTTP receiver on 127.0.0.1 in this process. Submissions go through the API.
 
 from __future__ import annotations
 
-import importlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +16,14 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from exchange.models import Label, WebhookEndpoint
+from exchange.models import WebhookEndpoint
 from exchange.selectors import feed_page
 from exchange.services.webhook_delivery import change_passes
 from exchange.services.webhooks import webhook_cursor_at_head
-from tests.exchange.webhook_support import (
-    ROOT,
-    Receiver,
-    RedisServer,
-    Worker,
-    celery_broker,
-    database_url,
-    wait_for,
-)
 from tests.factories import Party, make_group, make_party, pdq, random_hex
+from tests.support.processes import Worker, celery_worker_env, wait_for
+from tests.support.receivers import Receiver
+from tests.support.redis import RedisServer
 
 pytestmark = [
     pytest.mark.postgres,
@@ -43,45 +35,15 @@ WAIT = 30.0
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer) -> Iterator[RedisServer]:
-    """Point this process's Celery app (on-commit fan-out, sweeps) at the private Redis."""
-    with celery_broker(redis_server.url):
-        yield redis_server
-
-
-@pytest.fixture
-def labels() -> None:
-    """Transactional tests truncate tables; put the seeded taxonomy back."""
-    seed = importlib.import_module("exchange.migrations.0002_seed_labels")
-    for slug, name, kind, description in seed.LABELS:
-        Label.objects.get_or_create(
-            slug=slug, defaults={"name": name, "kind": kind, "description": description}
-        )
-
-
-@pytest.fixture
 def worker_env(broker: RedisServer) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "forum.test_settings",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": broker.url,
-        "CORDIALE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "CORDIALE_WEBHOOK_SWEEP_INTERVAL": "1",
-        "CORDIALE_WEBHOOK_RETRY_BASE": "0.2",
-        "CORDIALE_WEBHOOK_RETRY_MAX": "1",
-        "CORDIALE_WEBHOOK_TIMEOUT": "10",
-        "CORDIALE_WEBHOOK_BATCH": "7",  # small pages: many batches, ordering across them
-    }
+    return celery_worker_env(
+        broker.url,
+        CORDIALE_WEBHOOK_SWEEP_INTERVAL="1",
+        CORDIALE_WEBHOOK_RETRY_BASE="0.2",
+        CORDIALE_WEBHOOK_RETRY_MAX="1",
+        CORDIALE_WEBHOOK_TIMEOUT="10",
+        CORDIALE_WEBHOOK_BATCH="7",  # small pages: many batches, ordering across them
+    )
 
 
 @pytest.fixture
@@ -100,13 +62,6 @@ def start_worker(workers: list[Worker], env: dict[str, str], tmp_path: Path) -> 
     workers.append(worker)
     worker.start()
     return worker
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(autouse=True)

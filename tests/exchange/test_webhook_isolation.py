@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,16 @@ import pytest
 from exchange.models import WebhookDelivery
 from tests.exchange.test_webhook_delivery import (  # noqa: F401 (fixtures)
     _allow_private,
-    broker,
     delivered,
-    labels,
-    redis_server,
     start_worker,
     submit_batches,
     subscribe,
     worker_env,
     workers,
 )
-from tests.exchange.webhook_support import Receiver, TricklingReceiver, Worker, wait_for
 from tests.factories import make_party
+from tests.support.processes import Worker, wait_for
+from tests.support.receivers import Receiver, TricklingReceiver
 
 pytestmark = [
     pytest.mark.postgres,
@@ -41,15 +38,8 @@ TIMEOUT = 4.0  # CORDIALE_WEBHOOK_TIMEOUT for these workers
 SCHEDULING_SLACK = 2.0  # a loaded machine may start or finish a task late
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
 def test_a_trickling_receiver_does_not_delay_other_members_deliveries(
-    labels: None,  # noqa: F811
+    labels: None,
     workers: list[Worker],  # noqa: F811
     worker_env: dict[str, str],  # noqa: F811
     tmp_path: Path,
@@ -98,7 +88,7 @@ def test_a_trickling_receiver_does_not_delay_other_members_deliveries(
 
 
 def test_pings_are_coalesced_and_never_overlap_a_delivery(
-    labels: None,  # noqa: F811
+    labels: None,
     workers: list[Worker],  # noqa: F811
     worker_env: dict[str, str],  # noqa: F811
     tmp_path: Path,

@@ -40,6 +40,8 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_one_build_per_member_and_cursor_and_the_same_page_as_the_pull_feed(
     builds: list[int],
 ) -> None:
+    """Endpoints of one member at one cursor share one page build, byte for byte the page the pull
+    feed answers; the next cursor gets its own build."""
     acme, globex = make_party(), make_party()
     now = int(time.time())
     acme.submit(*(acme.statement("pdq", pdq(), iat=now - 10) for _ in range(5)))

@@ -25,8 +25,8 @@ from exchange.models import WebhookDelivery, WebhookEndpoint
 from exchange.services.webhook_delivery import webhook_deliver
 from exchange.services.webhooks import webhook_create, webhook_target_check
 from forum.errors import DomainError
-from tests.exchange.webhook_support import Receiver
 from tests.factories import make_party, pdq
+from tests.support.receivers import Receiver
 
 PUBLIC = "93.184.215.14"
 
@@ -81,13 +81,6 @@ def resolve(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     yield answers
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
 def code_of(url: str) -> str | None:
     try:
         webhook_target_check(url=url)
@@ -132,6 +125,8 @@ def test_only_port_443_by_default(strict: None, port: int) -> None:
 
 
 def test_the_allowed_ports_setting_adds_ports(strict: None, settings: Any) -> None:
+    """A port listed in CORDIALE_WEBHOOK_ALLOWED_PORTS is allowed; other ports stay refused with
+    ``port_not_allowed``."""
     settings.CORDIALE_WEBHOOK_ALLOWED_PORTS = [8443]
     assert code_of(f"https://{PUBLIC}:8443/") is None
     assert code_of(f"https://{PUBLIC}:22/") == "port_not_allowed"
@@ -246,6 +241,7 @@ def test_an_internationalised_host_is_stored_and_sent_as_punycode(
 
 
 def test_a_host_that_is_no_valid_domain_name_is_refused(strict: None) -> None:
+    """A host name that is not a valid domain name is refused with ``invalid_url``."""
     assert code_of("https://☃.example/") == "invalid_url"
 
 

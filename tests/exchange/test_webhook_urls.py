@@ -12,8 +12,8 @@ from exchange.models import WebhookDelivery
 from exchange.services.webhook_delivery import webhook_deliver
 from exchange.services.webhooks import webhook_create, webhook_target_check
 from forum.errors import DomainError
-from tests.exchange.webhook_support import Receiver
 from tests.factories import make_party, pdq
+from tests.support.receivers import Receiver
 
 PRIVATE = [
     "https://127.0.0.1/hook",
@@ -63,6 +63,8 @@ def test_private_targets_are_refused(strict: None, url: str) -> None:
 
 @pytest.mark.parametrize("url", PRIVATE[:-1])
 def test_private_targets_are_allowed_when_configured(settings: Any, url: str) -> None:
+    """With private addresses allowed, a URL on a private address passes the check (default port 443
+    for HTTPS)."""
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     assert webhook_target_check(url=url).port == 443
 
@@ -80,6 +82,7 @@ def test_private_targets_are_allowed_when_configured(settings: Any, url: str) ->
     ],
 )
 def test_malformed_or_insecure_urls_are_refused(strict: None, url: str) -> None:
+    """A malformed or insecure URL is refused with ``invalid_url``."""
     with pytest.raises(DomainError) as caught:
         webhook_target_check(url=url)
     assert caught.value.code == "invalid_url"
@@ -99,6 +102,7 @@ def test_a_public_name_is_accepted_and_pinned(
 def test_a_name_that_resolves_to_a_private_address_is_refused(
     strict: None, resolve: dict[str, str]
 ) -> None:
+    """A host name that resolves to a private address is refused with ``private_address``."""
     resolve["rebind.example.org"] = "127.0.0.1"
     with pytest.raises(DomainError) as caught:
         webhook_target_check(url="https://rebind.example.org/")
@@ -136,6 +140,8 @@ def test_dns_rebinding_after_creation_is_caught_at_delivery(
 def test_delivery_connects_to_the_checked_address_with_the_name_as_host(
     settings: Any, resolve: dict[str, str]
 ) -> None:
+    """A delivery connects to the address the check resolved and sends the endpoint's host name in
+    the Host header."""
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     receiver = Receiver()
     port = receiver.server.server_address[1]

@@ -71,6 +71,7 @@ def test_suspend_and_expel_ask_for_confirmation(
 
 
 def test_reinstate_suspended(admin_client: Client) -> None:
+    """Reinstating a suspended member makes it active again, audited under the admin's name."""
     member = MemberFactory()
     action(admin_client, MEMBERS, "suspend", [member.pk], confirm="yes")
     action(admin_client, MEMBERS, "reinstate", [member.pk])
@@ -80,6 +81,8 @@ def test_reinstate_suspended(admin_client: Client) -> None:
 
 
 def test_impossible_transition_is_reported_not_applied(admin_client: Client) -> None:
+    """An action the member's status does not allow (approving an expelled member) is reported on
+    the page and leaves the status as it was."""
     member = MemberFactory()
     action(admin_client, MEMBERS, "expel", [member.pk], confirm="yes")
     response = admin_client.post(
@@ -91,6 +94,8 @@ def test_impossible_transition_is_reported_not_applied(admin_client: Client) -> 
 
 
 def test_add_member_goes_through_the_service(admin_client: Client) -> None:
+    """A member added in the admin is created by the service: an applicant, with a
+    ``member.created`` audit entry by the admin."""
     response = admin_client.post(
         "/admin/members/member/add/", {"slug": "newco", "name": "NewCo", "contact_email": ""}
     )
@@ -123,6 +128,7 @@ def test_api_key_secret_is_shown_once(admin_client: Client) -> None:
 
 
 def test_revoke_api_key_action(admin_client: Client) -> None:
+    """The revoke action revokes the API key, audited, and the key no longer authenticates."""
     party = make_party()
     key = ApiKey.objects.get(member=party.member)
     action(admin_client, "/admin/members/apikey/", "revoke", [key.pk])
@@ -133,6 +139,8 @@ def test_revoke_api_key_action(admin_client: Client) -> None:
 
 
 def test_signing_key_added_with_x_gets_its_kid(admin_client: Client) -> None:
+    """A signing key added by its public ``x`` is registered under its RFC 8037 thumbprint kid,
+    audited."""
     member = MemberFactory()
     response = admin_client.post(
         "/admin/members/signingkey/add/", {"member": member.pk, "public_key": RFC8037_X}
@@ -143,6 +151,7 @@ def test_signing_key_added_with_x_gets_its_kid(admin_client: Client) -> None:
 
 
 def test_signing_key_bad_input_is_a_form_error(admin_client: Client) -> None:
+    """A public key that is not Ed25519 is a form error and registers nothing."""
     member = MemberFactory()
     response = admin_client.post(
         "/admin/members/signingkey/add/", {"member": member.pk, "public_key": "not a key"}
@@ -153,6 +162,8 @@ def test_signing_key_bad_input_is_a_form_error(admin_client: Client) -> None:
 
 
 def test_signing_key_retire_and_revoke_actions(admin_client: Client) -> None:
+    """Retire takes effect at once; revoke first asks for confirmation, then records the key as
+    revoked with its compromise time, audited."""
     a, b = make_party(), make_party()
     url = "/admin/members/signingkey/"
     action(admin_client, url, "retire", [SigningKey.objects.get(kid=a.kid).pk])
@@ -173,6 +184,7 @@ def test_signing_key_retire_and_revoke_actions(admin_client: Client) -> None:
 
 
 def test_signing_keys_are_read_only_after_creation(admin_client: Client) -> None:
+    """A registered signing key cannot be changed through the admin (403)."""
     party = make_party()
     pk = SigningKey.objects.get(kid=party.kid).pk
     response = admin_client.post(
@@ -182,6 +194,8 @@ def test_signing_keys_are_read_only_after_creation(admin_client: Client) -> None
 
 
 def test_sharing_group_members_go_through_the_service(admin_client: Client) -> None:
+    """Creating a sharing group with members, then changing its members, goes through the service:
+    each step is audited and the last entry lists the members left."""
     a, b = MemberFactory(), MemberFactory()
     response = admin_client.post(
         "/admin/members/sharinggroup/add/",
@@ -206,6 +220,7 @@ def test_sharing_group_members_go_through_the_service(admin_client: Client) -> N
 
 
 def test_audit_log_is_read_only(admin_client: Client) -> None:
+    """The audit log can be listed and viewed, but not added to, changed or deleted (403)."""
     MemberFactory()
     entry = last_entry()
     assert admin_client.get("/admin/members/auditentry/").status_code == 200
@@ -221,6 +236,8 @@ def test_audit_log_is_read_only(admin_client: Client) -> None:
 
 
 def test_label_changes_are_audited(admin_client: Client) -> None:
+    """Deactivating a label in the admin saves it and writes a ``label.updated`` audit entry by the
+    admin."""
     label = Label.objects.get(slug="recruitment")
     response = admin_client.post(
         f"/admin/exchange/label/{label.pk}/change/",
@@ -234,6 +251,7 @@ def test_label_changes_are_audited(admin_client: Client) -> None:
 
 
 def test_statements_and_signals_are_read_only(admin_client: Client) -> None:
+    """Statements and signals can be listed, but no admin can add one (403)."""
     party = make_party()
     party.submit(party.statement("md5", "0" * 32))
     assert admin_client.get("/admin/exchange/statement/").status_code == 200

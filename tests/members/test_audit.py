@@ -77,6 +77,7 @@ def test_each_service_writes_an_audit_entry(action: str) -> None:
 
 @pytest.mark.parametrize("compromised", [False, True])
 def test_signing_key_lifecycle_is_audited(compromised: bool) -> None:
+    """Retiring a signing key, or revoking it as compromised, writes its audit entry."""
     party = make_party()
     if compromised:
         services.signing_key_revoke(

@@ -138,6 +138,7 @@ def test_token_keyword_is_accepted() -> None:
 
 
 def test_keyword_is_case_insensitive() -> None:
+    """The ``Bearer`` keyword of the Authorization header is accepted in any case."""
     party = make_party()
     assert client_with(f"bearer {party.api_key}").get("/api/v1/me").status_code == 200
 

@@ -23,6 +23,8 @@ def _new_x() -> str:
 
 @pytest.mark.django_db
 def test_existing_slug_or_key_is_a_conflict_and_changes_nothing() -> None:
+    """Creating a member, signing key or sharing group that exists is a ConflictError with its code,
+    and the existing row is left as it was."""
     acme = member_create(slug="acme", name="Acme", actor="t")
     x = _new_x()
     signing_key_register(member=acme, public_key=x, actor="t")
@@ -71,6 +73,8 @@ def _race(create: Callable[[], Any]) -> list[str]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_creates_one_wins_the_other_conflicts() -> None:
+    """Of two concurrent creations of the same member, group or signing key, one creates it and the
+    other gets a conflict, not a database error."""
     acme = member_create(slug="acme", name="Acme", actor="t")
     x = _new_x()
     for _ in range(5):  # a few rounds: the interleaving differs from run to run

@@ -56,5 +56,6 @@ def test_demo_sets_up_members_keys_and_statements(tmp_path: Path) -> None:
 
 
 def test_demo_refuses_without_debug(tmp_path: Path) -> None:
+    """The ``demo`` command refuses to run unless DEBUG is on."""
     with override_settings(DEBUG=False, VAR_DIR=tmp_path), pytest.raises(CommandError):
         call_command("demo", "--no-serve", stdout=StringIO())

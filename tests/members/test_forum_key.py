@@ -18,7 +18,7 @@ from django.test import override_settings
 from exchange import jws
 from members.forum_key import forum_token_verify
 from tests.factories import make_party, pdq
-from tests.ops.processes import ROOT, production_env
+from tests.support.processes import ROOT, production_env
 
 pytestmark = pytest.mark.django_db
 

@@ -38,6 +38,7 @@ def test_schema_is_openapi_3() -> None:
 
 
 def test_docs_page() -> None:
+    """The API documentation page is served (Swagger UI)."""
     response = Client().get("/api/v1/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()

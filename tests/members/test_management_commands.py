@@ -40,6 +40,7 @@ def test_create_member() -> None:
 
 
 def test_create_member_twice_is_an_error() -> None:
+    """Creating a member whose slug exists is a command error (``member_exists``)."""
     run("create_member", "acme", "--name", "Acme")
     with pytest.raises(CommandError, match="member_exists"):
         run("create_member", "acme", "--name", "Acme again")
@@ -58,6 +59,8 @@ def test_issue_api_key_with_all_and_some_scopes() -> None:
 
 
 def test_issue_api_key_rejects_unknown_scope() -> None:
+    """Issuing an API key with a scope that does not exist is a command error
+    (``invalid_scopes``)."""
     member = MemberFactory()
     with pytest.raises(CommandError, match="invalid_scopes"):
         run("issue_api_key", member.slug, "--scopes", "read,admin")
@@ -89,6 +92,8 @@ def test_register_signing_key_with_pem_file(tmp_path: Path) -> None:
 
 
 def test_register_signing_key_refuses_a_private_key(tmp_path: Path) -> None:
+    """Registering a file holding a private key is refused (``invalid_key``): only public keys are
+    registered."""
     member = MemberFactory()
     pem = tmp_path / "secret.pem"
     pem.write_bytes(
@@ -120,6 +125,7 @@ def test_revoke_signing_key_compromised_since() -> None:
 
 
 def test_revoke_signing_key_rejects_a_time_without_zone() -> None:
+    """A compromise time without a time zone is a command error."""
     party = make_party()
     with pytest.raises(CommandError, match="time zone"):
         run("revoke_signing_key", party.kid, "--compromised-since", "2026-01-02T03:04:05")

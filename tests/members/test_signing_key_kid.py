@@ -45,4 +45,5 @@ def test_same_key_twice_is_refused() -> None:
 
 
 def test_jwks_needs_authentication() -> None:
+    """The members' JWKS is not served without an API key (401)."""
     assert APIClient().get("/api/v1/jwks").status_code == 401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .processes import ROOT, production_env
+from tests.support.processes import ROOT, production_env
 
 
 def test_check_deploy_prints_no_warnings() -> None:

@@ -10,6 +10,8 @@ from forum.gctune import THRESHOLDS
 
 
 def test_loading_the_wsgi_application_tunes_the_collector() -> None:
+    """Loading the WSGI application sets the collector's thresholds and freezes the objects made at
+    start-up."""
     before = gc.get_threshold()
     gc.set_threshold(700, 10, 10)
     try:

@@ -24,9 +24,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.exchange.webhook_support import free_port
-
-from .processes import BIN, PUBLIC_HOST, ROOT, Process, production_env
+from tests.support.processes import BIN, PUBLIC_HOST, ROOT, Process, free_port, production_env
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
 from forum.middleware import RequestIdMiddleware
-from tests.exchange.webhook_support import RedisServer, free_port
-
-from .processes import BIN, PUBLIC_HOST, Process, http_get, production_env
+from tests.support.processes import BIN, PUBLIC_HOST, Process, free_port, http_get, production_env
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,6 @@ an HTTP receiver on 127.0.0.1: a member submits through the API with its own
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.exchange.webhook_support import (
-    ROOT,
-    Receiver,
-    RedisServer,
-    Worker,
-    celery_broker,
-    database_url,
-    wait_for,
-)
 from tests.factories import make_party, pdq
+from tests.support.processes import Worker, celery_worker_env, wait_for
+from tests.support.receivers import Receiver
+from tests.support.redis import RedisServer, celery_broker
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,33 +31,10 @@ CREATION_ID = "create-webhook-0001"
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def worker(redis_server: RedisServer, tmp_path: Path, transactional_db: None) -> Iterator[Worker]:
     """A worker logging JSON lines (no DJANGO_DEBUG) and no beat: every delivery in this
     test is caused by the submission, none by the periodic sweep."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "forum.test_settings",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_server.url,
-        "CORDIALE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "DJANGO_LOG_LEVEL": "INFO",
-    }
+    env = celery_worker_env(redis_server.url, DJANGO_LOG_LEVEL="INFO")
     env.pop("DJANGO_DEBUG", None)
     with celery_broker(redis_server.url):
         w = Worker(env=env, log=tmp_path / "worker.log", beat=False)
@@ -74,17 +43,6 @@ def worker(redis_server: RedisServer, tmp_path: Path, transactional_db: None) ->
             yield w
         finally:
             w.kill()
-
-
-def json_lines(worker: Worker) -> list[dict[str, Any]]:
-    lines = []
-    for text in worker.log.read_text(errors="replace").splitlines():
-        if text.startswith("{"):
-            try:
-                lines.append(json.loads(text))
-            except ValueError:
-                continue
-    return lines
 
 
 def task_ids(lines: list[dict[str, Any]], task: str) -> set[str]:
@@ -100,6 +58,8 @@ def task_ids(lines: list[dict[str, Any]], task: str) -> set[str]:
 def test_a_delivery_task_logs_with_the_request_id_of_the_submission(
     settings: Any, worker: Worker, receiver: Receiver
 ) -> None:
+    """The worker's log line of the outcome of the delivery that a submission caused carries
+    the submission's X-Request-ID."""
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     acme, globex = make_party("acme"), make_party("globex")
     created = globex.client.post(
@@ -122,7 +82,7 @@ def test_a_delivery_task_logs_with_the_request_id_of_the_submission(
     wait_for(lambda: any(value.encode() in r.body for r in receiver.at("/g")), 30, "the delivery")
 
     def delivery_lines() -> list[dict[str, Any]]:
-        lines = json_lines(worker)
+        lines = worker.json_lines()
         ids = task_ids(lines, "exchange.tasks.deliver_endpoint")
         return [
             line
@@ -141,7 +101,7 @@ def test_a_delivery_task_logs_with_the_request_id_of_the_submission(
 
     # The fan-out task between them carries it too; the line of the delivery is JSON with
     # the id as a field, not text that merely contains it.
-    lines = json_lines(worker)
+    lines = worker.json_lines()
     fanout = task_ids(lines, "exchange.tasks.fanout_feed_changed")
     assert any(
         line.get("task_id") in fanout and line.get("request_id") == SUBMISSION_ID for line in lines

@@ -1,179 +1,18 @@
-"""Real parts for integration tests and benchmarks: a Redis server, a Celery worker
-process and an HTTP receiver on 127.0.0.1, each started and stopped here."""
+"""HTTP receivers on 127.0.0.1 standing in for members' webhook endpoints: one that
+records every POST (and can fail, answer late or speak TLS), one that trickles its
+answer byte by byte."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
-
-
-def database_url() -> str:
-    """The URL of the database Django uses in this process (the test database)."""
-    from django.db import connection
-
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-@contextlib.contextmanager
-def celery_broker(url: str) -> Iterator[None]:
-    """Point this process's Celery app (on-commit fan-out, sweeps) at ``url``, not eager."""
-    from forum.celery import app
-
-    saved = (app.conf.broker_url, app.conf.task_always_eager)
-
-    def repoint(url: str, eager: bool) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-        app.conf.broker_url, app.conf.task_always_eager = url, eager
-
-    repoint(url, False)
-    try:
-        yield
-    finally:
-        repoint(*saved)
-
-
-class RedisServer:
-    """A private redis-server (no persistence) that a test may stop and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._answers, 10, "redis-server to start")
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-
-@dataclass
-class Worker:
-    """``celery -A forum worker -B`` in its own process group, logging to a file."""
-
-    env: dict[str, str]
-    log: Path
-    concurrency: int = 2
-    beat: bool = True
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "forum",
-            "worker",
-            "-l",
-            "info",
-            "-P",
-            "prefork",
-            "-c",
-            str(self.concurrency),
-            "-n",
-            name,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-        if self.beat:
-            command += ["-B", "-s", str(self.log.with_suffix(".beat"))]
-        self.log.write_bytes(b"")
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=out, stderr=out, start_new_session=True
-            )
-        wait_for(lambda: b" ready." in self.log.read_bytes() or self._died(), 60, "the worker")
-        assert not self._died(), self.log.read_text()[-3000:]
-
-    def _died(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """A real forum for member-side tests: pytest-django's live server on the test database.
 
-``forum`` serves the test database over HTTP on 127.0.0.1 (a thread of the test process;
-each request in its own thread), so the ``cordiale`` and ``threatexchange`` commands run as
-real subprocesses against it. Members and keys are made through the management commands
-an admin would use, so what the tests exercise is the documented onboarding path::
+The ``forum`` fixture (``tests/support/fixtures.py``) serves the test database over HTTP
+on 127.0.0.1 (a thread of the test process; each request in its own thread), so the
+``cordiale`` and ``threatexchange`` commands run as real subprocesses against it. Members
+and keys are made through the management commands an admin would use, so what the tests
+exercise is the documented onboarding path::
 
     def test_something(forum: LiveForum, tmp_path: Path) -> None:
         acme = forum.member("acme", tmp_path)          # member, API key, registered key
@@ -23,18 +24,14 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.core.management import call_command
 
-ROOT = Path(__file__).resolve().parents[2]
-# Labels the live tests use; a transactional test database is flushed between tests, which
-# removes the labels the migrations seeded.
-LABELS = ("recruitment", "graphic-violence", "glorification")
+from tests.support.processes import ROOT
 
 
 @dataclass
@@ -168,16 +165,3 @@ class ServerGate:
 
     def release(self) -> None:
         self._released.set()
-
-
-@pytest.fixture
-def forum(live_server: Any) -> Iterator[LiveForum]:
-    """A live forum on a fresh (transactional) test database with the labels the tests use."""
-    from exchange.models import Label
-    from exchange.services.labels import label_save
-
-    for slug in LABELS:
-        if not Label.objects.filter(slug=slug).exists():
-            label = Label(slug=slug, name=slug.replace("-", " ").title(), kind="behaviour")
-            label_save(label=label, actor="test")
-    yield LiveForum(live_server.url)
