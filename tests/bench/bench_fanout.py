@@ -42,7 +42,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import tests.bench  # noqa: E402, F401  (the forum key of the processes started)
+import tests.bench  # noqa: E402, F401  (run as a script: the throwaway forum key)
 from tests.support.database import database_drop, database_recreate  # noqa: E402
 from tests.support.processes import Worker, free_port  # noqa: E402
 from tests.support.redis import RedisServer  # noqa: E402

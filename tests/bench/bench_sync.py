@@ -37,6 +37,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import tests.bench  # noqa: E402, F401  (run as a script: the throwaway forum key)
 from tests.support.database import database_drop, database_recreate  # noqa: E402
 from tests.support.processes import start_gunicorn, stop_gunicorn  # noqa: E402
 
