@@ -50,7 +50,6 @@ tombstone if the row was written while it was in the row's audience; else nothin
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ from django.utils import timezone
 
 from forum.errors import DomainError
 
-from . import json_input
+from . import base64url, json_input
 from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3339
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
@@ -170,7 +169,7 @@ class Cursor:
         if not text:
             return cls({})
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            raw = base64url.decode(text)
             data = json_input.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("version")
@@ -183,7 +182,7 @@ class Cursor:
 
     def encode(self) -> str:
         body = orjson.dumps({"v": 1, "p": {k: list(v) for k, v in self.positions.items()}})
-        return base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+        return base64url.encode(body)
 
 
 _MAX_POSITION = 2**63 - 1  # a bigint column: anything larger cannot be a position
