@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange import jws
 from exchange.services.statements import statement_submit
+from exchange.statement_format import AUDIENCE_FORUM, OP_ASSERT, group_audience
 from members.models import Member, SharingGroup, SigningKey
 from members.services import (
     api_key_issue,
@@ -151,9 +152,9 @@ class Command(BaseCommand):
         private, kid = key
         now = int(time.time())
         rows = [
-            ("pdq", ["recruitment"], "forum"),
-            ("md5", ["glorification", "branded-publication"], "forum"),
-            ("sha256", ["instruction"], f"group:{DEMO_GROUP}"),
+            ("pdq", ["recruitment"], AUDIENCE_FORUM),
+            ("md5", ["glorification", "branded-publication"], AUDIENCE_FORUM),
+            ("sha256", ["instruction"], group_audience(DEMO_GROUP)),
         ]
         tokens = []
         for signal_type, labels, audience in rows:
@@ -161,7 +162,7 @@ class Command(BaseCommand):
                 "iss": member.slug,
                 "iat": now,
                 "jti": uuid.uuid4().hex,
-                "op": "assert",
+                "op": OP_ASSERT,
                 "signal_type": signal_type,
                 # Each member states its own signals, so the two feeds differ.
                 "value": _demo_value(signal_type, member.slug),
