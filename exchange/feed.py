@@ -64,6 +64,7 @@ from forum.errors import DomainError
 
 from . import base64url, json_input
 from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3339
+from .liveness import live
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
 FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
@@ -84,7 +85,9 @@ def feed_lock() -> None:
 
 
 def feed_head() -> int:
-    """The highest position assigned so far; call with the feed lock held."""
+    """The highest position committed so far. Audience periods take their bounds from it
+    with the feed lock held, so that no lower position can commit afterwards; the match
+    index and the metrics read it without."""
     rows = fetchall("SELECT COALESCE(MAX(seq), 0) FROM exchange_feedentry")
     return int(rows[0][0])
 
@@ -133,10 +136,6 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
 
     webhooks_schedule_wake(audiences=[a for a, _ in keys], rows=keys)
     return len(keys)
-
-
-def live(exp: int | None, now: int) -> bool:
-    return exp is None or exp > now
 
 
 def before_change(

@@ -20,7 +20,8 @@ from exchange.db import (
     signal_value_in,
     signal_value_is,
 )
-from exchange.feed import FeedChange, before_change, feed_append, live
+from exchange.feed import FeedChange, before_change, feed_append
+from exchange.liveness import live
 from exchange.receipts import receipt_sign
 from exchange.statement_format import OP_ASSERT
 from members.forum_key import ForumKey, forum_key
