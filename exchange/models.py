@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from members.models import Member, SharingGroup, SigningKey
 
+from .statement_format import OP_ASSERT, OP_RETRACT
+
 FORUM_AUDIENCE = 0
 
 
@@ -87,8 +89,8 @@ class Statement(models.Model):
     """A member's signed claim, stored verbatim; every accepted one is kept."""
 
     class Op(models.TextChoices):
-        ASSERT = "assert"
-        RETRACT = "retract"
+        ASSERT = OP_ASSERT
+        RETRACT = OP_RETRACT
 
     # No single-column indexes where a composite one starts with the column
     # (unique_member_jti, statement_key_iat): every index costs each ingested row. On
