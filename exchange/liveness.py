@@ -15,7 +15,8 @@ not the sweep has run.
 The rule is spelled three ways, for the three places that need it: ``live`` for a row in
 hand, ``live_sql`` and ``unexpired_sql`` for the hand-written SQL of hot paths (they give
 the text those queries always had, which the partial index ``current_exp`` and the
-benchmarks were measured with), and ``live_q`` for the ORM.
+benchmarks were measured with), and ``live_q`` (and its complement among assertions,
+``expired_q``) for the ORM.
 """
 
 from __future__ import annotations
@@ -45,3 +46,9 @@ def live_sql(table: str = "cs") -> str:
 def live_q(now: int) -> Q:
     """``CurrentStatement`` rows that are live assertions at ``now``."""
     return Q(audience__isnull=False) & (Q(exp__isnull=True) | Q(exp__gt=now))
+
+
+def expired_q(now: int) -> Q:
+    """``CurrentStatement`` rows of assertions that are live no more at ``now``: their
+    ``exp`` has passed (the lapses the sweep records)."""
+    return Q(audience__isnull=False) & Q(exp__lte=now)
