@@ -22,6 +22,8 @@ from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
 Snapshot = dict[str, Any]
 
+_UNEXPIRED = unexpired_sql("cs")
+
 
 def _audience_clause(reader: Reader) -> tuple[str, list[Any]]:
     audiences = [FORUM_AUDIENCE, *reader.groups]
@@ -33,7 +35,7 @@ def _visible_clause(reader: Reader, now: int) -> tuple[str, list[Any]]:
     """The visibility rule on ``exchange_currentstatement cs``: a live assertion for one
     of the reader's audiences."""
     aud_clause, aud_params = _audience_clause(reader)
-    return f"{aud_clause} AND {unexpired_sql('cs')}", [*aud_params, now]
+    return f"{aud_clause} AND {_UNEXPIRED}", [*aud_params, now]
 
 
 def visible_signal_ids(
@@ -114,7 +116,7 @@ def _opinion_summaries(
         "JOIN exchange_audienceperiod p ON p.audience = cs.audience "
         "AND p.member_id = o.member_id AND p.end_seq IS NULL "
         f"WHERE cs.signal_id = o.signal_id AND {aud_clause} "
-        f"AND {unexpired_sql('cs')}) "
+        f"AND {_UNEXPIRED}) "
         "GROUP BY o.signal_id, o.category",
         [*ids_params, *aud_params, now],
     ):
