@@ -50,7 +50,6 @@ tombstone if the row was written while it was in the row's audience; else nothin
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -63,8 +62,9 @@ from django.utils import timezone
 
 from forum.errors import DomainError
 
-from . import json_input
+from . import base64url, json_input
 from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3339
+from .liveness import live
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
 FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
@@ -85,7 +85,9 @@ def feed_lock() -> None:
 
 
 def feed_head() -> int:
-    """The highest position assigned so far; call with the feed lock held."""
+    """The highest position committed so far. Audience periods take their bounds from it
+    with the feed lock held, so that no lower position can commit afterwards; the match
+    index and the metrics read it without."""
     rows = fetchall("SELECT COALESCE(MAX(seq), 0) FROM exchange_feedentry")
     return int(rows[0][0])
 
@@ -136,10 +138,6 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
     return len(keys)
 
 
-def live(exp: int | None, now: int) -> bool:
-    return exp is None or exp > now
-
-
 def before_change(
     audience: int | None, exp: int | None, lapsed: bool, now: int
 ) -> tuple[int, int | None] | None:
@@ -170,7 +168,7 @@ class Cursor:
         if not text:
             return cls({})
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            raw = base64url.decode(text)
             data = json_input.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("version")
@@ -183,7 +181,7 @@ class Cursor:
 
     def encode(self) -> str:
         body = orjson.dumps({"v": 1, "p": {k: list(v) for k, v in self.positions.items()}})
-        return base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+        return base64url.encode(body)
 
 
 _MAX_POSITION = 2**63 - 1  # a bigint column: anything larger cannot be a position

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from members.models import Member, SharingGroup, SigningKey
 
+from .statement_format import MAX_JTI_LENGTH, MAX_REF_LENGTH, OP_ASSERT, OP_RETRACT
+
 FORUM_AUDIENCE = 0
 
 
@@ -87,8 +89,8 @@ class Statement(models.Model):
     """A member's signed claim, stored verbatim; every accepted one is kept."""
 
     class Op(models.TextChoices):
-        ASSERT = "assert"
-        RETRACT = "retract"
+        ASSERT = OP_ASSERT
+        RETRACT = OP_RETRACT
 
     # No single-column indexes where a composite one starts with the column
     # (unique_member_jti, statement_key_iat): every index costs each ingested row. On
@@ -109,7 +111,7 @@ class Statement(models.Model):
     # Denormalised from member and key (both immutable) so feed reads need no joins.
     member_slug = models.CharField(max_length=64)
     kid = models.CharField(max_length=64)
-    jti = models.CharField(max_length=64)
+    jti = models.CharField(max_length=MAX_JTI_LENGTH)
     iat = models.BigIntegerField()
     op = models.CharField(max_length=8, choices=Op.choices)
     labels = models.JSONField(default=list)
@@ -120,7 +122,7 @@ class Statement(models.Model):
     )
     exp = models.BigIntegerField(null=True, blank=True)
     content_type = models.CharField(max_length=16, blank=True)
-    ref = models.CharField(max_length=256, blank=True)
+    ref = models.CharField(max_length=MAX_REF_LENGTH, blank=True)
     jws = models.TextField()
     token_digest = models.CharField(max_length=64)
     received_at = models.DateTimeField(default=timezone.now)

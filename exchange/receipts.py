@@ -28,16 +28,15 @@ from functools import lru_cache
 
 import orjson
 
-from exchange import jws
+from exchange import base64url, jws
+from exchange.statement_format import RECEIPT_TYP
 from members.forum_key import ForumKey, forum_key
-
-RECEIPT_TYP = "cordiale-receipt"
 
 
 @lru_cache(maxsize=4)
 def _header_segment(kid: str) -> str:
     header = {"alg": jws.ALGORITHM, "kid": kid, "typ": RECEIPT_TYP}
-    return jws.b64url_encode(orjson.dumps(header))
+    return base64url.encode(orjson.dumps(header))
 
 
 def receipt_sign(
@@ -47,6 +46,6 @@ def receipt_sign(
     verification ingest already pays per statement."""
     key = key or forum_key()
     claims = {"jti": jti, "member": member, "kid": kid, "received_at": int(received_at.timestamp())}
-    signing_input = _header_segment(key.kid) + "." + jws.b64url_encode(orjson.dumps(claims))
+    signing_input = _header_segment(key.kid) + "." + base64url.encode(orjson.dumps(claims))
     signature = key.private_key.sign(signing_input.encode("ascii"))
-    return signing_input + "." + jws.b64url_encode(signature)
+    return signing_input + "." + base64url.encode(signature)

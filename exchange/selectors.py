@@ -14,13 +14,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import orjson
-from django.db.models import Q
 
 from .db import fetchall, in_list, rfc3339, signal_value_in
 from .feed import Reader
+from .liveness import live_q, unexpired_sql
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
 Snapshot = dict[str, Any]
+
+_UNEXPIRED = unexpired_sql("cs")
 
 
 def _audience_clause(reader: Reader) -> tuple[str, list[Any]]:
@@ -33,7 +35,7 @@ def _visible_clause(reader: Reader, now: int) -> tuple[str, list[Any]]:
     """The visibility rule on ``exchange_currentstatement cs``: a live assertion for one
     of the reader's audiences."""
     aud_clause, aud_params = _audience_clause(reader)
-    return f"{aud_clause} AND (cs.exp IS NULL OR cs.exp > %s)", [*aud_params, now]
+    return f"{aud_clause} AND {_UNEXPIRED}", [*aud_params, now]
 
 
 def visible_signal_ids(
@@ -114,7 +116,7 @@ def _opinion_summaries(
         "JOIN exchange_audienceperiod p ON p.audience = cs.audience "
         "AND p.member_id = o.member_id AND p.end_seq IS NULL "
         f"WHERE cs.signal_id = o.signal_id AND {aud_clause} "
-        "AND (cs.exp IS NULL OR cs.exp > %s)) "
+        f"AND {_UNEXPIRED}) "
         "GROUP BY o.signal_id, o.category",
         [*ids_params, *aud_params, now],
     ):
@@ -197,8 +199,8 @@ def live_audiences(signal_ids: Sequence[int]) -> list[tuple[int, int]]:
         return []
     now = int(time.time())
     pairs = (
-        CurrentStatement.objects.filter(signal_id__in=signal_ids, audience__isnull=False)
-        .filter(Q(exp__isnull=True) | Q(exp__gt=now))
+        CurrentStatement.objects.filter(signal_id__in=signal_ids)
+        .filter(live_q(now))
         .values_list("audience", "signal_id")
         .distinct()
     )

@@ -54,8 +54,6 @@ from typing import ClassVar
 
 from exchange import json_input, jws
 
-CONTENT_TYPES: tuple[str, ...] = ("photo", "video", "pdf", "url", "text", "file")
-
 
 class InvalidSignalValue(Exception):
     """A value that is not (or cannot be made into) the canonical form of its type."""

@@ -25,13 +25,14 @@ from exchange import jws
 from forum.errors import DomainError
 
 from . import services
+from .actors import actor_for_user
 from .checkpoints import audit_checkpoint_genuine
 from .models import ApiKey, AuditCheckpoint, AuditEntry, Member, SharingGroup, SigningKey
 from .selectors_admin import member_impact, member_overview
 
 
 def admin_actor(request: HttpRequest) -> str:
-    return f"admin:{request.user.get_username()}"
+    return actor_for_user(request.user)
 
 
 _Action = TypeVar("_Action", bound=Callable[..., Any])

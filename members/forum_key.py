@@ -40,7 +40,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from exchange import jws
+from exchange import base64url, jws
 
 DEBUG_KEY_NAME = "forum-key.pem"
 
@@ -101,8 +101,8 @@ def private_key_load(text: str, *, source: str) -> ForumKey:
         if text.startswith("-----BEGIN"):
             loaded = serialization.load_pem_private_key(text.encode("ascii"), password=None)
         else:
-            loaded = Ed25519PrivateKey.from_private_bytes(jws.b64url_decode(text))
-    except (ValueError, TypeError, UnicodeError, jws.MalformedJWS) as exc:
+            loaded = Ed25519PrivateKey.from_private_bytes(base64url.decode_canonical(text))
+    except (ValueError, TypeError, UnicodeError) as exc:
         raise ImproperlyConfigured(f"Cannot read the forum key from {source}: {exc}") from exc
     if not isinstance(loaded, Ed25519PrivateKey):
         raise ImproperlyConfigured(f"The forum key in {source} is not an Ed25519 private key.")

@@ -35,15 +35,14 @@ class MemberImpact:
 
 
 def member_impact(*, member: Member) -> MemberImpact:
+    from exchange.liveness import live_q
     from exchange.models import FORUM_AUDIENCE, CurrentStatement
 
     now = timezone.now()
     keys = ApiKey.objects.filter(member=member, revoked_at__isnull=True).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
-    live = CurrentStatement.objects.filter(member=member, audience__isnull=False).filter(
-        Q(exp__isnull=True) | Q(exp__gt=int(time.time()))
-    )
+    live = CurrentStatement.objects.filter(member=member).filter(live_q(int(time.time())))
     audiences = set(live.values_list("audience", flat=True).distinct())
     others = Member.objects.filter(status=Member.Status.ACTIVE).exclude(pk=member.pk)
     if FORUM_AUDIENCE in audiences:

@@ -16,6 +16,7 @@ from django.http import HttpRequest
 
 from forum.client_address import client_address
 
+from .actors import ANONYMOUS_ACTOR, actor_for_user
 from .audit import audit_record
 
 
@@ -32,7 +33,7 @@ def _client(request: HttpRequest | None) -> dict[str, str]:
 def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     device = getattr(user, "otp_device", None)
     audit_record(
-        actor=f"admin:{user.get_username()}",
+        actor=actor_for_user(user),
         action="admin.login",
         object_type="user",
         object_id=user.get_username(),
@@ -45,7 +46,7 @@ def audit_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: 
     if user is None:
         return
     audit_record(
-        actor=f"admin:{user.get_username()}",
+        actor=actor_for_user(user),
         action="admin.logout",
         object_type="user",
         object_id=user.get_username(),
@@ -59,7 +60,7 @@ def audit_login_failed(
 ) -> None:
     username = str(credentials.get("username", ""))[:150]
     audit_record(
-        actor="anonymous",
+        actor=ANONYMOUS_ACTOR,
         action="admin.login_failed",
         object_type="user",
         object_id=username,
@@ -71,7 +72,7 @@ def audit_locked_out(
     sender: Any, request: HttpRequest | None, username: str | None, ip_address: str, **kwargs: Any
 ) -> None:
     audit_record(
-        actor="anonymous",
+        actor=ANONYMOUS_ACTOR,
         action="admin.locked_out",
         object_type="user",
         object_id=(username or "")[:150],

@@ -31,7 +31,6 @@ from exchange.client.statements import (
     sign_statement,
 )
 from exchange.client.submission import (
-    MAX_BATCH_SIZE,
     InputError,
     SubmitSummary,
     read_rows,
@@ -40,6 +39,7 @@ from exchange.client.submission import (
 )
 from exchange.client.verify import KeyReport
 from exchange.signal_types import SIGNAL_TYPES
+from exchange.statement_format import MAX_BATCH, OP_RETRACT
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -166,7 +166,7 @@ def cmd_retract(args: argparse.Namespace) -> int:
             issuer=issuer(args, client),
             signal_type=args.signal_type,
             value=args.value,
-            op="retract",
+            op=OP_RETRACT,
         )
         response = client.submit([sign_statement(claims, key)])
     result = (response.get("results") or [{}])[0]
@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "signed into the statement and seen by every member that receives it; never put "
         "a user, account or internal case identifier there",
     )
-    p.add_argument("--batch-size", type=int, default=MAX_BATCH_SIZE, help="statements per request")
+    p.add_argument("--batch-size", type=int, default=MAX_BATCH, help="statements per request")
 
     p = command("retract", cmd_retract, "sign and submit the retraction of a signal")
     p.add_argument("signal_type", choices=sorted(SIGNAL_TYPES))

@@ -23,16 +23,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange import jws
-from exchange.signal_types import (
+from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
+from exchange.statement_format import (
+    AUDIENCE_FORUM,
     CONTENT_TYPES,
-    InvalidSignalValue,
-    UnknownSignalType,
-    get_signal_type,
+    MAX_JTI_LENGTH,
+    OP_ASSERT,
+    OPS,
+    TLP_VALUES,
+    audience_group_slug,
 )
-
-OPS = ("assert", "retract")
-TLPS = ("clear", "green", "amber", "amber+strict", "red")
-MAX_JTI_LENGTH = 64
 
 
 class StatementError(ValueError):
@@ -49,7 +49,7 @@ def build_statement(
     issuer: str,
     signal_type: str,
     value: str,
-    op: str = "assert",
+    op: str = OP_ASSERT,
     labels: Iterable[str] | None = None,
     tlp: str | None = None,
     audience: str | None = None,
@@ -79,7 +79,7 @@ def build_statement(
         "signal_type": signal_type,
         "value": canonical,
     }
-    if op == "assert":
+    if op == OP_ASSERT:
         claims.update(_assertion_claims(labels, tlp, audience, exp))
     if content_type:
         if content_type not in CONTENT_TYPES:
@@ -98,11 +98,11 @@ def _assertion_claims(
     label_list = [label.strip() for label in labels or () if label.strip()]
     if not label_list:
         raise StatementError("unknown_label", "an assertion needs at least one label")
-    if tlp not in TLPS:
-        raise StatementError("malformed", f"tlp must be one of {', '.join(TLPS)}; got {tlp!r}")
-    if audience != "forum" and not (
-        audience and audience.startswith("group:") and len(audience) > len("group:")
-    ):
+    if tlp not in TLP_VALUES:
+        raise StatementError(
+            "malformed", f"tlp must be one of {', '.join(TLP_VALUES)}; got {tlp!r}"
+        )
+    if audience != AUDIENCE_FORUM and not (audience and audience_group_slug(audience)):
         raise StatementError(
             "invalid_audience", f"audience must be 'forum' or 'group:<slug>'; got {audience!r}"
         )

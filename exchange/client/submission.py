@@ -38,11 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client.api import CordialeClient
 from exchange.client.statements import StatementError, build_statement, key_id, sign_statement
+from exchange.statement_format import MAX_BATCH, OP_ASSERT
 
 REQUIRED_FIELDS = ("signal_type", "value", "labels", "tlp", "audience")
 OPTIONAL_FIELDS = ("exp", "content_type", "ref")
 ALL_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
-MAX_BATCH_SIZE = 10_000
 STATUSES = ("accepted", "duplicate", "stale", "rejected")
 
 
@@ -169,7 +169,7 @@ def row_claims(
         issuer=issuer,
         signal_type=fields["signal_type"],
         value=fields["value"],
-        op="assert",
+        op=OP_ASSERT,
         labels=fields["labels"].split("|"),
         tlp=fields["tlp"].lower(),
         audience=fields["audience"],
@@ -218,13 +218,13 @@ def submit_file(
     *,
     issuer: str,
     private_key: Ed25519PrivateKey,
-    batch_size: int = MAX_BATCH_SIZE,
+    batch_size: int = MAX_BATCH,
     on_rows: Callable[[int], None] | None = None,
     rows: list[InputRow] | None = None,
 ) -> SubmitSummary:
     """Sign and submit every row of ``path``, resuming from its progress file."""
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise InputError(f"the batch size must be 1 to {MAX_BATCH_SIZE}")
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise InputError(f"the batch size must be 1 to {MAX_BATCH}")
     rows = read_rows(path) if rows is None else rows
     log = ProgressLog(progress_path(path))
     kid = key_id(private_key)

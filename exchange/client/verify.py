@@ -37,12 +37,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange import jws
+from exchange.statement_format import OP_ASSERT, RECEIPT_CLAIMS, RECEIPT_TYP
 
 # Snapshot field -> claim that must carry the same value.
 _MIRRORED_CLAIMS = ("iat", "tlp", "audience")
 
-RECEIPT_TYP = "cordiale-receipt"
-RECEIPT_CLAIMS = frozenset({"jti", "member", "kid", "received_at"})
 # Forum keys whose receipts still count; a revoked forum key vouches for nothing.
 _RECEIPT_KEY_STATUSES = ("active", "retired")
 
@@ -228,7 +227,7 @@ def _check_claims(
 ) -> str | None:
     expected: dict[str, Any] = {
         "iss": member,
-        "op": "assert",
+        "op": OP_ASSERT,
         "signal_type": signal_type,
         "value": value,
     }

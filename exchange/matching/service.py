@@ -99,6 +99,8 @@ from django.conf import settings
 from django.db import connection
 
 from exchange.db import fetchall, in_list
+from exchange.feed import feed_head
+from exchange.liveness import live_sql
 from exchange.matching.pdq_index import HASH_BYTES, PDQIndex, hashes_from_hex
 from forum.errors import DomainError
 
@@ -149,12 +151,8 @@ def signal_entries(signal_id: int, signal_type: str, value: str) -> tuple[list[i
 
 _ACTIVE = (
     "EXISTS (SELECT 1 FROM exchange_currentstatement cs WHERE cs.signal_id = s.id "
-    "AND cs.audience IS NOT NULL AND (cs.exp IS NULL OR cs.exp > %s))"
+    f"AND {live_sql('cs')})"
 )
-
-
-def _feed_head() -> int:
-    return int(fetchall("SELECT COALESCE(MAX(seq), 0) FROM exchange_feedentry")[0][0])
 
 
 def _database_name() -> str:
@@ -206,7 +204,7 @@ class MatchIndex:
     def from_database(cls) -> MatchIndex:
         # The head is read first: the state read after it is at least as new, and any
         # row above the head is re-applied by the next catch-up.
-        cursor = _feed_head()
+        cursor = feed_head()
         ids, hashes = _active_entries()
         return cls(PDQIndex.build(ids, hashes), cursor)
 
@@ -219,7 +217,7 @@ class MatchIndex:
             logger.warning("match index snapshot %s unusable: %s", name, exc)
             return None
         cursor = int(index.meta.get("cursor", -1))
-        if index.meta.get("database") != _database_name() or not 0 <= cursor <= _feed_head():
+        if index.meta.get("database") != _database_name() or not 0 <= cursor <= feed_head():
             logger.warning("match index snapshot %s is not of this database; ignored", name)
             return None
         return cls(index, cursor, name)

@@ -12,6 +12,7 @@ from typing import cast
 from django.db import transaction
 
 from exchange.feed import feed_append
+from exchange.liveness import expired_q
 from exchange.models import CurrentStatement
 
 BATCH = 5_000
@@ -28,7 +29,7 @@ def statements_lapse_sweep(*, now: int | None = None, audience: int | None = Non
     while True:
         with transaction.atomic():
             due_qs = CurrentStatement.objects.select_for_update(skip_locked=True).filter(
-                audience__isnull=False, lapsed=False, exp__lte=now
+                expired_q(now), lapsed=False
             )
             if audience is not None:
                 due_qs = due_qs.filter(audience=audience)

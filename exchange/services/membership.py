@@ -13,7 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchange.db import fetchall
-from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock, live
+from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock
+from exchange.liveness import live, unexpired_sql
 from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
 from exchange.selectors import live_audiences
 from exchange.services.lapse import statements_lapse_sweep
@@ -57,7 +58,7 @@ def _opinion_rows(audience: int, member_id: int) -> list[FeedChange]:
     rows = fetchall(
         "SELECT DISTINCT cs.signal_id FROM exchange_currentstatement cs "
         "JOIN exchange_opinion o ON o.signal_id = cs.signal_id AND o.member_id = %s "
-        "WHERE cs.audience = %s AND (cs.exp IS NULL OR cs.exp > %s)",
+        f"WHERE cs.audience = %s AND {unexpired_sql('cs')}",
         [member_id, audience, int(time.time())],
     )
     return [(audience, int(r[0])) for r in rows]
@@ -78,7 +79,7 @@ def member_left_group(*, group: SharingGroup, member_id: int) -> None:
     _close_period(member_id, group.pk)
     rows = fetchall(
         "SELECT DISTINCT signal_id FROM exchange_currentstatement "
-        "WHERE audience = %s AND (exp IS NULL OR exp > %s)",
+        f"WHERE audience = %s AND {unexpired_sql('')}",
         [group.pk, int(time.time())],
     )
     feed_append([*((-member_id, int(r[0])) for r in rows), *_opinion_rows(group.pk, member_id)])

@@ -29,11 +29,12 @@ from typing import Any
 from django.db import transaction
 
 from exchange.db import fetchall, in_list
+from exchange.statement_format import MAX_BATCH
 from forum.errors import DomainError
 from forum.metrics import record_statement_results
 from members.models import Member, SigningKey
 
-from .checks import MAX_BATCH, Item, Rejection, _check_claims, _context, _verify
+from .checks import Item, Rejection, _check_claims, _context, _verify
 from .store import _store
 
 __all__ = ["MAX_BATCH", "Rejection", "statement_submit"]

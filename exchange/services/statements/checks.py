@@ -11,23 +11,20 @@ from django.conf import settings
 
 from exchange import jws
 from exchange.models import FORUM_AUDIENCE, Label
-from exchange.signal_types import (
+from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
+from exchange.statement_format import (
+    AUDIENCE_FORUM,
     CONTENT_TYPES,
-    InvalidSignalValue,
-    UnknownSignalType,
-    get_signal_type,
+    MAX_JTI_LENGTH,
+    MAX_REF_LENGTH,
+    MAX_TIMESTAMP,
+    OP_ASSERT,
+    OPS,
+    REQUIRED_CLAIMS,
+    TLP_VALUES,
+    audience_group_slug,
 )
 from members.models import Member, SharingGroup, SigningKey
-
-MAX_BATCH = 10_000
-TLP_VALUES = ("clear", "green", "amber", "amber+strict", "red")
-OPS = ("assert", "retract")
-AUDIENCE_FORUM = "forum"
-AUDIENCE_GROUP_PREFIX = "group:"
-MAX_JTI = 64
-MAX_REF = 256
-# 9999-12-31T23:59:59Z: ``exp`` is stored in a 64-bit column, and no real expiry is later.
-MAX_TIMESTAMP = 253_402_300_799
 
 
 class Rejection(Exception):
@@ -94,9 +91,9 @@ def _verify(item: Item, keys: dict[str, SigningKey], member: Member) -> None:
             f"iss must be the authenticated member {member.slug!r}; got {claims.get('iss')!r}.",
         )
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI or not _storable(jti):
+    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH or not _storable(jti):
         raise Rejection(
-            "malformed", f"jti must be a string of 1 to {MAX_JTI} characters, without NUL."
+            "malformed", f"jti must be a string of 1 to {MAX_JTI_LENGTH} characters, without NUL."
         )
     item.parsed, item.key, item.claims = parsed, key, claims
     item.digest = hashlib.sha256(item.token.encode()).hexdigest()
@@ -142,7 +139,7 @@ def _check_claims(
     now: int,
 ) -> None:
     claims = item.claims
-    for name in ("iat", "op", "signal_type", "value"):
+    for name in REQUIRED_CLAIMS:
         if name not in claims:
             raise Rejection("malformed", f"Claim {name!r} is required.")
     if not _is_int(claims["iat"]) or claims["iat"] < 0:
@@ -150,15 +147,15 @@ def _check_claims(
     if claims["op"] not in OPS:
         raise Rejection("malformed", f"op must be one of {', '.join(OPS)}.")
     _check_signal(claims)
-    if claims["op"] == "assert":
+    if claims["op"] == OP_ASSERT:
         _check_assertion(item, labels=labels, groups=groups)
     for name in ("content_type", "ref"):
         if name in claims and claims[name] is not None and not isinstance(claims[name], str):
             raise Rejection("malformed", f"{name} must be a string.")
     if claims.get("content_type") not in (None, *CONTENT_TYPES):
         raise Rejection("malformed", f"content_type must be one of {', '.join(CONTENT_TYPES)}.")
-    if len(claims.get("ref") or "") > MAX_REF or not _storable(claims.get("ref") or ""):
-        raise Rejection("malformed", f"ref is limited to {MAX_REF} characters, without NUL.")
+    if len(claims.get("ref") or "") > MAX_REF_LENGTH or not _storable(claims.get("ref") or ""):
+        raise Rejection("malformed", f"ref is limited to {MAX_REF_LENGTH} characters, without NUL.")
     _check_time(claims["iat"], now)
 
 
@@ -217,8 +214,8 @@ def _check_assertion(
     audience = claims.get("audience")
     if audience == AUDIENCE_FORUM:
         item.audience_key = FORUM_AUDIENCE
-    elif isinstance(audience, str) and audience.startswith(AUDIENCE_GROUP_PREFIX):
-        group = groups.get(audience[len(AUDIENCE_GROUP_PREFIX) :])
+    elif isinstance(audience, str) and (slug := audience_group_slug(audience)) is not None:
+        group = groups.get(slug)
         if group is None or not group[1]:
             # One message for "no such group" and "not yours": membership of others'
             # groups is not the submitter's business.

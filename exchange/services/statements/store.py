@@ -20,8 +20,10 @@ from exchange.db import (
     signal_value_in,
     signal_value_is,
 )
-from exchange.feed import FeedChange, before_change, feed_append, live
+from exchange.feed import FeedChange, before_change, feed_append
+from exchange.liveness import live
 from exchange.receipts import receipt_sign
+from exchange.statement_format import OP_ASSERT
 from members.forum_key import ForumKey, forum_key
 from members.models import Member
 
@@ -140,7 +142,7 @@ def _statement_row(
     """The columns of ``_STATEMENT_COLUMNS`` up to ``receipt``."""
     c = item.claims
     assert item.key is not None
-    is_assert = c["op"] == "assert"
+    is_assert = c["op"] == OP_ASSERT
     return (
         member.pk,
         item.key.pk,

@@ -11,8 +11,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from forum.errors import DomainError
 from members.models import Member
 
-ACTOR = "cli"
-
 
 class JsonCommand(BaseCommand):
     def emit(self, payload: dict[str, Any]) -> None:

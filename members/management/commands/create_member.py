@@ -3,10 +3,11 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.db import transaction
 
+from members.actors import COMMAND_ACTOR
 from members.models import Member
 from members.services import api_key_issue, member_create
 
-from ._base import ACTOR, JsonCommand
+from ._base import JsonCommand
 
 
 class Command(JsonCommand):
@@ -24,7 +25,7 @@ class Command(JsonCommand):
                 name=options["name"],
                 contact_email=options["contact_email"],
                 status=Member.Status.ACTIVE,
-                actor=ACTOR,
+                actor=COMMAND_ACTOR,
             )
-            _, secret = api_key_issue(member=member, actor=ACTOR)
+            _, secret = api_key_issue(member=member, actor=COMMAND_ACTOR)
         return {"member": member.slug, "api_key": secret}

@@ -2,9 +2,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.services import sharing_group_create
 
-from ._base import ACTOR, JsonCommand, member_list
+from ._base import JsonCommand, member_list
 
 
 class Command(JsonCommand):
@@ -18,6 +19,6 @@ class Command(JsonCommand):
     def run(self, **options: Any) -> dict[str, Any]:
         members = member_list(options["members"])
         group = sharing_group_create(
-            slug=options["slug"], name=options["name"], members=members, actor=ACTOR
+            slug=options["slug"], name=options["name"], members=members, actor=COMMAND_ACTOR
         )
         return {"group": group.slug, "members": sorted(m.slug for m in members)}

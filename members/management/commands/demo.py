@@ -26,6 +26,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange import jws
 from exchange.services.statements import statement_submit
+from exchange.statement_format import AUDIENCE_FORUM, OP_ASSERT, group_audience
+from members.actors import DEMO_ACTOR
 from members.models import Member, SharingGroup, SigningKey
 from members.services import (
     api_key_issue,
@@ -35,7 +37,6 @@ from members.services import (
     signing_key_register,
 )
 
-ACTOR = "demo"
 ADMIN_USERNAME = "admin"
 DEMO_MEMBERS = {"demo-acme": "Acme Video (demo)", "demo-globex": "Globex Social (demo)"}
 DEMO_GROUP = "demo-group"
@@ -75,7 +76,7 @@ class Command(BaseCommand):
         keys = {slug: self._signing_key(m, demo_dir) for slug, m in members.items()}
         self._group(list(members.values()))
         api_keys = {
-            slug: api_key_issue(member=m, name="demo", actor=ACTOR)[1]
+            slug: api_key_issue(member=m, name="demo", actor=DEMO_ACTOR)[1]
             for slug, m in members.items()
         }
         submitted = {slug: self._statements(members[slug], keys[slug]) for slug in members}
@@ -109,10 +110,12 @@ class Command(BaseCommand):
     def _member(self, slug: str, name: str) -> Member:
         member = Member.objects.filter(slug=slug).first()
         if member is None:
-            return member_create(slug=slug, name=name, status=Member.Status.ACTIVE, actor=ACTOR)
+            return member_create(
+                slug=slug, name=name, status=Member.Status.ACTIVE, actor=DEMO_ACTOR
+            )
         if member.status == Member.Status.EXPELLED:
             raise CommandError(f"Demo member {slug} was expelled; use a fresh database.")
-        return member_set_status(member=member, status=Member.Status.ACTIVE, actor=ACTOR)
+        return member_set_status(member=member, status=Member.Status.ACTIVE, actor=DEMO_ACTOR)
 
     def _signing_key(self, member: Member, demo_dir: Path) -> tuple[Ed25519PrivateKey, str]:
         path = demo_dir / f"{member.slug}.pem"
@@ -135,7 +138,7 @@ class Command(BaseCommand):
         kid = jws.jwk_thumbprint(x)
         existing = SigningKey.objects.filter(kid=kid).first()
         if existing is None:
-            signing_key_register(member=member, public_key=x, actor=ACTOR)
+            signing_key_register(member=member, public_key=x, actor=DEMO_ACTOR)
         elif existing.member_id != member.pk or existing.status != SigningKey.Status.ACTIVE:
             raise CommandError(f"{path} holds key {kid}, which is not an active key of {member}.")
         return private, kid
@@ -143,7 +146,7 @@ class Command(BaseCommand):
     def _group(self, members: list[Member]) -> None:
         if not SharingGroup.objects.filter(slug=DEMO_GROUP).exists():
             sharing_group_create(
-                slug=DEMO_GROUP, name="Demo sharing group", members=members, actor=ACTOR
+                slug=DEMO_GROUP, name="Demo sharing group", members=members, actor=DEMO_ACTOR
             )
 
     def _statements(self, member: Member, key: tuple[Ed25519PrivateKey, str]) -> dict[str, Any]:
@@ -151,9 +154,9 @@ class Command(BaseCommand):
         private, kid = key
         now = int(time.time())
         rows = [
-            ("pdq", ["recruitment"], "forum"),
-            ("md5", ["glorification", "branded-publication"], "forum"),
-            ("sha256", ["instruction"], f"group:{DEMO_GROUP}"),
+            ("pdq", ["recruitment"], AUDIENCE_FORUM),
+            ("md5", ["glorification", "branded-publication"], AUDIENCE_FORUM),
+            ("sha256", ["instruction"], group_audience(DEMO_GROUP)),
         ]
         tokens = []
         for signal_type, labels, audience in rows:
@@ -161,7 +164,7 @@ class Command(BaseCommand):
                 "iss": member.slug,
                 "iat": now,
                 "jti": uuid.uuid4().hex,
-                "op": "assert",
+                "op": OP_ASSERT,
                 "signal_type": signal_type,
                 # Each member states its own signals, so the two feeds differ.
                 "value": _demo_value(signal_type, member.slug),

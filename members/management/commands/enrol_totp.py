@@ -3,9 +3,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.staff import totp_device_enrol
 
-from ._base import ACTOR, JsonCommand
+from ._base import JsonCommand
 
 
 class Command(JsonCommand):
@@ -20,7 +21,9 @@ class Command(JsonCommand):
         parser.add_argument("--no-qr", action="store_true", help="print only the URL")
 
     def run(self, **options: Any) -> dict[str, Any]:
-        device = totp_device_enrol(username=options["username"], name=options["name"], actor=ACTOR)
+        device = totp_device_enrol(
+            username=options["username"], name=options["name"], actor=COMMAND_ACTOR
+        )
         url = device.config_url
         if not options["no_qr"]:
             import qrcode

@@ -5,7 +5,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management.base import CommandError, CommandParser
 
-from exchange import jws
+from exchange import base64url
 from members.forum_key import forum_key, forum_key_file_ensure, private_key_load
 
 from ._base import JsonCommand
@@ -32,8 +32,8 @@ class Command(JsonCommand):
                 serialization.PrivateFormat.Raw,
                 serialization.NoEncryption(),
             )
-            key = private_key_load(jws.b64url_encode(raw), source="--generate -")
-            return {"kid": key.kid, "x": key.x, "d": jws.b64url_encode(raw)}
+            key = private_key_load(base64url.encode(raw), source="--generate -")
+            return {"kid": key.kid, "x": key.x, "d": base64url.encode(raw)}
         if options["generate"]:
             path = Path(options["generate"])
             if path.exists():

@@ -2,9 +2,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.services import api_key_issue
 
-from ._base import ACTOR, JsonCommand, get_member
+from ._base import JsonCommand, get_member
 
 
 class Command(JsonCommand):
@@ -20,5 +21,7 @@ class Command(JsonCommand):
         scopes = None
         if options["scopes"] is not None:
             scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
-        key, secret = api_key_issue(member=member, scopes=scopes, name=options["name"], actor=ACTOR)
+        key, secret = api_key_issue(
+            member=member, scopes=scopes, name=options["name"], actor=COMMAND_ACTOR
+        )
         return {"member": member.slug, "api_key": secret, "scopes": key.scopes}

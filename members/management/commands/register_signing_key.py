@@ -3,9 +3,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.services import signing_key_register
 
-from ._base import ACTOR, KeyArgumentCommand, get_member
+from ._base import KeyArgumentCommand, get_member
 
 
 class Command(KeyArgumentCommand):
@@ -23,5 +24,5 @@ class Command(KeyArgumentCommand):
             if not path.is_file():
                 raise CommandError(f"{text!r} is neither a PEM file nor a base64url key.")
             text = path.read_text()
-        key = signing_key_register(member=member, public_key=text, actor=ACTOR)
+        key = signing_key_register(member=member, public_key=text, actor=COMMAND_ACTOR)
         return {"member": member.slug, "kid": key.kid}

@@ -3,10 +3,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.models import SigningKey
 from members.services import signing_key_revoke
 
-from ._base import ACTOR, KeyArgumentCommand
+from ._base import KeyArgumentCommand
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -34,6 +35,6 @@ class Command(KeyArgumentCommand):
         key = signing_key_revoke(
             key=key,
             compromised_since=parse_rfc3339(since) if since else None,
-            actor=ACTOR,
+            actor=COMMAND_ACTOR,
         )
         return {"kid": key.kid, "status": key.status}

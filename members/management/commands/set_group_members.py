@@ -2,10 +2,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.models import SharingGroup
 from members.services import sharing_group_set_members
 
-from ._base import ACTOR, JsonCommand, member_list
+from ._base import JsonCommand, member_list
 
 
 class Command(JsonCommand):
@@ -20,5 +21,5 @@ class Command(JsonCommand):
         if group is None:
             raise CommandError(f"No sharing group {options['slug']!r}.")
         members = member_list(options["members"])
-        sharing_group_set_members(group=group, members=members, actor=ACTOR)
+        sharing_group_set_members(group=group, members=members, actor=COMMAND_ACTOR)
         return {"group": group.slug, "members": sorted(m.slug for m in members)}

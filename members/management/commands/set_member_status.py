@@ -2,10 +2,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from members.actors import COMMAND_ACTOR
 from members.models import Member
 from members.services import member_set_status
 
-from ._base import ACTOR, JsonCommand, get_member
+from ._base import JsonCommand, get_member
 
 
 class Command(JsonCommand):
@@ -20,6 +21,6 @@ class Command(JsonCommand):
 
     def run(self, **options: Any) -> dict[str, Any]:
         member = member_set_status(
-            member=get_member(options["slug"]), status=options["status"], actor=ACTOR
+            member=get_member(options["slug"]), status=options["status"], actor=COMMAND_ACTOR
         )
         return {"member": member.slug, "status": member.status}
