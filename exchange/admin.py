@@ -11,12 +11,12 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils.text import slugify
 
+from forum.admin_helpers import domain_errors_on
 from members.admin import admin_actor, confirm_then, staff_action
 
 from .models import Incident, Label, Signal, Statement
-from .services.incidents import incident_declare, incident_end
+from .services.incidents import incident_check_declarable, incident_declare, incident_end
 from .services.labels import label_save
 
 
@@ -49,10 +49,15 @@ class IncidentDeclareForm(forms.ModelForm):
             "slug"
         ].help_text = "Optional; made from the name. The label is incident-<slug>."
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "name" in data:
+            with domain_errors_on(self, "slug"):
+                incident_check_declarable(name=data["name"], slug=data.get("slug") or None)
+        return data
+
     def validate_unique(self) -> None:
-        slug = slugify(self.cleaned_data.get("slug") or self.cleaned_data.get("name") or "")
-        if Incident.objects.filter(slug=slug[:55]).exists():
-            self.add_error("slug", "An incident with this slug exists already.")
+        """What is taken is the service's to say (``clean``), by the slug it will use."""
 
 
 @admin.register(Incident)

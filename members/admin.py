@@ -21,7 +21,6 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from exchange import jws
 from forum.errors import DomainError
 
 from . import services
@@ -399,11 +398,12 @@ class SigningKeyCreateForm(forms.ModelForm):
     def clean_public_key(self) -> str:
         text: str = self.cleaned_data["public_key"]
         try:
-            x = jws.load_public_key(text)
-        except (jws.InvalidKey, ValueError) as exc:
-            raise forms.ValidationError(f"Not an Ed25519 public key: {exc}") from exc
-        if SigningKey.objects.filter(kid=jws.jwk_thumbprint(x)).exists():
-            raise forms.ValidationError("This key is registered already.")
+            services.signing_key_check_registrable(public_key=text)
+        except DomainError as exc:
+            reason = exc.detail
+            if exc.code == "invalid_key":
+                reason = f"Not an Ed25519 public key: {reason}"
+            raise forms.ValidationError(reason) from exc
         return text
 
 
