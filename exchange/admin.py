@@ -12,8 +12,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from forum.admin_helpers import domain_errors_on
-from members.admin import admin_actor, confirm_then, staff_action
+from forum.admin_helpers import (
+    ReadOnlyAdmin,
+    admin_actor,
+    confirm_then,
+    domain_errors_on,
+    staff_action,
+)
 
 from .models import Incident, Label, Signal, Statement
 from .services.incidents import incident_check_declarable, incident_declare, incident_end
@@ -113,17 +118,6 @@ class IncidentAdmin(admin.ModelAdmin):
             ],
             apply=apply,
         )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Signal)

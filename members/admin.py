@@ -7,118 +7,25 @@ would. Nothing here edits a model directly; what no service changes is read-only
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers, widgets
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin import widgets
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from forum.admin_helpers import admin_actor, confirm_then, run_each, staff_action
 from forum.errors import DomainError
 
 from . import services
 from .checkpoints import audit_checkpoint_genuine
 from .models import ApiKey, AuditCheckpoint, AuditEntry, Member, SharingGroup, SigningKey
 from .selectors_admin import member_impact, member_overview
-
-
-def admin_actor(request: HttpRequest) -> str:
-    return f"admin:{request.user.get_username()}"
-
-
-_Action = TypeVar("_Action", bound=Callable[..., Any])
-
-
-def staff_action(*, permissions: Sequence[str], description: str) -> Callable[[_Action], _Action]:
-    """An admin action that needs ``has_<permission>_permission`` for each permission.
-
-    Django offers an action only to users with its ``allowed_permissions``; the wrapper
-    checks them again where the action is applied, so a path that skips the offer (a
-    crafted POST, a direct call) still changes nothing without them.
-    """
-
-    def decorate(func: _Action) -> _Action:
-        @functools.wraps(func)
-        def checked(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any) -> Any:
-            for permission in permissions:
-                if not getattr(modeladmin, f"has_{permission}_permission")(request):
-                    raise PermissionDenied(f"This action needs the {permission} permission.")
-            return func(modeladmin, request, queryset)
-
-        marked = admin.action(permissions=list(permissions), description=description)(checked)
-        return cast(_Action, marked)
-
-    return decorate
-
-
-def confirm_then(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet[Any],
-    *,
-    title: str,
-    consequences: Sequence[str],
-    apply: Callable[[Any, dict[str, Any]], None],
-    form_class: type[forms.Form] | None = None,
-) -> TemplateResponse | None:
-    """Show what an action will do and run ``apply`` on each object once confirmed.
-
-    The confirmation page posts the same action back with ``confirm=yes``, like
-    Django's own "delete selected" action.
-    """
-    form = form_class(request.POST if "confirm" in request.POST else None) if form_class else None
-    if "confirm" in request.POST and (form is None or form.is_valid()):
-        done = 0
-        for obj in queryset:
-            try:
-                apply(obj, form.cleaned_data if form is not None else {})
-            except DomainError as exc:
-                modeladmin.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            modeladmin.message_user(request, f"{title}: done for {done}.", messages.SUCCESS)
-        return None
-    opts = modeladmin.model._meta
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "opts": opts,
-        "objects": list(queryset),
-        "consequences": consequences,
-        "form": form,
-        "action": request.POST.get("action", ""),
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
-    return TemplateResponse(request, "admin/members/confirm_action.html", context)
-
-
-def run_each(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet[Any],
-    apply: Callable[[Any], object],
-    done_message: str,
-) -> None:
-    done = 0
-    for obj in queryset:
-        try:
-            apply(obj)
-        except DomainError as exc:
-            modeladmin.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
-        else:
-            done += 1
-    if done:
-        modeladmin.message_user(request, f"{done_message}: {done}.", messages.SUCCESS)
-
 
 # -- members -------------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from exchange import jws
+from forum.admin_helpers import admin_actor
 from forum.errors import DomainError
 
-from .admin import admin_actor
 from .applications import (
     APPLICATION_FIELDS,
     application_approve,
