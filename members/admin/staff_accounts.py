@@ -23,7 +23,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from forum.admin_helpers import admin_actor
 
-from .staff import staff_account_record, staff_account_state
+from ..staff import staff_account_record, staff_account_state
 
 User = get_user_model()
 

@@ -17,7 +17,7 @@ from exchange import jws
 from forum.admin_helpers import admin_actor
 from forum.errors import DomainError
 
-from .applications import (
+from ..applications import (
     APPLICATION_FIELDS,
     application_approve,
     application_check_approvable,
@@ -25,8 +25,8 @@ from .applications import (
     application_submit,
     application_update,
 )
-from .models import Member, MembershipApplication
-from .services import ALL_SCOPES
+from ..models import Member, MembershipApplication
+from ..services import ALL_SCOPES
 
 _EDITABLE = APPLICATION_FIELDS
 
