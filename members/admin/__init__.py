@@ -14,5 +14,6 @@ from . import (  # noqa: F401  (each registers its admins)
     groups,
     keys,
     members,
+    reports,
     staff_accounts,
 )
