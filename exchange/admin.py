@@ -16,7 +16,7 @@ from forum.admin_helpers import (
     ReadOnlyAdmin,
     admin_actor,
     confirm_then,
-    domain_errors_on,
+    service_errors,
     staff_action,
 )
 
@@ -57,7 +57,7 @@ class IncidentDeclareForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if "name" in data:
-            with domain_errors_on(self, "slug"):
+            with service_errors("slug"):
                 incident_check_declarable(name=data["name"], slug=data.get("slug") or None)
         return data
 

@@ -5,7 +5,7 @@
 - ``confirm_then`` / ``run_each``: apply an action to each selected object through its
   service, showing each ``DomainError`` as a message instead of failing the batch.
 - ``ReadOnlyAdmin``: a model shown, never added, changed or deleted here.
-- ``domain_errors_on``: admin forms check input shape only; the rules are the
+- ``service_errors``: admin forms check input shape only; the rules are the
   services'. A form that needs a rule before saving calls the service's own check and
   shows the ``DomainError`` it raises as a form error, never a 500.
 
@@ -133,10 +133,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @contextmanager
-def domain_errors_on(form: forms.BaseForm, field: str | None = None) -> Iterator[None]:
-    """Show a ``DomainError`` raised inside the block as an error of ``form`` on
-    ``field`` (``None``: of the whole form)."""
+def service_errors(field: str | None = None) -> Iterator[None]:
+    """Raise a ``DomainError`` from the block as the form's ``ValidationError``, on
+    ``field`` when raised from ``clean()`` (from ``clean_<field>()``: leave it out)."""
     try:
         yield
     except DomainError as exc:
-        form.add_error(field, exc.detail)
+        raise forms.ValidationError({field: exc.detail} if field else exc.detail) from exc
