@@ -122,6 +122,8 @@ def run_each(
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """A model shown to whoever may view it, never added, changed or deleted here."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

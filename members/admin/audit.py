@@ -5,14 +5,15 @@ by the services, checkpoints signed by the forum key, never either by hand.
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest
+
+from forum.admin_helpers import ReadOnlyAdmin
 
 from ..checkpoints import audit_checkpoint_genuine
 from ..models import AuditCheckpoint, AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """The audit log, read-only: entries are written by the services, never by hand."""
 
     list_display = ["id", "created_at", "actor", "action", "object_type", "object_id"]
@@ -20,18 +21,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["actor", "action", "object_id"]
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
-        return False
-
 
 @admin.register(AuditCheckpoint)
-class AuditCheckpointAdmin(admin.ModelAdmin):
+class AuditCheckpointAdmin(ReadOnlyAdmin):
     """Signed heads of the audit log (members/checkpoints.py), read-only: the forum key
     signs them, periodically or with ``manage.py audit_checkpoint``."""
 
@@ -42,16 +34,3 @@ class AuditCheckpointAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="Signature verifies")
     def genuine(self, obj: AuditCheckpoint) -> bool:
         return audit_checkpoint_genuine(obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: AuditCheckpoint | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: AuditCheckpoint | None = None
-    ) -> bool:
-        return False
