@@ -25,6 +25,30 @@ from .. import services
 from ..models import ApiKey, SigningKey
 
 
+class _KeyAdmin(admin.ModelAdmin):
+    """A key is added with ``add_form`` (its ``add_fields``), then never edited: its page
+    shows its ``readonly_fields``, and only the admin's actions change it."""
+
+    add_form: type[forms.ModelForm]
+    add_fields: tuple[str, ...]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return self.add_fields if obj is None else tuple(self.readonly_fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return () if obj is None else tuple(self.readonly_fields)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+
 class ApiKeyCreateForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=ApiKey.Scope.choices,
@@ -56,7 +80,7 @@ _API_KEY_FIELDS = (
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(_KeyAdmin):
     """API keys: issued here with the secret shown once; never edited, only revoked."""
 
     list_display = [
@@ -75,25 +99,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     # The digest is never shown: it is not secret by itself, but nobody needs it.
     fields = _API_KEY_FIELDS
     readonly_fields = _API_KEY_FIELDS
+    add_form = ApiKeyCreateForm
+    add_fields = ("member", "name", "scopes", "expires_at")
     actions = ["revoke"]
-
-    def get_form(
-        self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = ApiKeyCreateForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
-        return ("member", "name", "scopes", "expires_at") if obj is None else _API_KEY_FIELDS
-
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: ApiKey | None = None
-    ) -> tuple[str, ...]:
-        return () if obj is None else _API_KEY_FIELDS
-
-    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
-        return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False  # revoke instead: the audit log keeps referring to the prefix
@@ -195,7 +203,7 @@ _SIGNING_KEY_FIELDS = (
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(_KeyAdmin):
     """Signing keys: registered here (kid computed), then only retired or revoked."""
 
     list_display = [
@@ -212,29 +220,9 @@ class SigningKeyAdmin(admin.ModelAdmin):
     list_select_related = ["member"]
     fields = _SIGNING_KEY_FIELDS
     readonly_fields = _SIGNING_KEY_FIELDS
+    add_form = SigningKeyCreateForm
+    add_fields = ("member", "public_key")
     actions = ["retire", "revoke"]
-
-    def get_form(
-        self,
-        request: HttpRequest,
-        obj: SigningKey | None = None,
-        change: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = SigningKeyCreateForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: SigningKey | None = None) -> tuple[str, ...]:
-        return ("member", "public_key") if obj is None else _SIGNING_KEY_FIELDS
-
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: SigningKey | None = None
-    ) -> tuple[str, ...]:
-        return () if obj is None else _SIGNING_KEY_FIELDS
-
-    def has_change_permission(self, request: HttpRequest, obj: SigningKey | None = None) -> bool:
-        return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: SigningKey | None = None) -> bool:
         return False  # recipients must still verify what the key signed
