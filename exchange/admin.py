@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from forum.admin_helpers import (
+    AddOnlyAdmin,
     ReadOnlyAdmin,
     admin_actor,
     confirm_then,
@@ -66,22 +67,24 @@ class IncidentDeclareForm(forms.ModelForm):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(AddOnlyAdmin):
     """Declaring is the add form; an incident is never edited, only ended (audited)."""
 
     list_display = ["slug", "name", "declared_at", "declared_by", "ended_at", "label"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter)]
     search_fields = ["slug", "name"]
     actions = ["end_incidents"]
-    form = IncidentDeclareForm
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None) -> list[str]:
-        if obj is None:
-            return []
-        return ["name", "slug", "description", "declared_at", "declared_by", "ended_at", "label"]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and super().has_change_permission(request, obj)
+    form = add_form = IncidentDeclareForm
+    add_fields = ("name", "slug", "description")
+    readonly_fields = (
+        "name",
+        "slug",
+        "description",
+        "declared_at",
+        "declared_by",
+        "ended_at",
+        "label",
+    )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -5,6 +5,7 @@
 - ``confirm_then`` / ``run_each``: apply an action to each selected object through its
   service, showing each ``DomainError`` as a message instead of failing the batch.
 - ``ReadOnlyAdmin``: a model shown, never added, changed or deleted here.
+- ``AddOnlyAdmin``: a model added here (a key, an incident), then only acted upon.
 - ``service_errors``: admin forms check input shape only; the rules are the
   services'. A form that needs a rule before saving calls the service's own check and
   shows the ``DomainError`` it raises as a form error, never a 500.
@@ -142,3 +143,27 @@ def service_errors(field: str | None = None) -> Iterator[None]:
         yield
     except DomainError as exc:
         raise forms.ValidationError({field: exc.detail} if field else exc.detail) from exc
+
+
+class AddOnlyAdmin(admin.ModelAdmin):
+    """A model added here with ``add_form`` (its ``add_fields``), then never edited: its
+    page shows its ``readonly_fields``, and only the admin's actions change it."""
+
+    add_form: type[forms.ModelForm]
+    add_fields: tuple[str, ...]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return self.add_fields if obj is None else tuple(self.readonly_fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return () if obj is None else tuple(self.readonly_fields)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request)

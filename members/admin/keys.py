@@ -18,35 +18,11 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from forum.admin_helpers import admin_actor, confirm_then, run_each, staff_action
+from forum.admin_helpers import AddOnlyAdmin, admin_actor, confirm_then, run_each, staff_action
 from forum.errors import DomainError
 
 from .. import services
 from ..models import ApiKey, SigningKey
-
-
-class _KeyAdmin(admin.ModelAdmin):
-    """A key is added with ``add_form`` (its ``add_fields``), then never edited: its page
-    shows its ``readonly_fields``, and only the admin's actions change it."""
-
-    add_form: type[forms.ModelForm]
-    add_fields: tuple[str, ...]
-
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = self.add_form
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return self.add_fields if obj is None else tuple(self.readonly_fields)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return () if obj is None else tuple(self.readonly_fields)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and super().has_change_permission(request)
 
 
 class ApiKeyCreateForm(forms.ModelForm):
@@ -80,7 +56,7 @@ _API_KEY_FIELDS = (
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(_KeyAdmin):
+class ApiKeyAdmin(AddOnlyAdmin):
     """API keys: issued here with the secret shown once; never edited, only revoked."""
 
     list_display = [
@@ -203,7 +179,7 @@ _SIGNING_KEY_FIELDS = (
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(_KeyAdmin):
+class SigningKeyAdmin(AddOnlyAdmin):
     """Signing keys: registered here (kid computed), then only retired or revoked."""
 
     list_display = [
