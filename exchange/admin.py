@@ -74,7 +74,7 @@ class IncidentAdmin(AddOnlyAdmin):
     list_filter = [("ended_at", admin.EmptyFieldListFilter)]
     search_fields = ["slug", "name"]
     actions = ["end_incidents"]
-    form = add_form = IncidentDeclareForm
+    add_form = IncidentDeclareForm
     add_fields = ("name", "slug", "description")
     readonly_fields = (
         "name",
