@@ -11,12 +11,18 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils.text import slugify
 
-from members.admin import admin_actor, confirm_then, staff_action
+from forum.admin_helpers import (
+    AddOnlyAdmin,
+    ReadOnlyAdmin,
+    admin_actor,
+    confirm_then,
+    service_errors,
+    staff_action,
+)
 
 from .models import Incident, Label, Signal, Statement
-from .services.incidents import incident_declare, incident_end
+from .services.incidents import incident_check_declarable, incident_declare, incident_end
 from .services.labels import label_save
 
 
@@ -49,29 +55,36 @@ class IncidentDeclareForm(forms.ModelForm):
             "slug"
         ].help_text = "Optional; made from the name. The label is incident-<slug>."
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "name" in data:
+            with service_errors("slug"):
+                incident_check_declarable(name=data["name"], slug=data.get("slug") or None)
+        return data
+
     def validate_unique(self) -> None:
-        slug = slugify(self.cleaned_data.get("slug") or self.cleaned_data.get("name") or "")
-        if Incident.objects.filter(slug=slug[:55]).exists():
-            self.add_error("slug", "An incident with this slug exists already.")
+        """What is taken is the service's to say (``clean``), by the slug it will use."""
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(AddOnlyAdmin):
     """Declaring is the add form; an incident is never edited, only ended (audited)."""
 
     list_display = ["slug", "name", "declared_at", "declared_by", "ended_at", "label"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter)]
     search_fields = ["slug", "name"]
     actions = ["end_incidents"]
-    form = IncidentDeclareForm
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None) -> list[str]:
-        if obj is None:
-            return []
-        return ["name", "slug", "description", "declared_at", "declared_by", "ended_at", "label"]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and super().has_change_permission(request, obj)
+    add_form = IncidentDeclareForm
+    add_fields = ("name", "slug", "description")
+    readonly_fields = (
+        "name",
+        "slug",
+        "description",
+        "declared_at",
+        "declared_by",
+        "ended_at",
+        "label",
+    )
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -108,17 +121,6 @@ class IncidentAdmin(admin.ModelAdmin):
             ],
             apply=apply,
         )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Signal)

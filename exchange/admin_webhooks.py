@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from members.admin import admin_actor, staff_action
+from forum.admin_helpers import admin_actor, staff_action
 
 from .models import WebhookDelivery, WebhookEndpoint
 

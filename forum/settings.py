@@ -33,7 +33,7 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "members.admin_config.CordialeAdminConfig",  # django.contrib.admin with the OTP site
+    "forum.admin_config.CordialeAdminConfig",  # django.contrib.admin with the OTP site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -179,7 +179,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Admin sign-in: a TOTP code besides the password unless DEBUG (members.admin_site), and
+# Admin sign-in: a TOTP code besides the password unless DEBUG (forum.admin_site), and
 # a lockout after repeated failures (passwords or codes) per username and client address,
 # counted in Redis (in the database in the embedded setup, whose in-memory cache is per
 # process) and lifted after the cool-off.

@@ -99,12 +99,22 @@ def application_check_approvable(application: MembershipApplication) -> None:
             "transparency report, human rights).",
             code="commitments_missing",
         )
+    application_check_public_key(application.public_key)
+    application_check_slug(application.slug)
+
+
+def application_check_public_key(public_key: str) -> None:
+    """Raise if the applicant's public key is not a usable Ed25519 key."""
     try:
-        jws.load_public_key(application.public_key)
+        jws.load_public_key(public_key)
     except (jws.InvalidKey, ValueError) as exc:
         raise DomainError(f"The public key is not usable: {exc}", code="invalid_key") from exc
-    if Member.objects.filter(slug=application.slug).exists():
-        raise ConflictError(f"The slug {application.slug!r} is taken.", code="member_exists")
+
+
+def application_check_slug(slug: str) -> None:
+    """Raise if a member has the slug the applicant asks for already."""
+    if Member.objects.filter(slug=slug).exists():
+        raise ConflictError(f"The slug {slug!r} is taken.", code="member_exists")
 
 
 def application_approve(*, application: MembershipApplication, actor: str) -> Approval:

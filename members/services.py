@@ -210,8 +210,9 @@ def api_key_revoke(*, api_key: ApiKey, actor: str) -> ApiKey:
     return api_key
 
 
-def signing_key_register(*, member: Member, public_key: str, actor: str) -> SigningKey:
-    """Register an Ed25519 public key given as PEM text or base64url ``x``."""
+def signing_key_check_registrable(*, public_key: str) -> tuple[str, str]:
+    """``(x, kid)`` of an Ed25519 public key given as PEM text or base64url ``x``;
+    raises the reason it cannot be registered (unreadable, taken)."""
     try:
         x = jws.load_public_key(public_key)
     except jws.InvalidKey as exc:
@@ -221,6 +222,14 @@ def signing_key_register(*, member: Member, public_key: str, actor: str) -> Sign
         # Verifiers index the JWKS by kid: a member entry under the forum's kid would
         # shadow the key that signs receipts.
         raise ConflictError(f"Key {kid} is the forum's own key.", code="key_exists")
+    if SigningKey.objects.filter(kid=kid).exists():
+        raise ConflictError(f"Key {kid} is registered already.", code="key_exists")
+    return x, kid
+
+
+def signing_key_register(*, member: Member, public_key: str, actor: str) -> SigningKey:
+    """Register an Ed25519 public key given as PEM text or base64url ``x``."""
+    x, kid = signing_key_check_registrable(public_key=public_key)
     with transaction.atomic():
         key = _create_unique(
             SigningKey,

@@ -14,9 +14,9 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from forum.actors import ANONYMOUS_ACTOR, actor_for_user
 from forum.client_address import client_address
 
-from .actors import ANONYMOUS_ACTOR, actor_for_user
 from .audit import audit_record
 
 

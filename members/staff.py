@@ -1,7 +1,7 @@
 """Services for the forum's staff accounts: second factors and the audit of account changes.
 
 Staff accounts, their groups and their TOTP devices are edited with Django's own admin
-forms (``members.admin_staff``); this module owns what of them the audit log keeps. Who
+forms (``members.admin.staff_accounts``); this module owns what of them the audit log keeps. Who
 may do what in the console is decided by these accounts, so every change to them is an
 audit entry ``admin.<kind>_<change>`` (``admin.user_changed``, ``admin.group_deleted``,
 ``admin.totp_device_created``...) with the security-relevant state before and after::

@@ -33,16 +33,24 @@ def _state(incident: Incident) -> dict[str, Any]:
     }
 
 
-def incident_declare(
-    *, name: str, description: str, actor: str, slug: str | None = None
-) -> Incident:
-    """Declare an incident: its label becomes usable and members' webhooks are told."""
+def incident_check_declarable(*, name: str, slug: str | None = None) -> str:
+    """The slug an incident declared with this name and slug would get; raises the
+    reason it cannot be declared (no usable slug, the incident or its label exists)."""
     slug = slugify(slug or name)[:55].strip("-")
     if not slug:
         raise DomainError("An incident needs a name made of letters or digits.")
     label_slug = f"incident-{slug}"
     if Incident.objects.filter(slug=slug).exists() or Label.objects.filter(slug=label_slug):
         raise ConflictError(f"An incident or label {slug!r} exists already.", code="conflict")
+    return slug
+
+
+def incident_declare(
+    *, name: str, description: str, actor: str, slug: str | None = None
+) -> Incident:
+    """Declare an incident: its label becomes usable and members' webhooks are told."""
+    slug = incident_check_declarable(name=name, slug=slug)
+    label_slug = f"incident-{slug}"
     try:
         with transaction.atomic():
             label = Label.objects.create(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
-from members import actors
+from forum import actors
 
 
 def test_a_staff_user_acts_as_admin_and_username() -> None:

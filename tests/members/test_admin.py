@@ -258,3 +258,20 @@ def test_statements_and_signals_are_read_only(admin_client: Client) -> None:
     assert admin_client.get("/admin/exchange/signal/").status_code == 200
     assert admin_client.get("/admin/exchange/statement/add/").status_code == 403
     assert admin_client.get("/admin/exchange/signal/add/").status_code == 403
+
+
+def test_key_pages_show_each_key_read_only(admin_client: Client) -> None:
+    """An issued API key and a registered signing key open on a read-only page: their
+    fields are shown, none is an input, and there is no save button."""
+    party = make_party()
+    pages = {
+        f"/admin/members/apikey/{ApiKey.objects.get(member=party.member).pk}/change/": "prefix",
+        f"/admin/members/signingkey/{SigningKey.objects.get(kid=party.kid).pk}/change/": "kid",
+    }
+    for url, field in pages.items():
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert f"field-{field}" in html
+        assert 'name="_save"' not in html
+        assert not re.search(r'<(input|textarea)[^>]+name="(member|name|public_key)"', html)

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.db import transaction
 
-from members.actors import COMMAND_ACTOR
+from forum.actors import COMMAND_ACTOR
 from members.models import Member
 from members.services import api_key_issue, member_create
 

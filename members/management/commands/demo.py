@@ -27,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from exchange import jws
 from exchange.services.statements import statement_submit
 from exchange.statement_format import AUDIENCE_FORUM, OP_ASSERT, group_audience
-from members.actors import DEMO_ACTOR
+from forum.actors import DEMO_ACTOR
 from members.models import Member, SharingGroup, SigningKey
 from members.services import (
     api_key_issue,

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from members.actors import COMMAND_ACTOR
+from forum.actors import COMMAND_ACTOR
 from members.staff import totp_device_enrol
 
 from ._base import JsonCommand

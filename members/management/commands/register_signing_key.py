@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from members.actors import COMMAND_ACTOR
+from forum.actors import COMMAND_ACTOR
 from members.services import signing_key_register
 
 from ._base import KeyArgumentCommand, get_member

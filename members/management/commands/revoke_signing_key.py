@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from members.actors import COMMAND_ACTOR
+from forum.actors import COMMAND_ACTOR
 from members.models import SigningKey
 from members.services import signing_key_revoke
 

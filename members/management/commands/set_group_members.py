@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from members.actors import COMMAND_ACTOR
+from forum.actors import COMMAND_ACTOR
 from members.models import SharingGroup
 from members.services import sharing_group_set_members
 

@@ -1,14 +1,19 @@
-"""The forum admins' console: two factors unless ``DJANGO_DEBUG``, and the reports.
+"""The forum admins' console: two factors unless ``DJANGO_DEBUG``, and the pages apps add.
 
 Staff sign in with their password and a TOTP code (django-otp); a session without a
 verified device is treated as not staff. A wrong code counts as a failed sign-in, so
 django-axes throttles code guessing exactly like password guessing, and the audit log
 records it. In debug mode (a laptop) the password alone is enough.
+
+No app is imported here: the apps' admins register their models and their pages (the
+transparency report, ``members.admin.reports``) with the site when autodiscover loads
+them. The start page's template, ``admin/cordiale/index.html``, lists those reports; it
+ships with them in ``members/templates``, since ``forum`` is not an installed app.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -17,9 +22,7 @@ from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
-from django.utils import timezone
 from django_otp import devices_for_user
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
@@ -58,21 +61,6 @@ class CordialeOTPLoginForm(OTPAdminAuthenticationForm):
             raise
 
 
-class ReportPeriodForm(forms.Form):
-    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    format = forms.ChoiceField(
-        choices=[("page", "Show here"), ("json", "JSON"), ("csv", "CSV"), ("html", "HTML page")],
-        initial="page",
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("start") and data.get("end") and data["end"] < data["start"]:
-            raise forms.ValidationError("The period ends before it starts.")
-        return data
-
-
 class CordialeAdminSite(OTPAdminSite):
     site_header = "Cordiale forum administration"
     site_title = "Cordiale admin"
@@ -81,6 +69,7 @@ class CordialeAdminSite(OTPAdminSite):
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)
+        self._views: list[URLPattern] = []
 
     @property
     def login_form(self) -> type[AdminAuthenticationForm]:
@@ -95,45 +84,12 @@ class CordialeAdminSite(OTPAdminSite):
             return super().has_permission(request)
         return AdminSite.has_permission(self, request)
 
+    def register_view(
+        self, route: str, view: Callable[[HttpRequest], HttpResponse], *, name: str
+    ) -> None:
+        """Serve ``view`` at ``route`` under the console, behind its sign-in, as
+        ``admin:<name>``: how an app adds a page (a report) without the site knowing it."""
+        self._views.append(path(route, self.admin_view(view), name=name))
+
     def get_urls(self) -> list[URLPattern | URLResolver]:
-        extra = [
-            path(
-                "reports/transparency/",
-                self.admin_view(self.transparency_view),
-                name="transparency_report",
-            )
-        ]
-        return extra + super().get_urls()
-
-    def transparency_view(self, request: HttpRequest) -> HttpResponse:
-        """The transparency report for a period, shown here or downloaded."""
-        import json
-
-        from exchange.report_render import report_csv, report_html
-        from exchange.reports import transparency_report
-
-        today = timezone.now().date()
-        initial = {"start": date(today.year, 1, 1), "end": today, "format": "page"}
-        form = ReportPeriodForm(request.GET or None, initial=initial)
-        if request.GET and form.is_valid():
-            start, end, fmt = (form.cleaned_data[k] for k in ("start", "end", "format"))
-        else:
-            start, end, fmt = initial["start"], initial["end"], "page"
-        report = transparency_report(start=start, end=end)
-        name = f"cordiale-transparency-{start.isoformat()}-{end.isoformat()}"
-        if fmt in ("json", "csv", "html"):
-            body, content_type = {
-                "json": (json.dumps(report, indent=2, sort_keys=True), "application/json"),
-                "csv": (report_csv(report), "text/csv"),
-                "html": (report_html(report), "text/html"),
-            }[fmt]
-            response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-            return response
-        context = {
-            **self.each_context(request),
-            "title": "Transparency report",
-            "form": form,
-            "report_html": report_html(report, standalone=False),
-        }
-        return TemplateResponse(request, "admin/cordiale/transparency.html", context)
+        return [*self._views, *super().get_urls()]

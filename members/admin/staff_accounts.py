@@ -21,8 +21,9 @@ from django.http import HttpRequest
 from django_otp.plugins.otp_totp import admin as otp_totp_admin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .admin import admin_actor
-from .staff import staff_account_record, staff_account_state
+from forum.admin_helpers import admin_actor
+
+from ..staff import staff_account_record, staff_account_state
 
 User = get_user_model()
 

@@ -14,19 +14,21 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from exchange import jws
+from forum.admin_helpers import admin_actor, service_errors
 from forum.errors import DomainError
 
-from .admin import admin_actor
-from .applications import (
+from ..applications import (
     APPLICATION_FIELDS,
     application_approve,
     application_check_approvable,
+    application_check_public_key,
+    application_check_slug,
     application_reject,
     application_submit,
     application_update,
 )
-from .models import Member, MembershipApplication
-from .services import ALL_SCOPES
+from ..models import Member, MembershipApplication
+from ..services import ALL_SCOPES
 
 _EDITABLE = APPLICATION_FIELDS
 
@@ -46,16 +48,14 @@ class ApplicationForm(forms.ModelForm):
 
     def clean_public_key(self) -> str:
         text: str = self.cleaned_data["public_key"].strip()
-        try:
-            jws.load_public_key(text)
-        except (jws.InvalidKey, ValueError) as exc:
-            raise forms.ValidationError(f"Not an Ed25519 public key: {exc}") from exc
+        with service_errors():
+            application_check_public_key(text)
         return text
 
     def clean_slug(self) -> str:
         slug: str = self.cleaned_data["slug"]
-        if Member.objects.filter(slug=slug).exists():
-            raise forms.ValidationError("A member with this slug exists already.")
+        with service_errors():
+            application_check_slug(slug)
         return slug
 
 
