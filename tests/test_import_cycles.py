@@ -200,11 +200,6 @@ def _report(graph: dict[str, set[str]]) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #14, being removed: members.admin → members.admin_applications → "
-    "members.admin (with members.admin_staff); drop this mark once it is gone",
-)
 def test_no_import_cycle_at_load_time() -> None:
     """No module of forum, members or exchange imports, when it loads, a module that
     imports it back, directly or through others; a failure names each cycle."""
