@@ -398,7 +398,9 @@ def webhook_rotate_secret(*, endpoint: WebhookEndpoint, actor: str) -> tuple[Web
                 "previous_secret_expires_at",
             ]
         )
-        _audit(endpoint, "secret_rotated", actor, None, {"grace_seconds": grace.seconds})
+        _audit(
+            endpoint, "secret_rotated", actor, None, {"grace_seconds": int(grace.total_seconds())}
+        )
     return endpoint, secret
 
 

@@ -126,6 +126,19 @@ def test_patch_rotate_and_delete(receiver: Receiver) -> None:
     assert {"webhook.updated", "webhook.secret_rotated", "webhook.deleted"} <= actions
 
 
+def test_the_rotation_audit_entry_records_the_whole_grace_period(
+    receiver: Receiver, settings: Any
+) -> None:
+    """The audit entry of a rotation records the grace period in seconds, a day as 86400
+    (not the seconds left over past whole days, which for a day is 0)."""
+    settings.CORDIALE_WEBHOOK_SECRET_GRACE = 24 * 3600
+    globex = make_party()
+    created = create(globex, receiver.url()).json()
+    globex.client.post(f"/api/v1/webhooks/{created['id']}/rotate-secret")
+    entry = AuditEntry.objects.get(action="webhook.secret_rotated")
+    assert entry.after == {"grace_seconds": 86400}
+
+
 def test_ping_is_signed_and_logged(receiver: Receiver) -> None:
     globex = make_party()
     created = create(globex, receiver.url()).json()
