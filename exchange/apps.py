@@ -6,4 +6,4 @@ class ExchangeConfig(AppConfig):
     verbose_name = "Exchange"
 
     def ready(self) -> None:
-        from . import admin_webhooks  # noqa: F401  (registers the webhook admin)
+        from .webhooks import admin  # noqa: F401  (registers the webhook admin)

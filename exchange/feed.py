@@ -130,7 +130,7 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
                 [(a, s, at, unique[(a, s)]) for a, s in keys],
             )
     # Webhook endpoints are woken once these rows commit (never failing this transaction).
-    from exchange.services.webhook_delivery import webhooks_schedule_wake
+    from exchange.webhooks.delivery import webhooks_schedule_wake
 
     webhooks_schedule_wake(audiences=[a for a, _ in keys], rows=keys)
     return len(keys)

@@ -38,7 +38,7 @@ def _warm_webhook_client(**kwargs: Any) -> None:
     """Build each pool process's webhook HTTP client (its TLS context takes tens of ms)
     before a delivery, rather than during the first one after a start; then tune the
     garbage collector for the feed pages deliveries build (forum/gctune.py)."""
-    from exchange.services.webhook_delivery import http_client
+    from exchange.webhooks.delivery import http_client
 
     from .gctune import tune_collector
 

@@ -17,8 +17,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from exchange.models import WebhookDelivery, WebhookEndpoint
-from exchange.services.webhook_delivery import webhook_deliver
-from exchange.webhook_secrets import secret_decrypt
+from exchange.webhooks.delivery import webhook_deliver
+from exchange.webhooks.secrets import secret_decrypt
 from members.models import AuditEntry
 from members.services import member_set_status
 from tests.exchange.webhook_support import Receiver

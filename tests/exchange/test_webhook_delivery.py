@@ -20,8 +20,8 @@ from standardwebhooks.webhooks import Webhook
 
 from exchange.models import Label, WebhookEndpoint
 from exchange.selectors import feed_page
-from exchange.services.webhook_delivery import change_passes
-from exchange.services.webhooks import webhook_cursor_at_head
+from exchange.webhooks.delivery import change_passes
+from exchange.webhooks.endpoints import webhook_cursor_at_head
 from tests.exchange.webhook_support import (
     ROOT,
     Receiver,

@@ -1,7 +1,7 @@
 """Webhook endpoints and their delivery log (imported by ``exchange.models``).
 
 An endpoint is a consumer of its member's change feed with its own cursor; Celery only
-wakes it up (see ``exchange/services/webhook_delivery/``).
+wakes it up (see ``exchange/webhooks/delivery/``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class WebhookEndpoint(models.Model):
     active = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HEALTHY)
     disabled_reason = models.TextField(blank=True)
-    # Fernet tokens of the ``whsec_`` secrets (see ``exchange/webhook_secrets.py``). The
+    # Fernet tokens of the ``whsec_`` secrets (see ``exchange/webhooks/secrets.py``). The
     # previous secret keeps signing next to the new one for a grace period after rotation.
     secret_encrypted = models.TextField()
     previous_secret_encrypted = models.TextField(blank=True)
@@ -47,6 +47,7 @@ class WebhookEndpoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        app_label = "exchange"
         indexes = [models.Index(fields=["active", "status"], name="webhook_active_status")]
 
     def __str__(self) -> str:
@@ -83,5 +84,6 @@ class WebhookDelivery(models.Model):
     cursor_after = models.TextField(blank=True)
 
     class Meta:
+        app_label = "exchange"
         verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["endpoint", "-started_at"], name="delivery_endpoint_time")]

@@ -158,7 +158,7 @@ def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int
             if webhook_wake(endpoint_id=endpoint_id):
                 count += 1
             else:
-                _release_wake(endpoint_id)
+                wake_release(endpoint_id)
     return count
 
 
@@ -188,7 +188,7 @@ def _queued_wakes(endpoint_ids: list[int]) -> set[int]:
     return {e for e in endpoint_ids if _WAKE_FLAG.format(e) in found}
 
 
-def _release_wake(endpoint_id: int) -> None:
+def wake_release(endpoint_id: int) -> None:
     try:
         cache.delete(_WAKE_FLAG.format(endpoint_id))
     except Exception:

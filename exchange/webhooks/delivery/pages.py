@@ -181,7 +181,7 @@ def change_passes(*, change: Snapshot, signal_types: list[str], labels: list[str
     return any(wanted.intersection(_statement_labels(s["jws"])) for s in change["statements"])
 
 
-def _filtered(page: SharedPage, endpoint: WebhookEndpoint) -> SharedPage:
+def endpoint_page(page: SharedPage, endpoint: WebhookEndpoint) -> SharedPage:
     """The page as this endpoint receives it: the shared body itself when it has no filters."""
     if not endpoint.signal_types and not endpoint.labels:
         return page
