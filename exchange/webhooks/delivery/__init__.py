@@ -3,9 +3,9 @@
 Each endpoint is a consumer of its member's change feed, with its own cursor in
 PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anything:
 
-- when feed rows commit, ``webhooks_schedule_wake`` publishes one fan-out task (after
-  the commit, and a broker error is logged, never raised: a submission does not fail
-  because Redis is down);
+- when feed rows commit, ``webhooks_wake_on_feed`` (a feed listener, registered by
+  ``ExchangeConfig.ready``) publishes one fan-out task (a broker error is logged,
+  never raised: a submission does not fail because Redis is down);
 - the fan-out task enqueues ``deliver_endpoint`` for every deliverable endpoint whose
   member may be concerned by the audiences that changed;
 - ``webhook_deliver`` takes the endpoint's lock (a session advisory lock on
@@ -63,7 +63,7 @@ from .waking import (
     publish_task,
     webhook_wake,
     webhooks_fanout,
-    webhooks_schedule_wake,
+    webhooks_wake_on_feed,
 )
 
 __all__ = [
@@ -87,6 +87,6 @@ __all__ = [
     "webhook_wake",
     "webhooks_announce_incident",
     "webhooks_fanout",
-    "webhooks_schedule_wake",
     "webhooks_sweep",
+    "webhooks_wake_on_feed",
 ]

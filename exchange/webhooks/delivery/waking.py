@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -64,20 +64,13 @@ def _eager() -> bool:
     return bool(current_app.conf.task_always_eager)
 
 
-def webhooks_schedule_wake(
-    *, audiences: Iterable[int], rows: Iterable[tuple[int, int]] = ()
-) -> None:
-    """Called where feed rows are appended: wake the endpoints once the rows commit.
+def webhooks_wake_on_feed(*, audiences: list[int], rows: list[tuple[int, int]]) -> None:
+    """The feed listener (registered in ``ExchangeConfig.ready``): feed rows committed,
+    publish the fan-out that wakes the endpoints concerned.
 
     ``rows`` are the ``(audience, signal_id)`` pairs appended; they let the wake-up
     pick out the audiences that must hear about an active incident first.
     """
-    changed = sorted(set(audiences))
-    pairs = list(rows)
-    transaction.on_commit(lambda: _feed_committed(changed, pairs), robust=True)
-
-
-def _feed_committed(audiences: list[int], rows: list[tuple[int, int]]) -> None:
     from exchange.tasks import fanout_feed_changed
 
     # Most forums have far fewer endpoints than submissions; skip the broker when idle.
