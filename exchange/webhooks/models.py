@@ -12,6 +12,17 @@ from django.utils import timezone
 from members.models import Member
 
 
+class WebhookEndpointQuerySet(models.QuerySet["WebhookEndpoint"]):
+    def switched_on(self) -> WebhookEndpointQuerySet:
+        """Endpoints on: the member's switch up and not disabled by the server."""
+        return self.filter(active=True).exclude(status=WebhookEndpoint.Status.DISABLED)
+
+    def deliverable(self) -> WebhookEndpointQuerySet:
+        """Endpoints that may receive: switched on and their member active (the rule
+        ``WebhookEndpoint.deliverable`` states for one endpoint)."""
+        return self.switched_on().filter(member__status=Member.Status.ACTIVE)
+
+
 class WebhookEndpoint(models.Model):
     """A member's URL that receives its change feed, signed per Standard Webhooks.
 
@@ -46,6 +57,8 @@ class WebhookEndpoint(models.Model):
     last_success_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = WebhookEndpointQuerySet.as_manager()
+
     class Meta:
         app_label = "exchange"
         indexes = [models.Index(fields=["active", "status"], name="webhook_active_status")]
@@ -55,7 +68,9 @@ class WebhookEndpoint(models.Model):
 
     @property
     def deliverable(self) -> bool:
-        return self.active and self.status != self.Status.DISABLED
+        """May receive: the rule of ``WebhookEndpointQuerySet.deliverable``, for one
+        endpoint (reads its member)."""
+        return self.active and self.status != self.Status.DISABLED and self.member.is_active
 
 
 class WebhookDelivery(models.Model):

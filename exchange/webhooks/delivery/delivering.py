@@ -22,7 +22,6 @@ from django.utils import timezone
 from exchange.models import WebhookDelivery, WebhookEndpoint
 from exchange.selectors import feed_page
 from exchange.webhooks.endpoints import webhook_disable
-from members.models import Member
 
 from .pages import endpoint_page, shared_feed_page
 from .sending import SendResult, attempt_record, batch_message_id, send_signed
@@ -98,7 +97,7 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
     endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
     if endpoint is None:
         return "gone"
-    if not endpoint.deliverable or not endpoint.member.is_active:
+    if not endpoint.deliverable:
         return "paused"
     now = timezone.now()
     if endpoint.next_attempt_at is not None and endpoint.next_attempt_at > now:
@@ -290,11 +289,7 @@ def webhooks_announce_incident(*, incident_id: int) -> int:
     """After a declaration commits: queue the event for every active member's endpoints."""
     from exchange.tasks import deliver_incident_declared
 
-    endpoints = (
-        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
-        .exclude(status=WebhookEndpoint.Status.DISABLED)
-        .values_list("pk", flat=True)
-    )
+    endpoints = WebhookEndpoint.objects.deliverable().values_list("pk", flat=True)
     count = 0
     for endpoint_id in endpoints:
         if publish_task(

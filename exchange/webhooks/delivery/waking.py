@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from exchange.db import is_postgres
 from exchange.models import WebhookEndpoint
-from members.models import GroupMembership, Member
+from members.models import GroupMembership
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,7 @@ def webhooks_wake_on_feed(*, audiences: list[int], rows: list[tuple[int, int]]) 
     from exchange.tasks import fanout_feed_changed
 
     # Most forums have far fewer endpoints than submissions; skip the broker when idle.
-    if (
-        not WebhookEndpoint.objects.filter(active=True)
-        .exclude(status=WebhookEndpoint.Status.DISABLED)
-        .exists()
-    ):
+    if not WebhookEndpoint.objects.switched_on().exists():
         return
     urgent = _incident_audiences(rows)
     if urgent:
@@ -117,11 +113,7 @@ def _due(now: datetime) -> Q:
 def deliverable_endpoints(now: datetime | None = None) -> Any:
     """Endpoints that may be sent to now: on, not disabled, member active, not backing off."""
     now = now or timezone.now()
-    return (
-        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
-        .exclude(status=WebhookEndpoint.Status.DISABLED)
-        .filter(_due(now))
-    )
+    return WebhookEndpoint.objects.deliverable().filter(_due(now))
 
 
 def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int:
