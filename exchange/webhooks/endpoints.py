@@ -118,7 +118,7 @@ def webhook_create(
         )
         _audit(endpoint, "created", actor, None, {**_state(endpoint), "start": start})
     if start == "beginning":
-        from exchange.webhooks.delivery import webhook_wake
+        from exchange.webhooks.delivery.waking import webhook_wake
 
         transaction.on_commit(lambda: webhook_wake(endpoint_id=endpoint.pk), robust=True)
     return endpoint, secret
@@ -198,7 +198,7 @@ def webhook_enable(*, endpoint: WebhookEndpoint, actor: str) -> WebhookEndpoint:
             ]
         )
         _audit(endpoint, "enabled", actor, before, _state(endpoint))
-    from exchange.webhooks.delivery import webhook_wake
+    from exchange.webhooks.delivery.waking import webhook_wake
 
     transaction.on_commit(lambda: webhook_wake(endpoint_id=endpoint.pk), robust=True)
     return endpoint
