@@ -83,25 +83,7 @@ MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 
 
-# --- writing -------------------------------------------------------------------------
-
-
-def feed_lock() -> None:
-    """Serialise feed appends until this transaction ends (see module docstring)."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("feed_lock() must run inside a transaction")
-    if is_postgres():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FEED_LOCK_KEY])
-
-
-def feed_head() -> int:
-    """The highest position assigned so far; call with the feed lock held."""
-    rows = fetchall("SELECT COALESCE(MAX(seq), 0) FROM exchange_feedentry")
-    return int(rows[0][0])
-
-
-FeedChange = tuple[int, int] | tuple[int, int, int | None]
+# --- listening -----------------------------------------------------------------------
 
 
 class FeedListener(Protocol):
@@ -140,6 +122,27 @@ class FeedListeners:
 
 
 feed_listeners = FeedListeners()
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def feed_lock() -> None:
+    """Serialise feed appends until this transaction ends (see module docstring)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("feed_lock() must run inside a transaction")
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FEED_LOCK_KEY])
+
+
+def feed_head() -> int:
+    """The highest position assigned so far; call with the feed lock held."""
+    rows = fetchall("SELECT COALESCE(MAX(seq), 0) FROM exchange_feedentry")
+    return int(rows[0][0])
+
+
+FeedChange = tuple[int, int] | tuple[int, int, int | None]
 
 
 def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> int:

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def batch_message_id(endpoint_id: int, before: str, after: str) -> str:
+    """The ``webhook-id`` of a batch: the same for a resend of the same cursors."""
     digest = hashlib.sha256(f"{endpoint_id}\n{before}\n{after}".encode()).hexdigest()
     return f"msg_{digest[:32]}"
 
@@ -155,6 +156,7 @@ def attempt_record(
     cursor_before: str = "",
     started_at: datetime,
 ) -> None:
+    """Log one attempt in the endpoint's deliveries (what ``/deliveries`` shows)."""
     WebhookDelivery.objects.create(
         endpoint=endpoint,
         kind=kind,

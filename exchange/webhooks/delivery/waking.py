@@ -174,6 +174,7 @@ def _queued_wakes(endpoint_ids: list[int]) -> set[int]:
 
 
 def wake_release(endpoint_id: int) -> None:
+    """Lower the endpoint's wake flag: the next feed change queues a delivery again."""
     try:
         cache.delete(_WAKE_FLAG.format(endpoint_id))
     except Exception:
