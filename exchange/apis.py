@@ -217,7 +217,7 @@ class MatchApi(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request) -> HttpResponse:
-        from forum.metrics import observe_match
+        from exchange.metrics import observe_match
 
         started = time.perf_counter()
         queries, max_distance, limit = _match_request(request)

@@ -6,4 +6,15 @@ class ExchangeConfig(AppConfig):
     verbose_name = "Exchange"
 
     def ready(self) -> None:
-        from . import admin_webhooks  # noqa: F401  (registers the webhook admin)
+        # Lower layers learn of their listeners here, never by importing them: the feed
+        # knows no webhooks, /metrics and the Celery wiring know no app.
+        from forum.celery import warm_each_worker_process
+
+        from . import metrics
+        from .feed import feed_listeners
+        from .webhooks import admin  # noqa: F401  (registers the webhook admin)
+        from .webhooks.delivery import http_client, webhooks_wake_on_feed
+
+        feed_listeners.register(webhooks_wake_on_feed)
+        metrics.register()
+        warm_each_worker_process(http_client)

@@ -21,6 +21,14 @@ and append last, so the lock is held only for the insert and the commit. (On SQL
 writers are serialised by the database itself.) The lock is transaction-scoped, so it
 works behind PgBouncer in transaction pooling mode.
 
+Listening. The feed does not know who follows it. Whoever wants to hear of new rows
+(webhook wake-ups) registers a callback at app start, ``feed_listeners.register(f)``
+from an ``AppConfig.ready()``, as Django's own signals and checks are connected; once a
+transaction that appended rows commits, ``f(audiences=..., rows=...)`` gets the distinct
+audiences (sorted) and the ``(audience, signal_id)`` pairs appended. A listener that
+raises is logged and never fails the write: the rows are committed, and followers that
+missed a call find them by reading (the webhook sweep does).
+
 Reading
 -------
 A reader (a member) follows several audiences at once: the forum, each group it is in,
@@ -51,10 +59,11 @@ tombstone if the row was written while it was in the row's audience; else nothin
 from __future__ import annotations
 
 import binascii
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from django.db import connection, transaction
@@ -67,9 +76,52 @@ from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3
 from .liveness import live
 from .models import FORUM_AUDIENCE, AudiencePeriod
 
+logger = logging.getLogger(__name__)
+
 FEED_LOCK_KEY = 0x43_4F_52_44_46_45_45  # "CORDFEE"
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
+
+
+# --- listening -----------------------------------------------------------------------
+
+
+class FeedListener(Protocol):
+    def __call__(self, *, audiences: list[int], rows: list[tuple[int, int]]) -> None: ...
+
+
+class FeedListeners:
+    """Callbacks told of feed rows once they commit (see "Listening" above)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[FeedListener] = []
+
+    def register(self, listener: FeedListener) -> FeedListener:
+        """Add ``listener``; registering it again changes nothing. Returns it (a decorator)."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+        return listener
+
+    def unregister(self, listener: FeedListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def schedule(self, rows: list[tuple[int, int]]) -> None:
+        """Tell every listener of ``rows`` once the current transaction commits."""
+        if not self._listeners:
+            return
+        audiences = sorted({audience for audience, _ in rows})
+        transaction.on_commit(lambda: self._notify(audiences, rows), robust=True)
+
+    def _notify(self, audiences: list[int], rows: list[tuple[int, int]]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(audiences=audiences, rows=rows)
+            except Exception:
+                logger.exception("feed listener %r failed", listener)
+
+
+feed_listeners = FeedListeners()
 
 
 # --- writing -------------------------------------------------------------------------
@@ -131,10 +183,7 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
                 "VALUES (%s, %s, %s, %s)",
                 [(a, s, at, unique[(a, s)]) for a, s in keys],
             )
-    # Webhook endpoints are woken once these rows commit (never failing this transaction).
-    from exchange.services.webhook_delivery import webhooks_schedule_wake
-
-    webhooks_schedule_wake(audiences=[a for a, _ in keys], rows=keys)
+    feed_listeners.schedule(keys)
     return len(keys)
 
 

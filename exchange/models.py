@@ -242,4 +242,4 @@ class AudiencePeriod(models.Model):
         indexes = [models.Index(fields=["member", "audience"], name="period_member")]
 
 
-from .webhook_models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401
+from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

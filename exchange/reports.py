@@ -28,12 +28,11 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.apps import apps
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from exchange.models import CurrentStatement, Opinion, Signal, Statement
+from exchange.models import CurrentStatement, Opinion, Signal, Statement, WebhookDelivery
 from members.checkpoints import checkpoint_document
 from members.models import AuditCheckpoint, AuditEntry, Member
 
@@ -183,15 +182,9 @@ def membership_changes(*, since: datetime, until: datetime) -> dict[str, Any]:
     }
 
 
-def webhook_summary(*, since: datetime, until: datetime) -> dict[str, Any] | None:
-    """Delivery success of change batches; None where webhooks are not installed."""
-    # Looked up by name: the report must work on a server built without webhooks.
-    model_name = "WebhookDelivery"
-    try:
-        delivery = apps.get_model("exchange", model_name)
-    except LookupError:
-        return None
-    attempts = delivery.objects.filter(started_at__gte=since, started_at__lt=until).exclude(
+def webhook_summary(*, since: datetime, until: datetime) -> dict[str, Any]:
+    """Delivery success of change batches."""
+    attempts = WebhookDelivery.objects.filter(started_at__gte=since, started_at__lt=until).exclude(
         kind="ping"
     )
     totals = attempts.aggregate(

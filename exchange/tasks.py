@@ -15,35 +15,35 @@ def sweep_lapsed_statements() -> int:
 @shared_task(name="exchange.tasks.fanout_feed_changed")
 def fanout_feed_changed(audiences: list[int] | None = None, urgent: bool = False) -> int:
     """Feed rows for ``audiences`` committed: wake the endpoints that may be concerned."""
-    from exchange.services.webhook_delivery import webhooks_fanout
+    from exchange.webhooks.delivery import webhooks_fanout
 
     return webhooks_fanout(audiences=audiences, urgent=urgent)
 
 
 @shared_task(name="exchange.tasks.deliver_endpoint")
 def deliver_endpoint(endpoint_id: int) -> str:
-    from exchange.services.webhook_delivery import webhook_deliver
+    from exchange.webhooks.delivery import webhook_deliver
 
     return webhook_deliver(endpoint_id=endpoint_id)
 
 
 @shared_task(name="exchange.tasks.deliver_ping")
 def deliver_ping(endpoint_id: int) -> bool:
-    from exchange.services.webhook_delivery import webhook_ping
+    from exchange.webhooks.delivery import webhook_ping
 
     return webhook_ping(endpoint_id=endpoint_id)
 
 
 @shared_task(name="exchange.tasks.deliver_incident_declared")
 def deliver_incident_declared(endpoint_id: int, incident_id: int) -> bool:
-    from exchange.services.webhook_delivery import webhook_incident_declared
+    from exchange.webhooks.delivery import webhook_incident_declared
 
     return webhook_incident_declared(endpoint_id=endpoint_id, incident_id=incident_id)
 
 
 @shared_task(name="exchange.tasks.sweep_webhooks")
 def sweep_webhooks() -> int:
-    from exchange.services.webhook_delivery import webhooks_sweep
+    from exchange.webhooks.delivery import webhooks_sweep
 
     return webhooks_sweep()
 

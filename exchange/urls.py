@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import apis, webhook_apis
+from . import apis
+from .webhooks import apis as webhook_apis
 
 urlpatterns = [
     path("signal-types", apis.SignalTypesApi.as_view(), name="signal-types"),

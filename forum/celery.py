@@ -3,12 +3,14 @@
 Also wires what every task gets without asking: Django's logging configuration (JSON
 lines outside debug mode) instead of Celery's own, the request id of the request that
 published a task (carried in the message headers, restored while the task runs), task
-outcome counters for ``/metrics``, and a webhook HTTP client ready in each pool process.
+outcome counters for ``/metrics``, and what apps want ready in each pool process
+(``warm_each_worker_process``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextvars import Token
 from typing import Any
 
@@ -33,16 +35,26 @@ def _configure_logging(**kwargs: Any) -> None:
     dictConfig(settings.LOGGING)
 
 
-@signals.worker_process_init.connect
-def _warm_webhook_client(**kwargs: Any) -> None:
-    """Build each pool process's webhook HTTP client (its TLS context takes tens of ms)
-    before a delivery, rather than during the first one after a start; then tune the
-    garbage collector for the feed pages deliveries build (forum/gctune.py)."""
-    from exchange.services.webhook_delivery import http_client
+# What each pool process builds as it starts, before its first task; apps register it
+# from their AppConfig.ready() (exchange: the webhook HTTP client).
+_process_warmers: list[Callable[[], object]] = []
 
+
+def warm_each_worker_process(warm: Callable[[], object]) -> None:
+    """Run ``warm()`` in every pool process as it starts; registering again changes nothing."""
+    if warm not in _process_warmers:
+        _process_warmers.append(warm)
+
+
+@signals.worker_process_init.connect
+def _warm_worker_process(**kwargs: Any) -> None:
+    """Build what apps registered (the webhook HTTP client: its TLS context takes tens of
+    ms) before a task, rather than during the first one after a start; then tune the
+    garbage collector for the feed pages deliveries build (forum/gctune.py)."""
     from .gctune import tune_collector
 
-    http_client()
+    for warm in _process_warmers:
+        warm()
     tune_collector()
 
 

@@ -2,22 +2,23 @@
 
 Two kinds of series:
 
-- *Recorded* as things happen, in the process where they happen: requests, statement
-  results, match latency, index size, Celery task outcomes. Under gunicorn (and any
+- *Recorded* as things happen, in the process where they happen: requests, Celery task
+  outcomes, and the apps' own series (``exchange/metrics.py``: statement results,
+  match latency, index size). Under gunicorn (and any
   process started with ``PROMETHEUS_MULTIPROC_DIR`` set, which ``deploy/gunicorn.conf.py``
   does) each process writes its values to files in that directory and a scrape adds
   them up over all processes; otherwise they live in the process's default registry.
 - *Computed* at scrape time from the shared stores, so that any web process gives the
-  same answer: the feed head, webhook lag and failures (PostgreSQL), Celery queue
-  lengths (Redis). A store that does not answer leaves its series out of that scrape
-  rather than failing it.
+  same answer: Celery queue lengths (Redis) here, and what apps register with
+  ``scrape_collector_register`` from their ``AppConfig.ready()`` (the feed head, webhook
+  lag and failures: ``exchange/metrics.py``). A store that does not answer leaves its
+  series out of that scrape rather than failing it.
 
 Access (see ``metrics_view``): with ``CORDIALE_METRICS_TOKEN`` set, a request must carry
 ``Authorization: Bearer <token>``; without it, only unproxied requests from loopback are
 served (a sidecar or ``kubectl port-forward``), everything else gets 403.
 
-Hooks for code elsewhere: ``observe_match(seconds)``, ``set_index_size(n)`` and
-``record_statement_results(results)``.
+This module knows no app: the apps define their series and collectors and register them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import hmac
 import ipaddress
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -48,22 +49,6 @@ HTTP_LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-STATEMENTS = Counter(
-    "cordiale_statements",
-    "Submitted statements by result (accepted, duplicate, stale, rejected) and rejection code.",
-    ["status", "code"],
-)
-MATCH_LATENCY = Histogram(
-    "cordiale_match_duration_seconds",
-    "Time to answer one match request (all its queries).",
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-INDEX_SIZE = Gauge(
-    "cordiale_match_index_size",
-    "Hashes held by the in-memory match index of a process, by signal type.",
-    ["signal_type"],
-    multiprocess_mode="livemax",
-)
 TASKS = Counter(
     "cordiale_celery_tasks",
     "Celery task runs by task name and outcome (success, failure, retry).",
@@ -71,85 +56,11 @@ TASKS = Counter(
 )
 
 
-def record_statement_results(results: Iterable[dict[str, Any]]) -> None:
-    """Count one submission's per-item results (``statement_submit``'s ``results``)."""
-    counts: dict[tuple[str, str], int] = {}
-    for result in results:
-        key = (result["status"], result.get("code", ""))
-        counts[key] = counts.get(key, 0) + 1
-    for (status, code), n in counts.items():
-        STATEMENTS.labels(status=status, code=code).inc(n)
-
-
-def observe_match(seconds: float) -> None:
-    """Record how long a match request took."""
-    MATCH_LATENCY.observe(seconds)
-
-
-def set_index_size(size: int, *, signal_type: str = "pdq") -> None:
-    """Record how many hashes this process's match index holds."""
-    INDEX_SIZE.labels(signal_type=signal_type).set(size)
-
-
 def record_task(task: str, outcome: str) -> None:
     TASKS.labels(task=task, outcome=outcome).inc()
 
 
 # --- computed at scrape time ---------------------------------------------------------
-
-
-class FeedCollector:
-    """``cordiale_feed_head``: the highest position of the change feed."""
-
-    def collect(self) -> Iterator[Metric]:
-        from exchange.feed import feed_head
-
-        head = feed_head()
-        yield GaugeMetricFamily(
-            "cordiale_feed_head", "Highest committed position (seq) of the change feed.", head
-        )
-
-
-class WebhookCollector:
-    """Per-endpoint lag and consecutive failures, once the webhook models exist.
-
-    Lag is the time since the endpoint's cursor last moved, for an endpoint that has
-    something left to deliver (0 when it is caught up). Checking that costs one
-    one-row feed read per active endpoint and scrape.
-    """
-
-    def collect(self) -> Iterator[Metric]:
-        from django.apps import apps
-        from django.utils import timezone
-
-        # Both exist once the webhook work has landed; until then there is no series.
-        try:
-            endpoints = apps.get_model("exchange", "WebhookEndpoint")  # type: ignore[misc,unused-ignore]
-            from exchange.services import webhook_delivery  # type: ignore[attr-defined,unused-ignore]
-        except (LookupError, ImportError):
-            return
-        lag = GaugeMetricFamily(
-            "cordiale_webhook_lag_seconds",
-            "Seconds since an endpoint that lags behind its feed last advanced its cursor "
-            "(0: caught up).",
-            labels=["member", "endpoint"],
-        )
-        failures = GaugeMetricFamily(
-            "cordiale_webhook_consecutive_failures",
-            "Failed delivery attempts to an endpoint since its last success.",
-            labels=["member", "endpoint"],
-        )
-        now = timezone.now()
-        for endpoint in endpoints.objects.filter(active=True).select_related("member"):
-            labels = [endpoint.member.slug, str(endpoint.pk)]
-            behind = 0.0
-            if webhook_delivery.webhook_lags(endpoint=endpoint):
-                since = endpoint.cursor_updated_at or endpoint.created_at
-                behind = max(0.0, (now - since).total_seconds())
-            lag.add_metric(labels, behind)
-            failures.add_metric(labels, endpoint.attempts)
-        yield lag
-        yield failures
 
 
 class QueueCollector:
@@ -212,7 +123,14 @@ class _Recorded:
         return iter(REGISTRY.collect())
 
 
-SCRAPE_COLLECTORS = (FeedCollector(), WebhookCollector(), QueueCollector())
+_scrape_collectors: list[Any] = [QueueCollector()]
+
+
+def scrape_collector_register(collector: Any) -> None:
+    """Compute ``collector.collect()`` at every scrape (guarded: a failure leaves its
+    series out). Called from an ``AppConfig.ready()``; registering again changes nothing."""
+    if collector not in _scrape_collectors:
+        _scrape_collectors.append(collector)
 
 
 def render(accept: str | None = None) -> tuple[bytes, str]:
@@ -226,7 +144,7 @@ def render(accept: str | None = None) -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_Recorded())
-    for collector in SCRAPE_COLLECTORS:
+    for collector in _scrape_collectors:
         registry.register(_Guarded(collector))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type

@@ -292,7 +292,7 @@ CORDIALE_MATCH_INDEX_DIR = env.path(
 # Work one match request may cause, in indexed PDQ hashes compared (docs/limits.md).
 CORDIALE_MATCH_WORK_BUDGET = env.int("CORDIALE_MATCH_WORK_BUDGET", default=500_000_000)
 CORDIALE_WEBHOOK_ALLOW_PRIVATE = env.bool("CORDIALE_WEBHOOK_ALLOW_PRIVATE", default=False)
-# Webhook delivery (seconds unless stated; see exchange/services/webhook_delivery/).
+# Webhook delivery (seconds unless stated; see exchange/webhooks/delivery/).
 CORDIALE_WEBHOOK_TIMEOUT = env.float("CORDIALE_WEBHOOK_TIMEOUT", default=10.0)
 CORDIALE_WEBHOOK_BATCH = env.int("CORDIALE_WEBHOOK_BATCH", default=500)  # changes per POST
 CORDIALE_WEBHOOK_RETRY_BASE = env.float("CORDIALE_WEBHOOK_RETRY_BASE", default=10.0)

@@ -6,21 +6,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .models import ApiKey, AuditEntry, GroupMembership, Member, SigningKey
 
 
-def _webhook_endpoints(member: Member) -> QuerySet[Any] | None:
-    # Looked up by name: the console works on a server built without webhooks.
-    model_name = "WebhookEndpoint"
-    try:
-        model = apps.get_model("exchange", model_name)
-    except LookupError:
-        return None
-    return model.objects.filter(member=member)
+def _webhook_endpoints(member: Member) -> QuerySet[Any]:
+    from exchange.models import WebhookEndpoint
+
+    return WebhookEndpoint.objects.filter(member=member)
 
 
 @dataclass(frozen=True)
@@ -29,7 +24,7 @@ class MemberImpact:
 
     api_keys: int
     signing_keys: int
-    webhook_endpoints: int | None
+    webhook_endpoints: int
     live_statements: int
     viewers: int
 
@@ -59,7 +54,7 @@ def member_impact(*, member: Member) -> MemberImpact:
     return MemberImpact(
         api_keys=keys.count(),
         signing_keys=SigningKey.objects.filter(member=member, status="active").count(),
-        webhook_endpoints=None if endpoints is None else endpoints.filter(active=True).count(),
+        webhook_endpoints=endpoints.filter(active=True).count(),
         live_statements=live.count(),
         viewers=viewers,
     )
@@ -76,7 +71,7 @@ def member_overview(*, member: Member, limit: int = 20) -> dict[str, Any]:
         "api_keys": api_keys,
         "signing_keys": list(SigningKey.objects.filter(member=member).order_by("-created_at")),
         "groups": list(member.groups.order_by("slug")),
-        "webhooks": None if endpoints is None else list(endpoints.order_by("-created_at")),
+        "webhooks": list(endpoints.order_by("-created_at")),
         "last_sync": max((k.last_used_at for k in api_keys if k.last_used_at), default=None),
         "statements": list(
             Statement.objects.filter(member=member)

@@ -394,7 +394,7 @@ def _refresh() -> MatchIndex:
         if time.monotonic() - state.refreshed_at >= REFRESH_SECONDS:
             state = state.caught_up()
     if state is not _current:
-        from forum.metrics import set_index_size
+        from exchange.metrics import set_index_size
 
         set_index_size(len(state.index))
     _current = state

@@ -3,7 +3,7 @@
 Declaring an incident creates an active label of kind ``incident`` (slug
 ``incident-<slug>``) that members may put in statements; while the incident lasts,
 feed changes for signals whose live statements carry it are fanned out on the
-``priority`` queue (see ``webhook_delivery``), and every active member's webhook
+``priority`` queue (see ``exchange.webhooks.delivery``), and every active member's webhook
 endpoints receive an ``incident.declared`` event. Ending it deactivates the label for
 new statements; statements that already carry it keep it.
 """
@@ -103,6 +103,6 @@ def incident_end(*, incident: Incident, actor: str) -> Incident:
 
 
 def _announce(incident_id: int) -> None:
-    from exchange.services.webhook_delivery import webhooks_announce_incident
+    from exchange.webhooks.delivery import webhooks_announce_incident
 
     webhooks_announce_incident(incident_id=incident_id)

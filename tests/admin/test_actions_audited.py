@@ -37,7 +37,7 @@ def _signing_key() -> int:
 
 
 def _disabled_webhook() -> int:
-    from exchange.services.webhooks import webhook_create, webhook_disable
+    from exchange.webhooks.endpoints import webhook_create, webhook_disable
 
     endpoint, _ = webhook_create(
         member=make_party().member, url="http://127.0.0.1:9/cordiale", actor="setup"

@@ -67,8 +67,8 @@ def test_action_checks_its_permission_where_it_is_applied() -> None:
 
 def test_viewer_cannot_delete_webhooks(viewer_client: Any, settings: Any) -> None:
     """The webhook delete page answers 403 to a viewer and the endpoint stays."""
-    from exchange.services.webhooks import webhook_create
-    from exchange.webhook_models import WebhookEndpoint
+    from exchange.webhooks.endpoints import webhook_create
+    from exchange.webhooks.models import WebhookEndpoint
 
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     endpoint, _ = webhook_create(

@@ -163,7 +163,7 @@ def test_second_factor_added_for_someone_else_and_deleted(root_client: Any) -> N
 
 def test_webhook_deleted_in_the_admin(root_client: Any, settings: Any) -> None:
     """Deleting a webhook endpoint in the admin goes through the audited service."""
-    from exchange.services.webhooks import webhook_create
+    from exchange.webhooks.endpoints import webhook_create
 
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     party = make_party()

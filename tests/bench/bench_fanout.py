@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, database_url: str, redis_url: str, tmp: Path) 
 
     from exchange.models import WebhookDelivery, WebhookEndpoint
     from exchange.services.statements import statement_submit
-    from exchange.services.webhooks import webhook_create
+    from exchange.webhooks.endpoints import webhook_create
     from tests.factories import make_party, pdq
 
     port = free_port()

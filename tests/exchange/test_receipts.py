@@ -156,7 +156,7 @@ class _Lines:
 def test_webhook_delivery_bodies_carry_the_receipts() -> None:
     """The body a webhook delivery POSTs (the shared feed page) carries each statement's
     receipt, the same one the pull feed serves."""
-    from exchange.services.webhook_delivery.pages import shared_feed_page
+    from exchange.webhooks.delivery.pages import shared_feed_page
 
     acme, globex = make_party("acme"), make_party("globex")
     value = pdq()

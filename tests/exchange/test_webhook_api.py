@@ -17,8 +17,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from exchange.models import WebhookDelivery, WebhookEndpoint
-from exchange.services.webhook_delivery import webhook_deliver
-from exchange.webhook_secrets import secret_decrypt
+from exchange.webhooks.delivery import webhook_deliver
+from exchange.webhooks.secrets import secret_decrypt
 from members.models import AuditEntry
 from members.services import member_set_status
 from tests.factories import make_party, pdq
@@ -128,6 +128,19 @@ def test_patch_rotate_and_delete(receiver: Receiver) -> None:
     assert globex.get(path).status_code == 404
     actions = set(AuditEntry.objects.values_list("action", flat=True))
     assert {"webhook.updated", "webhook.secret_rotated", "webhook.deleted"} <= actions
+
+
+def test_the_rotation_audit_entry_records_the_whole_grace_period(
+    receiver: Receiver, settings: Any
+) -> None:
+    """The audit entry of a rotation records the grace period in seconds, a day as 86400
+    (not the seconds left over past whole days, which for a day is 0)."""
+    settings.CORDIALE_WEBHOOK_SECRET_GRACE = 24 * 3600
+    globex = make_party()
+    created = create(globex, receiver.url()).json()
+    globex.client.post(f"/api/v1/webhooks/{created['id']}/rotate-secret")
+    entry = AuditEntry.objects.get(action="webhook.secret_rotated")
+    assert entry.after == {"grace_seconds": 86400}
 
 
 def test_ping_is_signed_and_logged(receiver: Receiver) -> None:

@@ -18,8 +18,8 @@ from standardwebhooks.webhooks import Webhook
 
 from exchange.models import WebhookEndpoint
 from exchange.selectors import feed_page
-from exchange.services.webhook_delivery import change_passes
-from exchange.services.webhooks import webhook_cursor_at_head
+from exchange.webhooks.delivery import change_passes
+from exchange.webhooks.endpoints import webhook_cursor_at_head
 from tests.factories import Party, make_group, make_party, pdq, random_hex
 from tests.support.processes import Worker, celery_worker_env, wait_for
 from tests.support.receivers import Receiver

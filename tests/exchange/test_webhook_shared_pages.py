@@ -18,7 +18,7 @@ from django.core.cache import cache
 
 from exchange import selectors
 from exchange.selectors import feed_page
-from exchange.services.webhook_delivery import SharedPage, pages, shared_feed_page
+from exchange.webhooks.delivery import SharedPage, pages, shared_feed_page
 from tests.factories import make_group, make_party, pdq
 
 pytestmark = pytest.mark.django_db

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exchange.models import WebhookDelivery, WebhookEndpoint
-from exchange.services.webhook_delivery import webhook_deliver
-from exchange.services.webhooks import webhook_create, webhook_target_check
+from exchange.webhooks.delivery import webhook_deliver
+from exchange.webhooks.endpoints import webhook_create
+from exchange.webhooks.targets import webhook_target_check
 from forum.errors import DomainError
 from tests.factories import make_party, pdq
 from tests.support.receivers import Receiver
@@ -367,7 +368,7 @@ def test_tls_is_verified_per_host_even_when_hosts_share_an_address(
     same address and port; a.example.org's connection is open in the pool. Delivery to b
     fails certificate verification (and nothing reaches the receiver for b) instead of
     riding on a's verified connection."""
-    from exchange.services.webhook_delivery import sending, transport
+    from exchange.webhooks.delivery import sending, transport
 
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
     server_tls, client_tls = tls_contexts(tmp_path, "a.example.org")

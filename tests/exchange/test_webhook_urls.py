@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from exchange.models import WebhookDelivery
-from exchange.services.webhook_delivery import webhook_deliver
-from exchange.services.webhooks import webhook_create, webhook_target_check
+from exchange.webhooks.delivery import webhook_deliver
+from exchange.webhooks.endpoints import webhook_create
+from exchange.webhooks.targets import webhook_target_check
 from forum.errors import DomainError
 from tests.factories import make_party, pdq
 from tests.support.receivers import Receiver

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from exchange import metrics as exchange_metrics
 from exchange.tasks import sweep_lapsed_statements
 from forum import metrics
 from tests.factories import make_party, pdq
@@ -52,8 +53,8 @@ def test_series_after_traffic() -> None:
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (1, 1, 2), body
     assert globex.get("/api/v1/changes").status_code == 200
     assert globex.get(f"/api/v1/signals/pdq/{pdq()}").status_code == 404
-    metrics.observe_match(0.012)
-    metrics.set_index_size(1234)
+    exchange_metrics.observe_match(0.012)
+    exchange_metrics.set_index_size(1234)
     sweep_lapsed_statements.apply()  # in process, through the same signals as a worker
 
     after = scrape()

@@ -29,9 +29,9 @@ from typing import Any
 from django.db import transaction
 
 from exchange.db import fetchall, in_list
+from exchange.metrics import record_statement_results
 from exchange.statement_format import MAX_BATCH
 from forum.errors import DomainError
-from forum.metrics import record_statement_results
 from members.models import Member, SigningKey
 
 from .checks import Item, Rejection, _check_claims, _context, _verify

@@ -1,7 +1,7 @@
 """Webhook endpoints and their delivery log (imported by ``exchange.models``).
 
 An endpoint is a consumer of its member's change feed with its own cursor; Celery only
-wakes it up (see ``exchange/services/webhook_delivery/``).
+wakes it up (see ``exchange/webhooks/delivery/``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,17 @@ from django.db import models
 from django.utils import timezone
 
 from members.models import Member
+
+
+class WebhookEndpointQuerySet(models.QuerySet["WebhookEndpoint"]):
+    def switched_on(self) -> WebhookEndpointQuerySet:
+        """Endpoints on: the member's switch up and not disabled by the server."""
+        return self.filter(active=True).exclude(status=WebhookEndpoint.Status.DISABLED)
+
+    def deliverable(self) -> WebhookEndpointQuerySet:
+        """Endpoints that may receive: switched on and their member active (the rule
+        ``WebhookEndpoint.deliverable`` states for one endpoint)."""
+        return self.switched_on().filter(member__status=Member.Status.ACTIVE)
 
 
 class WebhookEndpoint(models.Model):
@@ -33,7 +44,7 @@ class WebhookEndpoint(models.Model):
     active = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HEALTHY)
     disabled_reason = models.TextField(blank=True)
-    # Fernet tokens of the ``whsec_`` secrets (see ``exchange/webhook_secrets.py``). The
+    # Fernet tokens of the ``whsec_`` secrets (see ``exchange/webhooks/secrets.py``). The
     # previous secret keeps signing next to the new one for a grace period after rotation.
     secret_encrypted = models.TextField()
     previous_secret_encrypted = models.TextField(blank=True)
@@ -46,7 +57,10 @@ class WebhookEndpoint(models.Model):
     last_success_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = WebhookEndpointQuerySet.as_manager()
+
     class Meta:
+        app_label = "exchange"
         indexes = [models.Index(fields=["active", "status"], name="webhook_active_status")]
 
     def __str__(self) -> str:
@@ -54,7 +68,9 @@ class WebhookEndpoint(models.Model):
 
     @property
     def deliverable(self) -> bool:
-        return self.active and self.status != self.Status.DISABLED
+        """May receive: the rule of ``WebhookEndpointQuerySet.deliverable``, for one
+        endpoint (reads its member)."""
+        return self.active and self.status != self.Status.DISABLED and self.member.is_active
 
 
 class WebhookDelivery(models.Model):
@@ -83,5 +99,6 @@ class WebhookDelivery(models.Model):
     cursor_after = models.TextField(blank=True)
 
     class Meta:
+        app_label = "exchange"
         verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["endpoint", "-started_at"], name="delivery_endpoint_time")]

@@ -1,44 +1,7 @@
-"""Delivering the change feed to webhook endpoints.
+"""Delivering: sending an endpoint everything it lags behind, in feed order, with
+retries and backoff; one-off events (ping, incident declared); the sweep.
 
-Each endpoint is a consumer of its member's change feed, with its own cursor in
-PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anything:
-
-- when feed rows commit, ``webhooks_schedule_wake`` publishes one fan-out task (after
-  the commit, and a broker error is logged, never raised: a submission does not fail
-  because Redis is down);
-- the fan-out task enqueues ``deliver_endpoint`` for every deliverable endpoint whose
-  member may be concerned by the audiences that changed;
-- ``webhook_deliver`` takes the endpoint's lock (a session advisory lock on
-  PostgreSQL: never two deliveries in flight for one endpoint, and the lock dies with a
-  killed worker's connection) and one of its member's delivery slots (``member_slot``:
-  one member's slow receivers never hold more than
-  ``CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER`` worker processes), reads the next page
-  with the same ``feed_page`` as the pull API (built and encoded once for the member's
-  endpoints at the same cursor, see ``shared_feed_page``), applies the endpoint's
-  filters (an endpoint without filters sends the shared body as it is), POSTs the batch
-  signed per Standard Webhooks within one wall-clock deadline per attempt (see
-  ``transport.py``) and, on a 2xx answer only, stores the page's cursor; it loops while
-  the feed has more, so batches leave in feed order, one at a time;
-- a failure records the attempt, marks the endpoint ``failing`` and schedules a retry
-  with exponential backoff and full jitter; past ``CORDIALE_WEBHOOK_DISABLE_AFTER``
-  seconds of failing the endpoint is disabled and the forum admins are emailed;
-- every ``CORDIALE_WEBHOOK_SWEEP_INTERVAL`` seconds the beat sweep wakes every
-  endpoint whose cursor lags behind the feed, so a lost message, a Redis outage or a
-  killed worker delays deliveries but loses none.
-
-Delivery is at least once: a worker killed after the receiver answered but before the
-cursor was stored sends the batch again, with the same ``webhook-id`` (derived from the
-endpoint and the batch's cursors), which receivers use to drop repeats.
-
-Filters. A snapshot passes when its type is in ``signal_types`` (if set) and one of
-its statements carries one of ``labels`` (if set). A tombstone has no statements left
-to read labels from; it passes on its type alone, because a deletion the receiver never
-needed is harmless and a missed one is not. Changes that match no filter advance the
-cursor without a request.
-
-Suspended or expelled members' endpoints are paused: nothing is sent and the cursor
-stays, so deliveries resume where they stopped if the member is reinstated.
-"""
+See the package docstring for how these fit together."""
 
 from __future__ import annotations
 
@@ -58,55 +21,25 @@ from django.utils import timezone
 
 from exchange.models import WebhookDelivery, WebhookEndpoint
 from exchange.selectors import feed_page
-from exchange.services.webhooks import webhook_disable
-from members.models import Member
+from exchange.webhooks.endpoints import webhook_disable
 
-from .pages import SharedPage, _filtered, change_passes, shared_feed_page
-from .sending import SendResult, _message_id, _record, _send, http_client
+from .pages import endpoint_page, shared_feed_page
+from .sending import SendResult, attempt_record, batch_message_id, send_signed
 from .waking import (
     BUSY_RETRY,
     PRIORITY_QUEUE,
     SYSTEM_ACTOR,
-    _release_wake,
     deliverable_endpoints,
     endpoint_lock,
     member_slot,
     ping_claim,
     ping_release,
     publish_task,
+    wake_release,
     webhook_wake,
-    webhooks_fanout,
-    webhooks_schedule_wake,
 )
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "PRIORITY_QUEUE",
-    "SYSTEM_ACTOR",
-    "SendResult",
-    "SharedPage",
-    "backoff_seconds",
-    "change_passes",
-    "deliverable_endpoints",
-    "endpoint_lock",
-    "http_client",
-    "member_slot",
-    "publish_task",
-    "shared_feed_page",
-    "webhook_deliver",
-    "webhook_incident_declared",
-    "webhook_lags",
-    "webhook_ping",
-    "webhook_ping_request",
-    "webhook_wake",
-    "webhooks_announce_incident",
-    "webhooks_fanout",
-    "webhooks_schedule_wake",
-    "webhooks_sweep",
-]
-
-# --- delivering ------------------------------------------------------------------------
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -164,7 +97,7 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
     endpoint = WebhookEndpoint.objects.select_related("member").filter(pk=endpoint_id).first()
     if endpoint is None:
         return "gone"
-    if not endpoint.deliverable or not endpoint.member.is_active:
+    if not endpoint.deliverable:
         return "paused"
     now = timezone.now()
     if endpoint.next_attempt_at is not None and endpoint.next_attempt_at > now:
@@ -180,12 +113,12 @@ def _send_pages(endpoint: WebhookEndpoint, deadline: float) -> str:
     while True:
         page = shared_feed_page(member_id=endpoint.member_id, cursor=endpoint.cursor, limit=size)
         cursor = page.cursor
-        selected = _filtered(page, endpoint)
+        selected = endpoint_page(page, endpoint)
         if selected.count:
-            message_id = _message_id(endpoint.pk, endpoint.cursor, cursor)
+            message_id = batch_message_id(endpoint.pk, endpoint.cursor, cursor)
             started_at = timezone.now()
-            result = _send(endpoint, message_id, selected.body)
-            _record(
+            result = send_signed(endpoint, message_id, selected.body)
+            attempt_record(
                 endpoint,
                 kind=WebhookDelivery.Kind.CHANGES,
                 message_id=message_id,
@@ -226,7 +159,7 @@ def webhook_deliver(*, endpoint_id: int) -> str:
     (ran out of its time slice and re-enqueued itself).
     """
     deadline = time.monotonic() + float(settings.CORDIALE_WEBHOOK_TASK_BUDGET)
-    _release_wake(endpoint_id)
+    wake_release(endpoint_id)
     while True:
         with endpoint_lock(endpoint_id) as got:
             if not got:
@@ -254,9 +187,9 @@ def _send_event(
     message_id = message_id or f"msg_{secrets.token_hex(16)}"
     body = orjson.dumps(event)
     started_at = timezone.now()
-    result = _send(endpoint, message_id, body)
+    result = send_signed(endpoint, message_id, body)
     endpoint.attempts = 0
-    _record(
+    attempt_record(
         endpoint,
         kind=kind,
         message_id=message_id,
@@ -356,11 +289,7 @@ def webhooks_announce_incident(*, incident_id: int) -> int:
     """After a declaration commits: queue the event for every active member's endpoints."""
     from exchange.tasks import deliver_incident_declared
 
-    endpoints = (
-        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
-        .exclude(status=WebhookEndpoint.Status.DISABLED)
-        .values_list("pk", flat=True)
-    )
+    endpoints = WebhookEndpoint.objects.deliverable().values_list("pk", flat=True)
     count = 0
     for endpoint_id in endpoints:
         if publish_task(

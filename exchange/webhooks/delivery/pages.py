@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import math
@@ -10,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import orjson
 from django.core.cache import cache
@@ -164,11 +164,13 @@ def shared_feed_page(*, member_id: int, cursor: str, limit: int) -> SharedPage:
 # --- filters and payloads --------------------------------------------------------------
 
 
-def _statement_labels(jws: str) -> list[str]:
-    payload = jws.split(".")[1]
-    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    labels = claims.get("labels") or []
-    return [str(label) for label in labels] if isinstance(labels, list) else []
+def _statement_labels(statement: dict[str, Any]) -> list[str]:
+    """The snapshot's ``labels`` of one statement (those of its JWS claims, stored when it
+    was accepted), whether the page was parsed back from its body or not yet encoded."""
+    labels = statement["labels"]
+    if isinstance(labels, orjson.Fragment):  # straight from ``feed_page``: raw JSON
+        labels = orjson.loads(orjson.dumps(labels))
+    return labels if isinstance(labels, list) else []
 
 
 def change_passes(*, change: Snapshot, signal_types: list[str], labels: list[str]) -> bool:
@@ -178,10 +180,10 @@ def change_passes(*, change: Snapshot, signal_types: list[str], labels: list[str
     if not labels or change["deleted"]:
         return True
     wanted = set(labels)
-    return any(wanted.intersection(_statement_labels(s["jws"])) for s in change["statements"])
+    return any(wanted.intersection(_statement_labels(s)) for s in change["statements"])
 
 
-def _filtered(page: SharedPage, endpoint: WebhookEndpoint) -> SharedPage:
+def endpoint_page(page: SharedPage, endpoint: WebhookEndpoint) -> SharedPage:
     """The page as this endpoint receives it: the shared body itself when it has no filters."""
     if not endpoint.signal_types and not endpoint.labels:
         return page

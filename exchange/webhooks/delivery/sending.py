@@ -16,8 +16,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from exchange.models import WebhookDelivery, WebhookEndpoint
-from exchange.services.webhooks import webhook_target_check
-from exchange.webhook_secrets import secret_decrypt
+from exchange.webhooks.secrets import secret_decrypt
+from exchange.webhooks.targets import webhook_target_check
 from forum.errors import DomainError
 
 from .pages import SharedPage
@@ -27,7 +27,8 @@ from .waking import USER_AGENT
 logger = logging.getLogger(__name__)
 
 
-def _message_id(endpoint_id: int, before: str, after: str) -> str:
+def batch_message_id(endpoint_id: int, before: str, after: str) -> str:
+    """The ``webhook-id`` of a batch: the same for a resend of the same cursors."""
     digest = hashlib.sha256(f"{endpoint_id}\n{before}\n{after}".encode()).hexdigest()
     return f"msg_{digest[:32]}"
 
@@ -100,7 +101,7 @@ def _drain(response: httpx.Response) -> None:
             return
 
 
-def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult:
+def send_signed(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult:
     """One attempt, never longer than ``CORDIALE_WEBHOOK_TIMEOUT`` once the target is
     vetted; whatever goes wrong is a failed attempt (logged, retried with backoff), never
     an exception: an error that escaped here would leave the endpoint stuck, unlogged."""
@@ -145,7 +146,7 @@ def _send(endpoint: WebhookEndpoint, message_id: str, body: bytes) -> SendResult
     return SendResult(status, elapsed(), error)
 
 
-def _record(
+def attempt_record(
     endpoint: WebhookEndpoint,
     *,
     kind: str,
@@ -155,6 +156,7 @@ def _record(
     cursor_before: str = "",
     started_at: datetime,
 ) -> None:
+    """Log one attempt in the endpoint's deliveries (what ``/deliveries`` shows)."""
     WebhookDelivery.objects.create(
         endpoint=endpoint,
         kind=kind,

@@ -21,9 +21,8 @@ from forum.errors import NotFoundError
 from members.apis import principal
 from members.permissions import scope_require
 
-from .models import WebhookDelivery, WebhookEndpoint
-from .services.webhook_delivery import webhook_lags
-from .services.webhooks import (
+from .delivery import webhook_lags
+from .endpoints import (
     STARTS,
     webhook_create,
     webhook_delete,
@@ -31,6 +30,7 @@ from .services.webhooks import (
     webhook_rotate_secret,
     webhook_update,
 )
+from .models import WebhookDelivery, WebhookEndpoint
 
 RECENT_DELIVERIES = 100
 
@@ -183,7 +183,7 @@ class WebhookDeliveriesApi(ManageApi):
 class WebhookPingApi(ManageApi):
     @extend_schema(summary="Send a test event", request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
-        from .services.webhook_delivery import webhook_ping_request
+        from .delivery import webhook_ping_request
 
         queued = webhook_ping_request(endpoint=_endpoint(request, pk))
         return Response({"queued": queued}, status=202)

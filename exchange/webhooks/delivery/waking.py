@@ -14,13 +14,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from exchange.db import is_postgres
 from exchange.models import WebhookEndpoint
-from members.models import GroupMembership, Member
+from members.models import GroupMembership
 
 logger = logging.getLogger(__name__)
 
@@ -64,28 +64,17 @@ def _eager() -> bool:
     return bool(current_app.conf.task_always_eager)
 
 
-def webhooks_schedule_wake(
-    *, audiences: Iterable[int], rows: Iterable[tuple[int, int]] = ()
-) -> None:
-    """Called where feed rows are appended: wake the endpoints once the rows commit.
+def webhooks_wake_on_feed(*, audiences: list[int], rows: list[tuple[int, int]]) -> None:
+    """The feed listener (registered in ``ExchangeConfig.ready``): feed rows committed,
+    publish the fan-out that wakes the endpoints concerned.
 
     ``rows`` are the ``(audience, signal_id)`` pairs appended; they let the wake-up
     pick out the audiences that must hear about an active incident first.
     """
-    changed = sorted(set(audiences))
-    pairs = list(rows)
-    transaction.on_commit(lambda: _feed_committed(changed, pairs), robust=True)
-
-
-def _feed_committed(audiences: list[int], rows: list[tuple[int, int]]) -> None:
     from exchange.tasks import fanout_feed_changed
 
     # Most forums have far fewer endpoints than submissions; skip the broker when idle.
-    if (
-        not WebhookEndpoint.objects.filter(active=True)
-        .exclude(status=WebhookEndpoint.Status.DISABLED)
-        .exists()
-    ):
+    if not WebhookEndpoint.objects.switched_on().exists():
         return
     urgent = _incident_audiences(rows)
     if urgent:
@@ -124,11 +113,7 @@ def _due(now: datetime) -> Q:
 def deliverable_endpoints(now: datetime | None = None) -> Any:
     """Endpoints that may be sent to now: on, not disabled, member active, not backing off."""
     now = now or timezone.now()
-    return (
-        WebhookEndpoint.objects.filter(active=True, member__status=Member.Status.ACTIVE)
-        .exclude(status=WebhookEndpoint.Status.DISABLED)
-        .filter(_due(now))
-    )
+    return WebhookEndpoint.objects.deliverable().filter(_due(now))
 
 
 def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int:
@@ -158,7 +143,7 @@ def webhooks_fanout(*, audiences: list[int] | None, urgent: bool = False) -> int
             if webhook_wake(endpoint_id=endpoint_id):
                 count += 1
             else:
-                _release_wake(endpoint_id)
+                wake_release(endpoint_id)
     return count
 
 
@@ -188,7 +173,8 @@ def _queued_wakes(endpoint_ids: list[int]) -> set[int]:
     return {e for e in endpoint_ids if _WAKE_FLAG.format(e) in found}
 
 
-def _release_wake(endpoint_id: int) -> None:
+def wake_release(endpoint_id: int) -> None:
+    """Lower the endpoint's wake flag: the next feed change queues a delivery again."""
     try:
         cache.delete(_WAKE_FLAG.format(endpoint_id))
     except Exception:
