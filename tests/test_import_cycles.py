@@ -17,8 +17,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("forum", "members", "exchange")
 
@@ -207,13 +205,6 @@ def test_no_import_cycle_at_load_time() -> None:
     assert components(graph) == [], _report(graph)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #14, being removed: exchange.feed → exchange.services.webhook_delivery → "
-    "exchange.selectors → exchange.feed (6 modules, through a deferred import in "
-    "exchange/feed.py) and members.admin ↔ members.admin_applications; drop this mark "
-    "once they are gone",
-)
 def test_no_import_cycle_with_deferred_imports() -> None:
     """Counting imports inside functions too, only a Celery task and its service may import
     each other; no other group of modules imports each other; a failure names each cycle."""

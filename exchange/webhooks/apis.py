@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from forum.actors import actor_for_api_key
 from forum.errors import NotFoundError
 from members.apis import principal
 from members.permissions import scope_require
@@ -37,7 +38,7 @@ RECENT_DELIVERIES = 100
 
 def _actor(request: Request) -> str:
     p = principal(request)
-    return f"member:{p.member.slug}:{p.api_key.prefix}"
+    return actor_for_api_key(p.member, p.api_key)
 
 
 def _endpoint(request: Request, pk: int) -> WebhookEndpoint:

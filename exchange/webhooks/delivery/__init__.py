@@ -56,7 +56,6 @@ from .pages import SharedPage, change_passes, shared_feed_page
 from .sending import SendResult, http_client
 from .waking import (
     PRIORITY_QUEUE,
-    SYSTEM_ACTOR,
     deliverable_endpoints,
     endpoint_lock,
     member_slot,
@@ -68,7 +67,6 @@ from .waking import (
 
 __all__ = [
     "PRIORITY_QUEUE",
-    "SYSTEM_ACTOR",
     "SendResult",
     "SharedPage",
     "backoff_seconds",

@@ -22,13 +22,13 @@ from django.utils import timezone
 from exchange.models import WebhookDelivery, WebhookEndpoint
 from exchange.selectors import feed_page
 from exchange.webhooks.endpoints import webhook_disable
+from forum.actors import SYSTEM_ACTOR
 
 from .pages import endpoint_page, shared_feed_page
 from .sending import SendResult, attempt_record, batch_message_id, send_signed
 from .waking import (
     BUSY_RETRY,
     PRIORITY_QUEUE,
-    SYSTEM_ACTOR,
     deliverable_endpoints,
     endpoint_lock,
     member_slot,

@@ -29,7 +29,6 @@ _LOCK_NAMESPACE = 0x5748  # "WH": endpoint locks are (namespace << 32) | endpoin
 # endpoint locks (below 2⁴⁷) for any member id under 2⁴⁰.
 _SLOT_NAMESPACE = 0x574D
 _MAX_SLOTS = 256
-SYSTEM_ACTOR = "system"
 # Consumed before every other queue (CELERY_BROKER_TRANSPORT_OPTIONS in the settings).
 PRIORITY_QUEUE = "priority"
 USER_AGENT = "Cordiale-Webhooks/1"
