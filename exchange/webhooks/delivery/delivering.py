@@ -28,9 +28,12 @@ from .pages import endpoint_page, shared_feed_page
 from .sending import SendResult, attempt_record, batch_message_id, send_signed
 from .waking import (
     BUSY_RETRY,
+    MEMBER_BUSY_RETRY,
     PRIORITY_QUEUE,
     deliverable_endpoints,
     endpoint_lock,
+    member_defer,
+    member_handoff,
     member_slot,
     ping_claim,
     ping_release,
@@ -104,8 +107,11 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
         return "backing_off"
     with member_slot(endpoint.member_id) as got:
         if not got:
+            member_defer(member_id=endpoint.member_id, endpoint_id=endpoint.pk)
             return "member_busy"
-        return _send_pages(endpoint, deadline)
+        outcome = _send_pages(endpoint, deadline)
+    member_handoff(member_id=endpoint.member_id)
+    return outcome
 
 
 def _send_pages(endpoint: WebhookEndpoint, deadline: float) -> str:
@@ -169,7 +175,7 @@ def webhook_deliver(*, endpoint_id: int) -> str:
             webhook_wake(endpoint_id=endpoint_id)
             return outcome
         if outcome == "member_busy":
-            webhook_wake(endpoint_id=endpoint_id, countdown=random.uniform(*BUSY_RETRY))
+            webhook_wake(endpoint_id=endpoint_id, countdown=random.uniform(*MEMBER_BUSY_RETRY))
             return outcome
         if outcome != "caught_up":
             return outcome

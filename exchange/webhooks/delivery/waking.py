@@ -266,6 +266,67 @@ def member_slot(member_id: int) -> Iterator[bool]:
 # so that a member's deferred endpoints do not come back in one burst).
 BUSY_RETRY = (0.5, 1.5)
 
+# A delivery that found its member's slots full marks its endpoint deferred; whoever
+# frees one of the member's slots wakes one deferred endpoint at once (``member_handoff``),
+# so the slots never sit idle for the retry's jitter while the member has work. The
+# retry above stays as the fallback for a lost flag or a holder that died.
+_DEFERRED_FLAG = "webhook-deferred:{}"
+_MEMBER_DEFERRED_FLAG = "webhook-member-deferred:{}"
+_DEFERRED_TTL = 60
+
+
+# The fallback retry of a deferred endpoint: later than BUSY_RETRY, since the hand-off
+# normally wakes it first and every retry that finds the slots still full is wasted work.
+MEMBER_BUSY_RETRY = (2.0, 4.0)
+
+
+def member_defer(*, member_id: int, endpoint_id: int) -> None:
+    """Mark the endpoint as waiting for one of its member's slots.
+
+    Its wake flag goes up again too: the delivery that the hand-off (or the fallback
+    retry) starts lowers it first and reads every row committed before that, so feed
+    changes meanwhile need not queue more deliveries that would only find the member
+    busy again.
+    """
+    try:
+        cache.set_many(
+            {_DEFERRED_FLAG.format(endpoint_id): 1, _MEMBER_DEFERRED_FLAG.format(member_id): 1},
+            _DEFERRED_TTL,
+        )
+        cache.add(_WAKE_FLAG.format(endpoint_id), 1, _WAKE_FLAG_TTL)
+    except Exception:
+        logger.debug("could not mark webhook %s deferred", endpoint_id)
+
+
+def member_handoff(*, member_id: int) -> int | None:
+    """After freeing one of the member's slots: wake one endpoint that waited for it.
+
+    One cache read when nobody waits. Claiming a deferred endpoint is deleting its flag,
+    which succeeds for one caller only, so two releases never wake the same endpoint
+    twice for one slot. Returns the endpoint woken, if any.
+    """
+    try:
+        if cache.get(_MEMBER_DEFERRED_FLAG.format(member_id)) is None:
+            return None
+        endpoint_ids = list(
+            WebhookEndpoint.objects.filter(member_id=member_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        flags = cache.get_many([_DEFERRED_FLAG.format(e) for e in endpoint_ids])
+        waiting = [e for e in endpoint_ids if _DEFERRED_FLAG.format(e) in flags]
+        if not waiting:
+            cache.delete(_MEMBER_DEFERRED_FLAG.format(member_id))
+            return None
+        for endpoint_id in waiting:
+            if cache.delete(_DEFERRED_FLAG.format(endpoint_id)):
+                webhook_wake(endpoint_id=endpoint_id)
+                return endpoint_id
+    except Exception:
+        logger.debug("could not hand member %s's slot on", member_id)
+    return None
+
+
 # One ping queued or in flight per endpoint: more would only queue work behind a receiver
 # that may be slow. The flag outlives any ping (queue wait, the lock, one attempt).
 _PING_FLAG = "webhook-ping:{}"
