@@ -308,11 +308,12 @@ CORDIALE_WEBHOOK_MAX_PER_MEMBER = env.int("CORDIALE_WEBHOOK_MAX_PER_MEMBER", def
 CORDIALE_WEBHOOK_ALLOWED_PORTS = env.list("CORDIALE_WEBHOOK_ALLOWED_PORTS", cast=int, default=[])
 # Deliveries to one member's endpoints in flight at once, over all workers: one member's
 # slow receivers never hold more than this many delivery slots. Keep it at most half of
-# the delivery processes (4 of the Kubernetes manifests' 2 x 8; compose sets 2 of its 4).
-# Lower costs a member with many endpoints throughput: measured with bench_fanout (5
-# members x 10 endpoints, one worker of 8), a cap of 2 tripled the p95 latency of 4.
+# the delivery processes (8 of the Kubernetes manifests' 2 x 8; compose sets 2 of its 4).
+# Lower costs a member with many endpoints throughput: with bench_fanout (5 members x 10
+# endpoints, one worker of 8, --pause 0.2) the p95 latency was 2.5 s at a cap of 8,
+# 5.4-6.2 s at 4 and 12-22 s at 2.
 CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER = env.int(
-    "CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER", default=4
+    "CORDIALE_WEBHOOK_MAX_IN_FLIGHT_PER_MEMBER", default=8
 )
 # Backstops to the per-attempt deadline: a delivery task sends for its budget plus one
 # attempt, an event task for one attempt; the margin covers its database work. The soft
