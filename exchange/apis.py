@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exchange.metrics import observe_match
 from forum.errors import DomainError, NotFoundError
 from members.apis import principal
 
@@ -217,7 +218,6 @@ class MatchApi(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request) -> HttpResponse:
-        from exchange.metrics import observe_match
 
         started = time.perf_counter()
         queries, max_distance, limit = _match_request(request)

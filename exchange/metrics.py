@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from exchange.feed import feed_head
+from exchange.webhooks.delivery import webhook_lags
+from exchange.webhooks.models import WebhookEndpoint
+from forum.metrics import scrape_collector_register
 
 STATEMENTS = Counter(
     "cordiale_statements",
@@ -60,7 +66,6 @@ class FeedCollector:
     """``cordiale_feed_head``: the highest position of the change feed."""
 
     def collect(self) -> Iterator[Metric]:
-        from exchange.feed import feed_head
 
         head = feed_head()
         yield GaugeMetricFamily(
@@ -77,10 +82,6 @@ class WebhookCollector:
     """
 
     def collect(self) -> Iterator[Metric]:
-        from django.utils import timezone
-
-        from exchange.webhooks.delivery import webhook_lags
-        from exchange.webhooks.models import WebhookEndpoint
 
         lag = GaugeMetricFamily(
             "cordiale_webhook_lag_seconds",
@@ -112,7 +113,6 @@ WEBHOOK_COLLECTOR = WebhookCollector()
 
 def register() -> None:
     """Add the scrape-time collectors to ``/metrics`` (from ``ExchangeConfig.ready``)."""
-    from forum.metrics import scrape_collector_register
 
     scrape_collector_register(FEED_COLLECTOR)
     scrape_collector_register(WEBHOOK_COLLECTOR)

@@ -16,7 +16,7 @@ from typing import Any, cast
 import orjson
 
 from .db import fetchall, in_list, rfc3339, signal_value_in
-from .feed import Reader
+from .feed import Cursor, Reader, advance, feed_rows
 from .liveness import live_q, unexpired_sql
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
@@ -272,7 +272,6 @@ def feed_page(
     *, member_id: int, cursor: str | None, limit: int
 ) -> tuple[list[Snapshot], str, bool]:
     """One page of the member's change feed: snapshots, the next cursor, has_more."""
-    from .feed import Cursor, advance, feed_rows
 
     reader = Reader(member_id)
     current = Cursor.decode(cursor)

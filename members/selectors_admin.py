@@ -9,11 +9,13 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from exchange.liveness import live_q
+from exchange.models import FORUM_AUDIENCE, CurrentStatement, Opinion, Statement, WebhookEndpoint
+
 from .models import ApiKey, AuditEntry, GroupMembership, Member, SigningKey
 
 
 def _webhook_endpoints(member: Member) -> QuerySet[Any]:
-    from exchange.models import WebhookEndpoint
 
     return WebhookEndpoint.objects.filter(member=member)
 
@@ -30,8 +32,6 @@ class MemberImpact:
 
 
 def member_impact(*, member: Member) -> MemberImpact:
-    from exchange.liveness import live_q
-    from exchange.models import FORUM_AUDIENCE, CurrentStatement
 
     now = timezone.now()
     keys = ApiKey.objects.filter(member=member, revoked_at__isnull=True).filter(
@@ -62,7 +62,6 @@ def member_impact(*, member: Member) -> MemberImpact:
 
 def member_overview(*, member: Member, limit: int = 20) -> dict[str, Any]:
     """Everything the member's admin page shows besides its own fields."""
-    from exchange.models import Opinion, Statement
 
     endpoints = _webhook_endpoints(member)
     api_keys = list(ApiKey.objects.filter(member=member).order_by("-created_at"))

@@ -8,6 +8,7 @@ action, command or API call can change who sees what without the feed knowing.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
@@ -17,6 +18,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from exchange import jws
+from exchange.services import membership
 from forum.errors import ConflictError, DomainError
 
 from .audit import audit_record
@@ -85,7 +87,6 @@ def member_create(
 
 def member_set_status(*, member: Member, status: str, actor: str) -> Member:
     """Move a member through its lifecycle; suspension and expulsion act at once."""
-    from exchange.services import membership
 
     if status not in Member.Status.values:
         raise DomainError(f"Unknown member status {status!r}.", code="invalid_status")
@@ -184,8 +185,6 @@ def api_key_issue(
 
 def api_key_lookup(secret: str) -> ApiKey | None:
     """The key a bearer secret belongs to, compared in constant time; None if unknown."""
-    import hmac
-
     if not secret.startswith(API_KEY_PREFIX):
         return None
     prefix, _, _ = secret[len(API_KEY_PREFIX) :].partition("_")
@@ -276,7 +275,6 @@ def signing_key_revoke(
     Without ``compromised_since`` the key is revoked from now on: nothing it signed
     before is withdrawn, and it signs nothing new.
     """
-    from exchange.services import membership
 
     now = timezone.now()
     # Whole seconds: receipts carry integer receipt times, and "received at or after T"
@@ -373,7 +371,6 @@ def sharing_group_set_members(
     *, group: SharingGroup, members: Iterable[Member], actor: str
 ) -> SharingGroup:
     """Replace a group's member list; joiners receive its signals, leavers tombstones."""
-    from exchange.services import membership
 
     wanted = {m.pk: m for m in members}
     with transaction.atomic():

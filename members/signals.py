@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -82,9 +83,7 @@ def audit_locked_out(
 
 def connect_axes() -> None:
     """django-axes is optional for the audit itself: connect only if it is installed."""
-    from django.apps import apps
-
     if apps.is_installed("axes"):
-        from axes.signals import user_locked_out
+        from axes.signals import user_locked_out  # noqa: PLC0415  (only when installed)
 
         user_locked_out.connect(audit_locked_out, dispatch_uid="cordiale-audit-locked-out")

@@ -33,6 +33,7 @@ statements and feedback are the opinions marked ``is_mine``. ``report_opinion`` 
 feedback with ``PUT /api/v1/opinions/<type>/<value>``.
 """
 
+import hashlib
 import os
 import time
 import typing as t
@@ -98,8 +99,6 @@ class _ForumHashSignal(signal_base.SimpleSignalType, signal_base.BytesHasher):
 
     @classmethod
     def hash_from_bytes(cls, bytes_: bytes) -> str:
-        import hashlib
-
         return hashlib.new(cls.FORUM_TYPE, bytes_).hexdigest()
 
     @staticmethod

@@ -102,6 +102,7 @@ from exchange.db import fetchall, in_list
 from exchange.feed import feed_head
 from exchange.liveness import live_sql
 from exchange.matching.pdq_index import HASH_BYTES, PDQIndex, hashes_from_hex
+from exchange.metrics import set_index_size
 from forum.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -394,8 +395,6 @@ def _refresh() -> MatchIndex:
         if time.monotonic() - state.refreshed_at >= REFRESH_SECONDS:
             state = state.caught_up()
     if state is not _current:
-        from exchange.metrics import set_index_size
-
         set_index_size(len(state.index))
     _current = state
     return state

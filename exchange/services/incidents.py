@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from exchange.models import Incident, Label
+from exchange.webhooks.delivery import webhooks_announce_incident
 from forum.errors import ConflictError, DomainError
 from members.audit import audit_record
 
@@ -103,6 +104,5 @@ def incident_end(*, incident: Incident, actor: str) -> Incident:
 
 
 def _announce(incident_id: int) -> None:
-    from exchange.webhooks.delivery import webhooks_announce_incident
 
     webhooks_announce_incident(incident_id=incident_id)

@@ -18,6 +18,8 @@ from django.http import HttpRequest
 
 from forum.admin_helpers import admin_actor, staff_action
 
+from .delivery import webhook_lags
+from .endpoints import webhook_delete, webhook_enable
 from .models import WebhookDelivery, WebhookEndpoint
 
 
@@ -80,12 +82,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return request.user.has_perm("exchange.change_webhookendpoint")
 
     def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
-        from .endpoints import webhook_delete
 
         webhook_delete(endpoint=obj, actor=admin_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        from .endpoints import webhook_delete
 
         with transaction.atomic():
             for endpoint in queryset.select_related("member"):
@@ -93,7 +93,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="lagging")
     def lagging(self, obj: WebhookEndpoint) -> bool:
-        from .delivery import webhook_lags
 
         return webhook_lags(endpoint=obj)
 
@@ -101,7 +100,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         permissions=["enable"], description="Re-enable (clear failures, resume from the cursor)"
     )
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        from .endpoints import webhook_enable
 
         for endpoint in queryset.select_related("member"):
             webhook_enable(endpoint=endpoint, actor=admin_actor(request))

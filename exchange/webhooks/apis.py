@@ -22,7 +22,7 @@ from forum.errors import NotFoundError
 from members.apis import principal
 from members.permissions import scope_require
 
-from .delivery import webhook_lags
+from .delivery import webhook_lags, webhook_ping_request
 from .endpoints import (
     STARTS,
     webhook_create,
@@ -184,7 +184,6 @@ class WebhookDeliveriesApi(ManageApi):
 class WebhookPingApi(ManageApi):
     @extend_schema(summary="Send a test event", request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
-        from .delivery import webhook_ping_request
 
         queued = webhook_ping_request(endpoint=_endpoint(request, pk))
         return Response({"queued": queued}, status=202)

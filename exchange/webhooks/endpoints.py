@@ -16,8 +16,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.feed import Cursor, Reader, advance, feed_head
 from exchange.models import Label, WebhookEndpoint
 from exchange.signal_types import SIGNAL_TYPES
+from exchange.webhooks.delivery.waking import webhook_wake
 from exchange.webhooks.secrets import secret_encrypt, secret_generate
 from exchange.webhooks.targets import webhook_target_check, webhook_url_normalize
 from forum.errors import ConflictError, DomainError
@@ -74,7 +76,6 @@ def _audit(endpoint: WebhookEndpoint, action: str, actor: str, before: Any, afte
 
 def webhook_cursor_at_head(*, member_id: int) -> str:
     """A cursor at the current end of the member's feed (positions in commit order)."""
-    from exchange.feed import Cursor, Reader, advance, feed_head
 
     empty = Cursor({})
     reader = Reader(member_id)
@@ -118,8 +119,6 @@ def webhook_create(
         )
         _audit(endpoint, "created", actor, None, {**_state(endpoint), "start": start})
     if start == "beginning":
-        from exchange.webhooks.delivery.waking import webhook_wake
-
         transaction.on_commit(lambda: webhook_wake(endpoint_id=endpoint.pk), robust=True)
     return endpoint, secret
 
@@ -198,7 +197,6 @@ def webhook_enable(*, endpoint: WebhookEndpoint, actor: str) -> WebhookEndpoint:
             ]
         )
         _audit(endpoint, "enabled", actor, before, _state(endpoint))
-    from exchange.webhooks.delivery.waking import webhook_wake
 
     transaction.on_commit(lambda: webhook_wake(endpoint_id=endpoint.pk), robust=True)
     return endpoint

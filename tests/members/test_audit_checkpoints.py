@@ -218,11 +218,11 @@ def test_latest_checkpoint_mode_needs_a_checkpoint() -> None:
 
 def test_transparency_report_carries_the_latest_checkpoint() -> None:
     """The transparency report publishes the last checkpoint signed in its period."""
-    from datetime import date, timedelta
+    from datetime import UTC, datetime, timedelta
 
     some_entries()
     take_audit_checkpoint()
-    today = date.today()
+    today = datetime.now(UTC).date()
     report = transparency_report(start=today - timedelta(days=1), end=today + timedelta(days=1))
     assert report["audit_checkpoint"]["head_id"] == AuditEntry.objects.latest("id").pk
     assert report["audit_checkpoint"]["jws"] == AuditCheckpoint.objects.get().jws

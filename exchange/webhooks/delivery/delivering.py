@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 from django.utils import timezone
 
-from exchange.models import WebhookDelivery, WebhookEndpoint
+from exchange.models import Incident, WebhookDelivery, WebhookEndpoint
 from exchange.selectors import feed_page
 from exchange.webhooks.endpoints import webhook_disable
 from forum.actors import SYSTEM_ACTOR
@@ -254,7 +254,6 @@ def webhook_incident_declared(*, endpoint_id: int, incident_id: int) -> bool:
     Sent once, like a ping: the incident's label is also in the directory, so a missed
     announcement costs a receiver the early warning, not the statements themselves.
     """
-    from exchange.models import Incident
     from exchange.tasks import deliver_incident_declared
 
     incident = Incident.objects.select_related("label").filter(pk=incident_id).first()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,8 +69,6 @@ _client_pid = 0
 def http_client() -> httpx.Client:
     """One pooled client per worker process (keep-alive to receivers, pooled per host name;
     see ``transport.py``)."""
-    import os
-
     global _client, _client_pid
     if _client is None or _client_pid != os.getpid():
         timeout = float(settings.CORDIALE_WEBHOOK_TIMEOUT)

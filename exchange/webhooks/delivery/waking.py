@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -19,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchange.db import is_postgres
-from exchange.models import WebhookEndpoint
+from exchange.models import CurrentStatement, Incident, WebhookEndpoint
 from members.models import GroupMembership
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ def publish_task(task: Any, *, args: Iterable[Any] = (), **options: Any) -> bool
 
 
 def _eager() -> bool:
-    from celery import current_app
 
     return bool(current_app.conf.task_always_eager)
 
@@ -84,7 +84,6 @@ def webhooks_wake_on_feed(*, audiences: list[int], rows: list[tuple[int, int]]) 
 def _incident_audiences(rows: list[tuple[int, int]]) -> list[int]:
     """Audiences of ``rows`` whose signal has a live statement carrying the label of an
     active incident. One cheap query when no incident is declared, which is the norm."""
-    from exchange.models import CurrentStatement, Incident
 
     if not rows:
         return []

@@ -1,6 +1,7 @@
 import io
 from typing import Any
 
+import qrcode
 from django.core.management.base import CommandParser
 
 from forum.actors import COMMAND_ACTOR
@@ -26,8 +27,6 @@ class Command(JsonCommand):
         )
         url = device.config_url
         if not options["no_qr"]:
-            import qrcode
-
             code = qrcode.QRCode(border=1)
             code.add_data(url)
             drawing = io.StringIO()
