@@ -78,14 +78,8 @@ def confirm_then(
     """
     form = form_class(request.POST if "confirm" in request.POST else None) if form_class else None
     if "confirm" in request.POST and (form is None or form.is_valid()):
-        done = 0
-        for obj in queryset:
-            try:
-                apply(obj, form.cleaned_data if form is not None else {})
-            except DomainError as exc:
-                modeladmin.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
-            else:
-                done += 1
+        data = form.cleaned_data if form is not None else {}
+        done = _apply_each(modeladmin, request, queryset, lambda obj: apply(obj, data))
         if done:
             modeladmin.message_user(request, f"{title}: done for {done}.", messages.SUCCESS)
         return None
@@ -111,6 +105,19 @@ def run_each(
     apply: Callable[[Any], object],
     done_message: str,
 ) -> None:
+    done = _apply_each(modeladmin, request, queryset, apply)
+    if done:
+        modeladmin.message_user(request, f"{done_message}: {done}.", messages.SUCCESS)
+
+
+def _apply_each(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    apply: Callable[[Any], object],
+) -> int:
+    """Run ``apply`` on each object; a service's refusal is that object's error message,
+    and the others still go ahead. Returns how many succeeded."""
     done = 0
     for obj in queryset:
         try:
@@ -119,8 +126,7 @@ def run_each(
             modeladmin.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
         else:
             done += 1
-    if done:
-        modeladmin.message_user(request, f"{done_message}: {done}.", messages.SUCCESS)
+    return done
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
