@@ -238,7 +238,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["members.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["members.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["forum.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["exchange.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["forum.throttling.ScopedWorkThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "read": env.str("CORDIALE_THROTTLE_READ", default="6000/min"),

@@ -11,7 +11,7 @@ from typing import IO, Any
 from django.conf import settings
 from rest_framework import exceptions, parsers
 
-from exchange import json_input
+from . import json_input
 
 
 class JSONParser(parsers.JSONParser):
