@@ -31,13 +31,18 @@ get 429 ``throttled`` with ``Retry-After``: the seconds until the window ends.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from typing import Any
 
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from forum.errors import DomainError
+
+logger = logging.getLogger(__name__)
 
 
 class ExceedsRateLimit(DomainError):
@@ -99,13 +104,12 @@ class ScopedWorkThrottle(SimpleRateThrottle):
             "ident": ident if ident is not None else self.get_ident(request),
             "window": window,
         }
-        # Kept past the window's end so that a request arriving just then finds it.
-        self.cache.add(key, 0, timeout=2 * period)
         try:
-            used = self.cache.incr(key, cost)
-        except ValueError:  # evicted between add and incr: start it again
-            self.cache.add(key, 0, timeout=2 * period)
-            used = self.cache.incr(key, cost)
+            used = _charge(self.cache, key, cost, 2 * period)
+        except Exception as exc:  # the shared cache (Redis) is down: count in this process
+            logger.warning("throttle counters fall back to this process: %s", exc)
+            used = _charge(_FALLBACK, key, cost, 2 * period)
+            key = _FALLBACK_MARK + key
         if used <= limit:
             return key
         self._give_back(key, cost)
@@ -115,6 +119,29 @@ class ScopedWorkThrottle(SimpleRateThrottle):
     def _give_back(self, key: str, units: int) -> None:
         if not key:
             return
+        cache = self.cache
+        if key.startswith(_FALLBACK_MARK):
+            cache, key = _FALLBACK, key.removeprefix(_FALLBACK_MARK)
         # ValueError: the window expired meanwhile, nothing left to give back to.
-        with contextlib.suppress(ValueError):
-            self.cache.decr(key, units)
+        with contextlib.suppress(Exception):
+            cache.decr(key, units)
+
+
+def _charge(cache: BaseCache, key: str, cost: int, timeout: int) -> int:
+    """Add ``cost`` to the window's counter and return the new count (atomic on Redis and
+    in memory). The counter is kept past the window's end so that a request arriving just
+    then finds it."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return int(cache.incr(key, cost))
+    except ValueError:  # evicted between add and incr: start it again
+        cache.add(key, 0, timeout=timeout)
+        return int(cache.incr(key, cost))
+
+
+# Losing Redis must not take the API down with it (DESIGN.md: Redis is never the only
+# copy of anything, and the API keeps answering without it). While the shared cache
+# errors, each process counts on its own, as it does when no Redis is configured: the
+# limits then hold per process instead of per forum, never not at all.
+_FALLBACK = LocMemCache("cordiale-throttle-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+_FALLBACK_MARK = "fallback:"

@@ -139,3 +139,35 @@ def test_a_batch_refused_whole_costs_one_unit(monkeypatch: pytest.MonkeyPatch) -
     assert_problem(_submit(party, 10_001), 413, "too_many_statements")
     assert _submit(party, 99).status_code == 200
     assert_problem(_submit(party, 1), 429, "throttled")
+
+
+@pytest.mark.django_db
+def test_a_dead_redis_does_not_take_the_api_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the shared cache pointing at a Redis that does not answer, throttled endpoints
+    still answer (counting in the process instead), and the limit still holds there."""
+    import socket
+
+    from django.core.cache import caches
+
+    from forum import throttling
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    party = make_party("redisless")
+    with override_settings(CACHES=dead):  # Django's test signal reopens the caches
+        assert "RedisCache" in type(caches["default"]).__name__
+        monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "read", "3/min")
+        throttling._FALLBACK.clear()
+        answers = [
+            party.client.get("/api/v1/changes", HTTP_AUTHORIZATION=f"Bearer {party.api_key}")
+            for _ in range(4)
+        ]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429]
