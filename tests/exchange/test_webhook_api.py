@@ -7,7 +7,6 @@ Tasks run in process here (Celery eager); delivery itself is tested with a real 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,14 +27,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def in_process(settings: Any) -> Iterator[None]:
-    from forum.celery import app
-
+def in_process(settings: Any, tasks_in_process: None) -> None:
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = saved
 
 
 def create(party: Any, url: str, **extra: Any) -> Any:

@@ -8,7 +8,6 @@ deleting endpoints stay ``manage`` only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,14 +22,8 @@ URL = "https://203.0.113.9/hook"
 
 
 @pytest.fixture(autouse=True)
-def in_process(settings: Any) -> Iterator[None]:
-    from forum.celery import app
-
+def in_process(settings: Any, tasks_in_process: None) -> None:
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = saved
 
 
 def test_create_needs_read_too() -> None:

@@ -11,7 +11,6 @@ import datetime
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,35 +50,6 @@ def strict(settings: Any) -> None:
     settings.DEBUG = False
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = False
     settings.CORDIALE_WEBHOOK_ALLOWED_PORTS = []
-
-
-@pytest.fixture
-def in_process(settings: Any) -> Iterator[None]:
-    """Retries scheduled by failed attempts stay in this process (Celery eager)."""
-    from forum.celery import app
-
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = saved
-
-
-@pytest.fixture
-def resolve(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Names in the returned dict resolve to the address it gives (IPv4 or IPv6)."""
-    answers: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def fake(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host in answers:
-            address = answers[host]
-            if ":" in address:
-                return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))]
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
-    yield answers
 
 
 def code_of(url: str) -> str | None:
@@ -168,7 +138,7 @@ def test_the_port_rule_applies_at_creation_and_at_url_change(strict: None) -> No
 
 @pytest.mark.django_db
 def test_the_port_rule_applies_again_at_delivery(
-    settings: Any, resolve: dict[str, str], in_process: None
+    settings: Any, resolve: dict[str, str], tasks_in_process: None
 ) -> None:
     """A port allowed at creation and no longer allowed at delivery gets no request; the
     attempt is logged with the reason and retried later."""
@@ -265,7 +235,7 @@ def test_an_endpoint_stored_with_a_non_ascii_host_still_gets_deliveries(
 
 @pytest.mark.django_db
 def test_any_error_while_sending_is_a_logged_failed_attempt_with_backoff(
-    settings: Any, receiver: Receiver, in_process: None
+    settings: Any, receiver: Receiver, tasks_in_process: None
 ) -> None:
     """A secret that cannot be decrypted (SECRET_KEY changed without its fallback) makes
     signing raise: the delivery is a failed attempt in the log, the endpoint is failing
@@ -286,7 +256,7 @@ def test_any_error_while_sending_is_a_logged_failed_attempt_with_backoff(
 
 @pytest.mark.django_db
 def test_a_slow_dns_answer_is_a_failed_attempt_within_the_timeout(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, in_process: None
+    settings: Any, monkeypatch: pytest.MonkeyPatch, tasks_in_process: None
 ) -> None:
     """The member runs its name's DNS servers: one that answers after ten seconds costs
     a delivery no more than the attempt timeout, and the attempt is logged."""
@@ -362,7 +332,7 @@ def test_tls_is_verified_per_host_even_when_hosts_share_an_address(
     resolve: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    in_process: None,
+    tasks_in_process: None,
 ) -> None:
     """A receiver holds a certificate for a.example.org only. b.example.org resolves to the
     same address and port; a.example.org's connection is open in the pool. Delivery to b

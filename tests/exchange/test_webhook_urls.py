@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,21 +35,6 @@ PRIVATE = [
 def strict(settings: Any) -> None:
     settings.DEBUG = False
     settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = False
-
-
-@pytest.fixture
-def resolve(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """DNS is outside the system: names in the returned dict resolve as it says."""
-    answers: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def fake(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host in answers:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
-    yield answers
 
 
 @pytest.mark.parametrize("url", PRIVATE)

@@ -1,9 +1,11 @@
 """The pytest fixtures of real services, registered for every test package by
 ``tests/conftest.py``: a private redis-server and this process's Celery app pointed at it,
-an HTTP receiver, the default label taxonomy put back, a live forum."""
+an HTTP receiver, the default label taxonomy put back, a live forum, Celery tasks run in
+process, and DNS answers a test chooses."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,3 +55,33 @@ def forum(live_server: Any) -> Iterator[LiveForum]:
     """A live forum on a fresh (transactional) test database with the seeded labels."""
     default_labels_restore()
     yield LiveForum(live_server.url)
+
+
+@pytest.fixture
+def tasks_in_process() -> Iterator[None]:
+    """Celery tasks (deliveries, retries) run in this process as they are published."""
+    from forum.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = saved
+
+
+@pytest.fixture
+def resolve(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """DNS is outside the system: names in the returned dict resolve to the address it
+    gives (IPv4 or IPv6); other names resolve as usual."""
+    answers: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def fake(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in answers:
+            address = answers[host]
+            if ":" in address:
+                return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    yield answers
