@@ -240,9 +240,9 @@ def submit_file(
     pending: list[tuple[InputRow, str, dict[str, Any] | None]] = []
     for row in rows:
         done = log.results.get(row.number)
-        if done is not None and done.get("status") == "rejected":
-            if retry_rejected or done.get("code") in RETRIED_REJECTIONS:
-                done = None
+        resend = retry_rejected or (done or {}).get("code") in RETRIED_REJECTIONS
+        if done is not None and done.get("status") == "rejected" and resend:
+            done = None
         if done is not None and done.get("digest") == row.digest:
             _count(summary, RowResult(row, done["status"], done.get("code"), done.get("detail")))
             summary.resumed += 1
