@@ -135,8 +135,15 @@ def public_key_from_x(x: str) -> Ed25519PublicKey:
 
 
 def load_public_key(text: str) -> str:
-    """Return ``x`` for an Ed25519 public key given as PEM or as base64url ``x``."""
+    """Return ``x`` for an Ed25519 public key given as PEM, as a public JWK (JSON text)
+    or as base64url ``x``."""
     text = text.strip()
+    if text.startswith("{"):
+        try:
+            jwk = json_input.loads(text)
+        except ValueError as exc:
+            raise InvalidKey(f"not a readable JWK: {exc}") from exc
+        return x_from_jwk(jwk)
     if text.startswith("-----BEGIN"):
         first_line = text.splitlines()[0]
         if "PRIVATE" in first_line:
@@ -153,6 +160,27 @@ def load_public_key(text: str) -> str:
         return public_key_x(key)
     public_key_from_x(text)
     return text
+
+
+def x_from_jwk(jwk: Any) -> str:
+    """``x`` of a public Ed25519 JWK (``{"kty": "OKP", "crv": "Ed25519", "x": ...}``).
+
+    A private JWK (with ``d``) is refused so that it is never stored or logged, and a
+    ``kid``, if given, must be the key's RFC 7638 thumbprint.
+    """
+    if not isinstance(jwk, dict):
+        raise InvalidKey("a JWK must be a JSON object")
+    if "d" in jwk:
+        raise InvalidKey("this JWK holds a private key (d); give the public JWK only")
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+        raise InvalidKey('expected an Ed25519 key: "kty": "OKP", "crv": "Ed25519"')
+    x = jwk.get("x")
+    if not isinstance(x, str):
+        raise InvalidKey("the JWK has no x")
+    kid = jwk_thumbprint(x)
+    if "kid" in jwk and jwk["kid"] != kid:
+        raise InvalidKey(f"the JWK's kid {jwk['kid']!r} is not its thumbprint {kid}")
+    return x
 
 
 def public_jwk(x: str) -> dict[str, str]:

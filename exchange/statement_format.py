@@ -67,6 +67,15 @@ MAX_TIMESTAMP = 253_402_300_799
 MAX_BATCH = 10_000
 
 RECEIPT_TYP = "cordiale-receipt"
+
+# A key-addition proof (``POST /api/v1/signing-keys`` with ``proof``): a compact JWS signed
+# by one of the member's active keys over exactly these claims, ``op`` being OP_ADD_KEY and
+# ``kid`` the thumbprint of the key it vouches for. It is not a statement: its ``op`` is
+# none of OPS, so it can never be submitted as one. ``iat`` must lie within
+# KEY_PROOF_MAX_AGE seconds of the server's clock, either way.
+OP_ADD_KEY = "add_key"
+KEY_PROOF_CLAIMS = frozenset({"iss", "iat", "jti", "op", "kid"})
+KEY_PROOF_MAX_AGE = 600
 RECEIPT_CLAIMS = frozenset({"jti", "member", "kid", "received_at"})
 
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from forum.actors import actor_for_api_key
 from forum.errors import DomainError, NotFoundError
 
 from .authentication import ApiPrincipal
 from .checkpoints import MAX_LIST, audit_checkpoint_list
-from .models import Member
-from .selectors import jwks_for, member_list_active, signing_key_jwk
+from .models import Member, SigningKey
+from .selectors import jwks_for, member_list_active, signing_key_jwk, signing_key_summary
+from .services import signing_key_request, signing_key_retire
 
 
 def principal(request: Request) -> ApiPrincipal:
@@ -98,3 +102,69 @@ class AuditCheckpointsApi(APIView):
                 errors=[{"field": "limit", "code": "invalid", "detail": f"1..{MAX_LIST}"}],
             )
         return Response({"checkpoints": audit_checkpoint_list(limit=int(raw))})
+
+
+class SigningKeyInput(serializers.Serializer[Any]):
+    jwk = serializers.JSONField(help_text='{"kty": "OKP", "crv": "Ed25519", "x": "..."}')
+    proof = serializers.CharField(
+        required=False,
+        max_length=16 * 1024,
+        help_text="compact JWS by one of your active keys over "
+        '{"iss", "iat", "jti", "op": "add_key", "kid": <the new kid>}: the key is active at '
+        "once; without it the key waits for an admin's approval",
+    )
+
+
+class SigningKeyListApi(APIView):
+    """The caller's own signing keys: listed, registered (pending, or active with a proof)."""
+
+    required_scope = "manage"
+    throttle_scope = "manage"
+
+    @extend_schema(summary="Your signing keys", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        keys = SigningKey.objects.filter(member=principal(request).member).order_by("id")
+        return Response([signing_key_summary(k) for k in keys])
+
+    @extend_schema(
+        summary="Register a signing key (pending without a proof; active with one)",
+        request=SigningKeyInput,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request) -> Response:
+        data = SigningKeyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        p = principal(request)
+        key = signing_key_request(
+            member=p.member,
+            jwk=data.validated_data["jwk"],
+            proof=data.validated_data.get("proof"),
+            actor=actor_for_api_key(p.member, p.api_key),
+        )
+        return Response(signing_key_summary(key), status=201)
+
+
+class SigningKeyApi(APIView):
+    required_scope = "manage"
+    throttle_scope = "manage"
+
+    def _key(self, request: Request, kid: str) -> SigningKey:
+        key = SigningKey.objects.filter(kid=kid, member=principal(request).member).first()
+        if key is None:
+            raise NotFoundError(f"You have no signing key {kid}.")
+        return key
+
+    @extend_schema(summary="One of your signing keys", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, kid: str) -> Response:
+        return Response(signing_key_summary(self._key(request, kid)))
+
+    @extend_schema(
+        summary="Retire a key (it signs nothing new; what it signed stays valid)",
+        responses=OpenApiTypes.OBJECT,
+    )
+    def delete(self, request: Request, kid: str) -> Response:
+        p = principal(request)
+        key = signing_key_retire(
+            key=self._key(request, kid), actor=actor_for_api_key(p.member, p.api_key)
+        )
+        return Response(signing_key_summary(key))

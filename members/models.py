@@ -63,6 +63,8 @@ class SigningKey(models.Model):
     """An Ed25519 public key of a member, identified by its RFC 7638 thumbprint."""
 
     class Status(models.TextChoices):
+        # Registered by the member without a proof: signs nothing until an admin approves.
+        PENDING = "pending"
         ACTIVE = "active"
         RETIRED = "retired"
         REVOKED = "revoked"
@@ -74,6 +76,7 @@ class SigningKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     retired_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
     # Statements signed with an ``iat`` at or after this instant are treated as forged.
     compromised_since = models.DateTimeField(null=True, blank=True)
 

@@ -19,6 +19,12 @@ from django.utils import timezone
 
 from exchange import jws
 from exchange.services import membership
+from exchange.statement_format import (
+    KEY_PROOF_CLAIMS,
+    KEY_PROOF_MAX_AGE,
+    MAX_JTI_LENGTH,
+    OP_ADD_KEY,
+)
 from forum.errors import ConflictError, DomainError
 
 from .audit import audit_record
@@ -226,9 +232,20 @@ def signing_key_check_registrable(*, public_key: str) -> tuple[str, str]:
     return x, kid
 
 
-def signing_key_register(*, member: Member, public_key: str, actor: str) -> SigningKey:
-    """Register an Ed25519 public key given as PEM text or base64url ``x``."""
+def signing_key_register(
+    *, member: Member, public_key: str, actor: str, status: str = SigningKey.Status.ACTIVE
+) -> SigningKey:
+    """Register an Ed25519 public key given as PEM text, a public JWK or base64url ``x``.
+
+    Staff and commands register keys active; a member's own unproven request is pending.
+    """
     x, kid = signing_key_check_registrable(public_key=public_key)
+    return _signing_key_create(member=member, x=x, kid=kid, status=status, actor=actor)
+
+
+def _signing_key_create(
+    *, member: Member, x: str, kid: str, status: str, actor: str, proved_by: str | None = None
+) -> SigningKey:
     with transaction.atomic():
         key = _create_unique(
             SigningKey,
@@ -236,22 +253,139 @@ def signing_key_register(*, member: Member, public_key: str, actor: str) -> Sign
             member=member,
             kid=kid,
             x=x,
+            status=status,
+            approved_at=timezone.now() if status == SigningKey.Status.ACTIVE else None,
         )
+        after: dict[str, Any] = {"member": member.slug, "x": x, "status": status}
+        if proved_by is not None:
+            after["proved_by"] = proved_by
         audit_record(
             actor=actor,
             action="signing_key.registered",
             object_type="signing_key",
             object_id=kid,
-            after={"member": member.slug, "x": x},
+            after=after,
+        )
+    return key
+
+
+# A stolen API key with scope ``manage`` can ask for keys, not get them: each waits for an
+# admin. The cap keeps such a thief from burying the admin's queue.
+MAX_PENDING_KEYS = 5
+
+
+def signing_key_request(*, member: Member, jwk: Any, proof: Any = None, actor: str) -> SigningKey:
+    """A member registers a key itself (``POST /api/v1/signing-keys``).
+
+    Without ``proof`` the key is pending until an admin approves it, having compared its
+    thumbprint with the member out of band. With a proof (a compact JWS over
+    ``{"iss", "iat", "jti", "op": "add_key", "kid": <new kid>}`` signed by one of the
+    member's active keys) it is active at once: a rotation needs no admin.
+    """
+    try:
+        x = jws.x_from_jwk(jwk)
+    except jws.InvalidKey as exc:
+        raise DomainError(str(exc), code="invalid_key") from exc
+    x, kid = signing_key_check_registrable(public_key=x)
+    if proof is None:
+        with transaction.atomic():
+            Member.objects.select_for_update().filter(pk=member.pk).first()
+            pending = SigningKey.objects.filter(member=member, status=SigningKey.Status.PENDING)
+            if pending.count() >= MAX_PENDING_KEYS:
+                raise ConflictError(
+                    f"{member.slug} has {MAX_PENDING_KEYS} keys waiting for approval already; "
+                    "retire one, or ask the forum's admins to approve them.",
+                    code="too_many_pending_keys",
+                )
+            return _signing_key_create(
+                member=member, x=x, kid=kid, status=SigningKey.Status.PENDING, actor=actor
+            )
+    with transaction.atomic():
+        # The member's lock, as revocation takes it: a proof by a key being revoked is
+        # judged before or after the revocation, never half-way.
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        proved_by = _check_key_proof(member=member, proof=proof, kid=kid)
+        return _signing_key_create(
+            member=member,
+            x=x,
+            kid=kid,
+            status=SigningKey.Status.ACTIVE,
+            actor=actor,
+            proved_by=proved_by,
+        )
+
+
+def _invalid_proof(detail: str) -> DomainError:
+    return DomainError(detail, code="invalid_proof")
+
+
+def _check_key_proof(*, member: Member, proof: Any, kid: str) -> str:
+    """The kid of the active key that signed ``proof`` for adding ``kid``; else raise."""
+    if not isinstance(proof, str):
+        raise _invalid_proof("proof must be a compact JWS string.")
+    try:
+        parsed = jws.parse_compact(proof)
+    except jws.MalformedJWS as exc:
+        raise _invalid_proof(f"proof: {exc.detail}") from None
+    signer = SigningKey.objects.filter(member=member, kid=parsed.kid).first()
+    if signer is None or signer.status != SigningKey.Status.ACTIVE:
+        raise _invalid_proof(
+            f"proof: key {parsed.kid} is not an active key of {member.slug}; a proof must be "
+            "signed by one of your active keys (without one, register without a proof and "
+            "have the forum's admins approve the key)."
+        )
+    if not jws.verify(parsed, jws.public_key_from_x(signer.x)):
+        raise _invalid_proof("proof: the signature does not verify with its key.")
+    claims = parsed.claims
+    if set(claims) != KEY_PROOF_CLAIMS:
+        raise _invalid_proof(f"proof: claims must be exactly {sorted(KEY_PROOF_CLAIMS)}.")
+    wanted = {"iss": member.slug, "op": OP_ADD_KEY, "kid": kid}
+    for name, value in wanted.items():
+        if claims[name] != value:
+            raise _invalid_proof(f"proof: {name} must be {value!r}; got {claims[name]!r}.")
+    iat, jti = claims["iat"], claims["jti"]
+    if not isinstance(iat, int) or isinstance(iat, bool):
+        raise _invalid_proof("proof: iat must be Unix seconds.")
+    if abs(timezone.now().timestamp() - iat) > KEY_PROOF_MAX_AGE:
+        raise _invalid_proof(
+            f"proof: iat must be within {KEY_PROOF_MAX_AGE} s of the forum's clock; sign a "
+            "fresh proof."
+        )
+    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH:
+        raise _invalid_proof(f"proof: jti must be a string of 1 to {MAX_JTI_LENGTH} characters.")
+    return signer.kid
+
+
+def signing_key_approve(*, key: SigningKey, actor: str) -> SigningKey:
+    """An admin approves a pending key (after comparing its thumbprint out of band)."""
+    with transaction.atomic():
+        Member.objects.select_for_update().filter(pk=key.member_id).first()
+        key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
+        if key.status != SigningKey.Status.PENDING:
+            raise ConflictError(
+                f"Key {key.kid} is {key.status}, not pending.", code="invalid_transition"
+            )
+        key.status = SigningKey.Status.ACTIVE
+        key.approved_at = timezone.now()
+        key.save(update_fields=["status", "approved_at"])
+        audit_record(
+            actor=actor,
+            action="signing_key.approved",
+            object_type="signing_key",
+            object_id=key.kid,
+            before={"status": SigningKey.Status.PENDING},
+            after={"member": key.member.slug, "status": key.status},
         )
     return key
 
 
 def signing_key_retire(*, key: SigningKey, actor: str) -> SigningKey:
-    """A retired key signs nothing new; what it signed before stays valid."""
+    """A retired key signs nothing new; what it signed before stays valid. Retiring a
+    pending key withdraws the request."""
     with transaction.atomic():
         key = SigningKey.objects.select_for_update().get(pk=key.pk)
-        if key.status != SigningKey.Status.ACTIVE:
+        before = {"status": key.status}
+        if key.status not in (SigningKey.Status.ACTIVE, SigningKey.Status.PENDING):
             raise ConflictError(f"Key {key.kid} is {key.status}.", code="invalid_transition")
         key.status = SigningKey.Status.RETIRED
         key.retired_at = timezone.now()
@@ -261,6 +395,7 @@ def signing_key_retire(*, key: SigningKey, actor: str) -> SigningKey:
             action="signing_key.retired",
             object_type="signing_key",
             object_id=key.kid,
+            before=before,
             after={"member": key.member.slug, "status": key.status},
         )
     return key

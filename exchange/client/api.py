@@ -323,6 +323,29 @@ class CordialeClient:
         path = f"/webhooks/{_path_value(str(webhook_id))}/enable"
         return _as_dict(self._request("POST", path))
 
+    # Signing keys (self-service)
+
+    def list_signing_keys(self) -> list[dict[str, Any]]:
+        """The member's own keys with their status (``pending``, ``active``, ...)."""
+        return _as_list(self._request("GET", "/signing-keys"))
+
+    def register_signing_key(
+        self, jwk: dict[str, Any], *, proof: str | None = None
+    ) -> dict[str, Any]:
+        """Register a public key: pending until an admin approves it, or active at once
+        with a ``proof`` signed by one of the member's active keys (``key_proof``).
+
+        Retrying is safe: a second attempt after a lost answer gets ``key_exists``.
+        """
+        body: dict[str, Any] = {"jwk": jwk}
+        if proof is not None:
+            body["proof"] = proof
+        return _as_dict(self._request("POST", "/signing-keys", json=body))
+
+    def retire_signing_key(self, kid: str) -> dict[str, Any]:
+        """Retire a key: it signs nothing new; what it signed stays valid."""
+        return _as_dict(self._request("DELETE", f"/signing-keys/{_path_value(kid)}"))
+
     # Transport
 
     def _request(

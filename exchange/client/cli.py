@@ -27,7 +27,9 @@ from exchange.client.statements import (
     build_statement,
     generate_key,
     key_id,
+    key_proof,
     load_private_key,
+    public_jwk_path,
     sign_statement,
 )
 from exchange.client.submission import (
@@ -110,14 +112,87 @@ def progress_bar(args: argparse.Namespace, total: int | None, unit: str) -> Any:
 # Commands
 
 
+def new_key_files(out: Path) -> tuple[Any, dict[str, str]]:
+    """A new private key at ``out`` (0600) and its public JWK next to it."""
+    public_path = public_jwk_path(out)
+    for path in (out, public_path):
+        if path.exists():
+            raise UsageError(f"{path} exists; refusing to overwrite a key")
+    private_key = generate_key(out)
+    jwk = jws.public_jwk(jws.public_key_x(private_key.public_key()))
+    public_path.write_text(json.dumps(jwk, indent=2) + "\n")
+    return private_key, jwk
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    private_key, jwk = new_key_files(out)
+    say(
+        f"wrote {out} (private, mode 0600: keep it secret) and {public_jwk_path(out)} (public). "
+        "Register it with `cordiale keys register` (an admin approves it), or have an admin "
+        "run `manage.py register_signing_key` with the public file. Its kid: " + jwk["kid"]
+    )
+    emit({"kid": key_id(private_key), "public_jwk": jwk})
+    return 0
+
+
+def _public_jwk_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The JWK to register: ``--public-key`` (a JWK or PEM file), else the public half of
+    the configured signing key."""
+    if args.public_key:
+        text = Path(args.public_key).read_text()
+        try:
+            x = jws.load_public_key(text)
+        except jws.InvalidKey as exc:
+            raise StatementError("invalid_key", f"{args.public_key}: {exc}") from exc
+        return jws.public_jwk(x)
+    return jws.public_jwk(jws.public_key_x(signing_key(args).public_key()))
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with make_client(args) as client:
+        if args.action == "list":
+            keys = client.list_signing_keys()
+            for key in keys:
+                say(f"{key.get('kid')}  {key.get('status')}  {key.get('created_at')}")
+            emit({"keys": keys})
+        elif args.action == "register":
+            key = client.register_signing_key(_public_jwk_of(args))
+            if key.get("status") == "pending":
+                say(
+                    f"key {key.get('kid')} is pending: it signs nothing until the forum's admins "
+                    "approve it. Give them this kid through a channel you trust (not this API) "
+                    "so they can compare it."
+                )
+            emit(key)
+        elif args.action == "rotate":
+            return _rotate(args, client)
+        else:
+            emit(client.retire_signing_key(args.kid))
+    return 0
+
+
+def _rotate(args: argparse.Namespace, client: CordialeClient) -> int:
+    """A new key, registered active at once with a proof by the current one."""
+    current = signing_key(args)
+    member = issuer(args, client)
+    out = Path(args.new_key)
     if out.exists():
-        raise UsageError(f"{out} exists; refusing to overwrite a key")
-    private_key = generate_key(out)
-    x = jws.public_key_x(private_key.public_key())
-    say(f"wrote {out} (mode 0600). Give the forum's admins the public key x = {x}")
-    emit({"kid": key_id(private_key), "public_jwk": jws.public_jwk(x)})
+        new_private = load_private_key(out)
+        jwk = jws.public_jwk(jws.public_key_x(new_private.public_key()))
+    else:
+        new_private, jwk = new_key_files(out)
+    proof = key_proof(member=member, new_x=jwk["x"], private_key=current)
+    key = client.register_signing_key(jwk, proof=proof)
+    result: dict[str, Any] = {**key, "new_key": str(out), "retired": None}
+    if args.retire_old:
+        result["retired"] = client.retire_signing_key(key_id(current)).get("kid")
+    say(
+        f"key {key.get('kid')} is {key.get('status')}. Sign with {out} from now on "
+        "(CORDIALE_SIGNING_KEY)"
+        + ("" if args.retire_old else "; retire the old key with `cordiale keys retire KID`")
+    )
+    emit(result)
     return 0
 
 
@@ -136,6 +211,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 on_rows=bar.update,
                 rows=rows,
+                retry_rejected=args.retry_rejected,
             )
     rejected_file = write_rejected(path, summary)
     print_summary(summary, rejected_file)
@@ -375,6 +451,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("keygen", cmd_keygen, "write a new Ed25519 private key as PEM (mode 0600)")
     p.add_argument("--out", required=True, help="path of the new key file")
 
+    p = command("keys", cmd_keys, "list, register, rotate or retire your signing keys")
+    key_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    key_actions.add_parser("list", parents=[common], help="your keys and their status")
+    reg = key_actions.add_parser(
+        "register",
+        parents=[common],
+        help="register a key; it waits for an admin's approval (compare its kid out of band)",
+    )
+    reg.add_argument(
+        "--public-key",
+        help="public JWK or PEM file (default: the public half of --signing-key)",
+    )
+    rotate = key_actions.add_parser(
+        "rotate",
+        parents=[common],
+        help="a new key, active at once: registered with a proof signed by the current key",
+    )
+    rotate.add_argument(
+        "--new-key", required=True, help="private key file to create (or an existing one)"
+    )
+    rotate.add_argument(
+        "--retire-old", action="store_true", help="retire the current key once the new is active"
+    )
+    key_actions.add_parser(
+        "retire", parents=[common], help="retire a key (what it signed stays valid)"
+    ).add_argument("kid")
+
     p = command("submit", cmd_submit, "sign and submit every row of a CSV or JSONL file")
     p.add_argument(
         "file",
@@ -384,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a user, account or internal case identifier there",
     )
     p.add_argument("--batch-size", type=int, default=MAX_BATCH, help="statements per request")
+    p.add_argument(
+        "--retry-rejected",
+        action="store_true",
+        help="send again the rows the forum rejected in an earlier run of this file (by "
+        "default only those rejected unknown_key are; FILE.progress.jsonl keeps the results)",
+    )
 
     p = command("retract", cmd_retract, "sign and submit the retraction of a signal")
     p.add_argument("signal_type", choices=sorted(SIGNAL_TYPES))

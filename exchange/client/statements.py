@@ -28,6 +28,7 @@ from exchange.statement_format import (
     AUDIENCE_FORUM,
     CONTENT_TYPES,
     MAX_JTI_LENGTH,
+    OP_ADD_KEY,
     OP_ASSERT,
     OPS,
     TLP_VALUES,
@@ -120,6 +121,25 @@ def key_id(private_key: Ed25519PrivateKey) -> str:
 def sign_statement(claims: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
     """The compact JWS of ``claims``; Ed25519 is deterministic, so equal claims sign equal."""
     return jws.sign_compact(claims, private_key, key_id(private_key))
+
+
+def key_proof(*, member: str, new_x: str, private_key: Ed25519PrivateKey) -> str:
+    """A proof, signed with the member's current key, that the key with public value
+    ``new_x`` is the member's too: registered with it, the new key is active at once."""
+    claims = {
+        "iss": member,
+        "iat": int(time.time()),
+        "jti": uuid.uuid4().hex,
+        "op": OP_ADD_KEY,
+        "kid": jws.jwk_thumbprint(new_x),
+    }
+    return jws.sign_compact(claims, private_key, key_id(private_key))
+
+
+def public_jwk_path(private_key_path: str | os.PathLike[str]) -> Path:
+    """Where ``keygen`` writes the public JWK of the key at ``private_key_path``:
+    ``member.pem`` → ``member.pub.jwk``."""
+    return Path(private_key_path).with_suffix(".pub.jwk")
 
 
 def generate_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:

@@ -19,7 +19,9 @@ changed (its ``digest``) or a different key is signed afresh with a new ``jti``.
 
 Rejected rows (by us, before sending, or by the server) are written to
 ``INPUT.rejected.csv`` with the columns ``code`` and ``detail`` added, ready to be fixed and
-submitted again.
+submitted again. A recorded rejection is final for a re-run, except: rows rejected
+``unknown_key`` are sent again (the key may have been approved since), and with
+``retry_rejected`` (``cordiale submit --retry-rejected``) every rejected row is.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ REQUIRED_FIELDS = ("signal_type", "value", "labels", "tlp", "audience")
 OPTIONAL_FIELDS = ("exp", "content_type", "ref")
 ALL_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 STATUSES = ("accepted", "duplicate", "stale", "rejected")
+# Rejections that a later run may not repeat: the row was fine, the forum did not know the
+# key yet (registered but pending, or not registered at all).
+RETRIED_REJECTIONS = frozenset({"unknown_key"})
 
 
 class InputError(ValueError):
@@ -221,8 +226,11 @@ def submit_file(
     batch_size: int = MAX_BATCH,
     on_rows: Callable[[int], None] | None = None,
     rows: list[InputRow] | None = None,
+    retry_rejected: bool = False,
 ) -> SubmitSummary:
-    """Sign and submit every row of ``path``, resuming from its progress file."""
+    """Sign and submit every row of ``path``, resuming from its progress file; rows the
+    server rejected earlier are sent again if ``retry_rejected`` or if their code is one of
+    ``RETRIED_REJECTIONS``."""
     if not 1 <= batch_size <= MAX_BATCH:
         raise InputError(f"the batch size must be 1 to {MAX_BATCH}")
     rows = read_rows(path) if rows is None else rows
@@ -232,6 +240,9 @@ def submit_file(
     pending: list[tuple[InputRow, str, dict[str, Any] | None]] = []
     for row in rows:
         done = log.results.get(row.number)
+        resend = retry_rejected or (done or {}).get("code") in RETRIED_REJECTIONS
+        if done is not None and done.get("status") == "rejected" and resend:
+            done = None
         if done is not None and done.get("digest") == row.digest:
             _count(summary, RowResult(row, done["status"], done.get("code"), done.get("detail")))
             summary.resumed += 1

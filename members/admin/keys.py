@@ -1,5 +1,5 @@
 """API keys and signing keys in the admin: issued or registered here, then only
-revoked or retired, each through its audited service.
+approved (a member's pending key), revoked or retired, each through its audited service.
 
 An API key's secret is shown once, on the answer to the POST that issued it. A signing
 key's kid is computed from the public key (RFC 7638); revoking one may name the time
@@ -198,10 +198,35 @@ class SigningKeyAdmin(AddOnlyAdmin):
     readonly_fields = _SIGNING_KEY_FIELDS
     add_form = SigningKeyCreateForm
     add_fields = ("member", "public_key")
-    actions = ["retire", "revoke"]
+    actions = ["approve", "retire", "revoke"]
 
     def has_delete_permission(self, request: HttpRequest, obj: SigningKey | None = None) -> bool:
         return False  # recipients must still verify what the key signed
+
+    @staff_action(permissions=["change"], description="Approve selected pending keys…")
+    def approve(
+        self, request: HttpRequest, queryset: QuerySet[SigningKey]
+    ) -> TemplateResponse | None:
+        actor = admin_actor(request)
+
+        def apply(key: SigningKey, data: dict[str, Any]) -> None:
+            services.signing_key_approve(key=key, actor=actor)
+
+        return confirm_then(
+            self,
+            request,
+            queryset.select_related("member"),
+            title="Approve signing keys",
+            consequences=[
+                "Before approving, ask the member for the key's kid through a channel you "
+                "trust (a call, a signed e-mail), not through the API: each key below is shown "
+                "as member:kid, and the kid is the key's RFC 7638 thumbprint, so the same kid "
+                "means the same key.",
+                "An approved key is active at once: statements signed with it are accepted "
+                "and it is published in the JWKS.",
+            ],
+            apply=apply,
+        )
 
     def save_model(self, request: HttpRequest, obj: SigningKey, form: Any, change: bool) -> None:
         key = services.signing_key_register(

@@ -36,6 +36,17 @@ def _signing_key() -> int:
     return key_of(make_party()).pk
 
 
+def _pending_signing_key() -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange import jws
+    from members.services import signing_key_request
+
+    x = jws.public_key_x(Ed25519PrivateKey.generate().public_key())
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": x}
+    return signing_key_request(member=make_party().member, jwk=jwk, actor="setup").pk
+
+
 def _disabled_webhook() -> int:
     from exchange.webhooks.endpoints import webhook_create, webhook_disable
 
@@ -68,6 +79,11 @@ CASES: dict[tuple[str, str, str], tuple[Callable[[], int], dict[str, str], str]]
     ),
     ("members", "apikey", "revoke"): (_api_key, {}, "api_key.revoked"),
     ("members", "signingkey", "retire"): (_signing_key, {}, "signing_key.retired"),
+    ("members", "signingkey", "approve"): (
+        _pending_signing_key,
+        {"confirm": "yes"},
+        "signing_key.approved",
+    ),
     ("members", "signingkey", "revoke"): (_signing_key, {"confirm": "yes"}, "signing_key.revoked"),
     ("exchange", "webhookendpoint", "enable"): (_disabled_webhook, {}, "webhook.enabled"),
     ("exchange", "incident", "end_incidents"): (_incident, {"confirm": "yes"}, "incident.ended"),

@@ -141,6 +141,8 @@ class FakeForum:
         self.requests: list[httpx.Request] = []
         self.submitted: list[list[str]] = []
         self.fail_submit_after: int | None = None
+        # Statement values the fake rejects, with the code it gives (e.g. unknown_key).
+        self.rejecting: dict[str, str] = {}
         self.jwks_calls = 0
 
     def transport(self) -> httpx.MockTransport:
@@ -195,6 +197,10 @@ class FakeForum:
         for index, token in enumerate(tokens):
             claims = jws.parse_compact(token).claims
             jti = claims["jti"]
+            if claims.get("value") in self.rejecting:
+                code = self.rejecting[claims["value"]]
+                results.append({"index": index, "status": "rejected", "code": code, "detail": code})
+                continue
             if jti in self.seen_jtis:
                 status = "duplicate" if self.seen_jtis[jti] == token else "rejected"
                 results.append({"index": index, "status": status, "jti": jti})

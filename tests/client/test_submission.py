@@ -128,3 +128,25 @@ def test_a_resent_statement_the_server_already_has_counts_as_duplicate(tmp_path:
     summary = submit_file(client, path, issuer="acme", private_key=key)
     assert forum.submitted[1] == forum.submitted[0]
     assert summary.totals() == {"accepted": 0, "duplicate": 2, "stale": 0, "rejected": 0}
+
+
+def test_rows_rejected_unknown_key_are_sent_again_others_only_when_asked(tmp_path: Path) -> None:
+    """A re-run resends rows the forum rejected ``unknown_key`` (the key may be approved
+    since), keeps other rejections final, and resends those too with ``retry_rejected``."""
+    data = write_csv(tmp_path / "in.csv", 3)
+    key = generate_key(tmp_path / "k.pem")
+    forum = FakeForum()
+    forum.rejecting = {f"{1:032x}": "unknown_key", f"{2:032x}": "unknown_label"}
+    client = CordialeClient(FORUM_URL, "k", transport=forum.transport())
+
+    def run(**kwargs: bool) -> dict[str, int]:
+        return submit_file(client, data, issuer="acme", private_key=key, **kwargs).totals()
+
+    assert run() == {"accepted": 1, "duplicate": 0, "stale": 0, "rejected": 2}
+    forum.rejecting = {}
+    before = len(forum.submitted)
+    assert run() == {"accepted": 2, "duplicate": 0, "stale": 0, "rejected": 1}
+    assert [jws.parse_compact(t).claims["value"] for t in forum.submitted[before]] == [f"{1:032x}"]
+    assert run() == {"accepted": 2, "duplicate": 0, "stale": 0, "rejected": 1}
+    assert len(forum.submitted) == before + 1
+    assert run(retry_rejected=True) == {"accepted": 3, "duplicate": 0, "stale": 0, "rejected": 0}

@@ -43,7 +43,11 @@ __all__ = ["MAX_BATCH", "Rejection", "statement_submit"]
 def statement_submit(*, member: Member, tokens: list[Any]) -> dict[str, Any]:
     """Judge and apply a batch of statements; returns the contract's response body."""
     items = [Item(index=i, token=t) for i, t in enumerate(tokens)]
-    keys = {k.kid: k for k in SigningKey.objects.filter(member=member)}
+    # A pending key is no key of the member's yet: it signs nothing (``unknown_key``).
+    keys = {
+        k.kid: k
+        for k in SigningKey.objects.filter(member=member).exclude(status=SigningKey.Status.PENDING)
+    }
     for item in items:
         try:
             _verify(item, keys, member)
