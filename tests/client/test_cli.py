@@ -222,7 +222,7 @@ def test_match_hashes_image_files_locally(
     assert main(["match", str(path)], transport=forum_transport(handler)) == 0
     data = path.read_bytes()
     assert sent[:2] == [
-        {"signal_type": "md5", "value": hashlib.md5(data).hexdigest()},
+        {"signal_type": "md5", "value": hashlib.md5(data, usedforsecurity=False).hexdigest()},
         {"signal_type": "sha256", "value": hashlib.sha256(data).hexdigest()},
     ]
     assert sent[2]["signal_type"] == "pdq" and len(sent[2]["value"]) == 64
@@ -292,8 +292,7 @@ def test_an_unreadable_file_is_a_snake_case_error(
     (tmp_path / "k.pem").write_text("not a key")
     assert main(["submit", str(missing), "--signing-key", str(tmp_path / "k.pem")]) == 1
     code = json.loads(capsys.readouterr().out.splitlines()[-1])["error"]["code"]
-    assert code == "file_error" or code.islower() and "_" in code or code.isalpha()
-    assert not any(c.isupper() for c in code)
+    assert code == "file_error"
 
 
 def test_replica_list_show_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
