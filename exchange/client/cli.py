@@ -358,10 +358,7 @@ def describe_match(match: dict[str, Any]) -> str:
     members = sorted({str(s.get("member")) for s in signal.get("statements") or []})
     distance = match.get("distance")
     where = "exact" if distance in (None, 0) else f"distance {distance}"
-    return (
-        f"  {where}: {signal.get('signal_type')}:{signal.get('value')} "
-        f"from {', '.join(members)}"
-    )
+    return f"  {where}: {signal.get('signal_type')}:{signal.get('value')} from {', '.join(members)}"
 
 
 def cmd_match(args: argparse.Namespace) -> int:

@@ -287,12 +287,12 @@ def main_version() -> None:
 def test_an_unreadable_file_is_a_snake_case_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file error gets ``file_error``, never an exception's class name."""
+    """A missing input file gets ``invalid_input``, never an exception's class name."""
     missing = tmp_path / "nope.csv"
     (tmp_path / "k.pem").write_text("not a key")
     assert main(["submit", str(missing), "--signing-key", str(tmp_path / "k.pem")]) == 1
     code = json.loads(capsys.readouterr().out.splitlines()[-1])["error"]["code"]
-    assert code == "file_error"
+    assert code == "invalid_input"
 
 
 def test_replica_list_show_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
