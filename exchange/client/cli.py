@@ -15,13 +15,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from exchange import jws
 from exchange.client.api import CordialeClient, CordialeError
-from exchange.client.hashing import HashingUnavailable, pdq_hash_file
-from exchange.client.replica import PageResult, Replica
+from exchange.client.hashing import HashingUnavailable, file_hashes
+from exchange.client.replica import DB_NAME, PageResult, Replica
 from exchange.client.statements import (
     StatementError,
     build_statement,
@@ -49,6 +50,16 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """Missing or contradictory configuration: exit status 2."""
+
+
+def client_version() -> str:
+    """The installed distribution's version (``cordiale-client`` or the server's)."""
+    for name in ("cordiale-client", "cordiale"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -314,12 +325,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed or key_failed else 0
 
 
-def parse_query(argument: str) -> tuple[dict[str, str], str]:
-    """A match query from an image file or ``type:value``, and a label for messages."""
+def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
+    """Match queries from a file (every hash type it supports) or ``type:value``, each with
+    a label for messages. What cannot be computed for a file is said on stderr."""
     path = Path(argument)
     if path.is_file():
-        value, quality = pdq_hash_file(path)
-        return {"signal_type": "pdq", "value": value}, f"{argument} (pdq quality {quality})"
+        computed = file_hashes(path)
+        for signal_type, why in computed.notes.items():
+            say(f"{argument}: no {signal_type} hash: {why}")
+        queries = []
+        for signal_type, value in computed.hashes:
+            label = f"{argument} {signal_type}"
+            if signal_type == "pdq":
+                label += f" (quality {computed.pdq_quality})"
+            queries.append(({"signal_type": signal_type, "value": value}, label))
+        return queries
     signal_type, sep, value = argument.partition(":")
     if not sep or signal_type not in SIGNAL_TYPES:
         raise UsageError(
@@ -330,11 +350,19 @@ def parse_query(argument: str) -> tuple[dict[str, str], str]:
         canonical = SIGNAL_TYPES[signal_type].normalize(value)
     except Exception as exc:  # InvalidSignalValue carries the hint
         raise StatementError("invalid_value", f"{argument}: {exc}") from exc
-    return {"signal_type": signal_type, "value": canonical}, argument
+    return [({"signal_type": signal_type, "value": canonical}, argument)]
+
+
+def describe_match(match: dict[str, Any]) -> str:
+    signal = match.get("signal", {})
+    members = sorted({str(s.get("member")) for s in signal.get("statements") or []})
+    distance = match.get("distance")
+    where = "exact" if distance in (None, 0) else f"distance {distance}"
+    return f"  {where}: {signal.get('signal_type')}:{signal.get('value')} from {', '.join(members)}"
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    queries = [parse_query(argument) for argument in args.targets]
+    queries = [query for argument in args.targets for query in parse_targets(argument)]
     matched = 0
     with make_client(args) as client:
         for start in range(0, len(queries), 1000):
@@ -346,15 +374,62 @@ def cmd_match(args: argparse.Namespace) -> int:
                 matched += bool(matches)
                 say(f"{label}: {len(matches)} match(es)")
                 for match in matches:
-                    signal = match.get("signal", {})
-                    members = sorted({s.get("member") for s in signal.get("statements") or []})
-                    say(
-                        f"  distance {match.get('distance')}: {signal.get('signal_type')}:"
-                        f"{signal.get('value')} from {', '.join(map(str, members))}"
-                    )
+                    say(describe_match(match))
                 print(json.dumps({"query": query, "matches": matches}))
     emit({"queries": len(queries), "matched": matched})
     return 0
+
+
+def cmd_replica(args: argparse.Namespace) -> int:
+    """Read the local replica kept by ``sync``: no network, no API key."""
+    state = Path(args.state)
+    if not (state / DB_NAME).exists():
+        raise UsageError(f"{state} holds no replica; run `cordiale sync --state {state}` first")
+    with Replica(state) as replica:
+        if args.action == "list":
+            signals = replica.list_signals(
+                signal_type=args.signal_type,
+                member=args.member_filter,
+                label=args.label,
+                include_deleted=args.include_deleted,
+                limit=args.limit,
+            )
+            for snapshot in signals:
+                print(json.dumps(snapshot))
+            emit({"signals": len(signals)})
+        elif args.action == "show":
+            value = _normalised(args.signal_type, args.value)
+            snapshot = replica.signal(args.signal_type, value)
+            if snapshot is None:
+                say(f"{args.signal_type}:{value} is not in the replica")
+                emit({"signal": None})
+                return EXIT_FAILURE
+            emit({"signal": snapshot})
+        else:
+            found = 0
+            queries = [q for argument in args.targets for q in parse_targets(argument)]
+            for query, label in queries:
+                if query["signal_type"] == "pdq":
+                    near = replica.search_pdq(query["value"], args.max_distance)
+                    matches = [{"distance": d, "signal": snap} for d, snap in near]
+                else:
+                    exact = replica.signal(query["signal_type"], query["value"])
+                    live = exact is not None and not exact["deleted"]
+                    matches = [{"distance": 0, "signal": exact}] if live else []
+                found += bool(matches)
+                say(f"{label}: {len(matches)} match(es) in the replica")
+                for match in matches:
+                    say(describe_match(match))
+                print(json.dumps({"query": query, "matches": matches}))
+            emit({"queries": len(queries), "matched": found})
+    return 0
+
+
+def _normalised(signal_type: str, value: str) -> str:
+    try:
+        return SIGNAL_TYPES[signal_type].normalize(value)
+    except Exception as exc:  # InvalidSignalValue carries the hint
+        raise StatementError("invalid_value", f"{signal_type}:{value}: {exc}") from exc
 
 
 def cmd_opinion(args: argparse.Namespace) -> int:
@@ -436,11 +511,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
+    # The connection options go before or after the command name: `cordiale --url U sync`
+    # and `cordiale sync --url U` mean the same.
     parser = argparse.ArgumentParser(
         prog="cordiale",
+        parents=[common],
         description="Member-side tools for the Cordiale exchange. The last line of stdout is "
         "JSON; exit status 0 success, 1 failure, 2 usage error.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {client_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
@@ -505,9 +584,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("verify", cmd_verify, "re-verify every statement of the replica offline")
     p.add_argument("--state", required=True, help="state directory holding the replica")
 
-    p = command("match", cmd_match, "match image files (hashed locally) or TYPE:VALUE")
+    p = command(
+        "match",
+        cmd_match,
+        "match files (md5, sha256, and PDQ for images; hashed locally) or TYPE:VALUE",
+    )
     p.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
     p.add_argument("--max-distance", type=int, default=None, help="PDQ distance (default 31)")
+
+    p = command("replica", cmd_replica, "read the local replica that sync keeps (offline)")
+    replica_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = replica_actions.add_parser(
+        "list", parents=[common], help="signals of the replica, one JSON line each"
+    )
+    listing.add_argument("--signal-type", choices=sorted(SIGNAL_TYPES))
+    listing.add_argument("--label", help="only signals with a statement carrying this label")
+    listing.add_argument(
+        "--stated-by", dest="member_filter", help="only signals this member made a statement on"
+    )
+    listing.add_argument("--include-deleted", action="store_true", help="tombstones too")
+    listing.add_argument("--limit", type=int, default=None)
+    show = replica_actions.add_parser("show", parents=[common], help="one signal's snapshot")
+    show.add_argument("signal_type", choices=sorted(SIGNAL_TYPES))
+    show.add_argument("value")
+    search = replica_actions.add_parser(
+        "search",
+        parents=[common],
+        help="look files (every hash they support) or TYPE:VALUE up in the replica",
+    )
+    search.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
+    search.add_argument("--max-distance", type=int, default=31, help="PDQ distance (31)")
+    for action_parser in (listing, show, search):
+        action_parser.add_argument(
+            "--state", required=True, help="state directory holding the replica"
+        )
 
     p = command("opinion", cmd_opinion, "set or withdraw your opinion on a signal")
     p.add_argument("signal_type", choices=sorted(SIGNAL_TYPES))
@@ -558,7 +668,7 @@ def main(argv: Sequence[str] | None = None, *, transport: Any = None) -> int:
         emit({"error": {"code": "usage", "detail": str(exc)}})
         return EXIT_USAGE
     except (StatementError, InputError, HashingUnavailable, OSError) as exc:
-        code = getattr(exc, "code", type(exc).__name__)
+        code = getattr(exc, "code", None) or ("file_error" if isinstance(exc, OSError) else "error")
         say(f"cordiale: error: {exc} ({code})")
         emit({"error": {"code": code, "detail": str(exc)}})
         return EXIT_FAILURE

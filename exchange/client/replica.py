@@ -356,6 +356,65 @@ class Replica:
             "statements": list(self._statements(signal_type, value)),
         }
 
+    def list_signals(
+        self,
+        *,
+        signal_type: str | None = None,
+        member: str | None = None,
+        label: str | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Signals of the replica in a stable order (type, value), filtered by type, by a
+        member that stated them, or by a label of one of their statements."""
+        where, params = [], []
+        if not include_deleted:
+            where.append("s.deleted = 0")
+        if signal_type is not None:
+            where.append("s.signal_type = ?")
+            params.append(signal_type)
+        if member is not None or label is not None:
+            inner, inner_params = ["t.signal_type = s.signal_type", "t.value = s.value"], []
+            if member is not None:
+                inner.append("t.member = ?")
+                inner_params.append(member)
+            if label is not None:
+                inner.append("EXISTS (SELECT 1 FROM json_each(t.labels) WHERE json_each.value = ?)")
+                inner_params.append(label)
+            where.append(f"EXISTS (SELECT 1 FROM statements t WHERE {' AND '.join(inner)})")
+            params.extend(inner_params)
+        sql = "SELECT s.signal_type, s.value FROM signals s"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY s.signal_type, s.value"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        found = []
+        for found_type, found_value in self._db.execute(sql, params).fetchall():
+            snapshot = self.signal(found_type, found_value)
+            if snapshot is not None:
+                found.append(snapshot)
+        return found
+
+    def search_pdq(self, value: str, max_distance: int) -> list[tuple[int, dict[str, Any]]]:
+        """Live PDQ signals within ``max_distance`` bits of ``value``, closest first.
+
+        A linear scan (about a second per query per million signals): the replica is for a
+        member's own look-ups; large volumes go to the forum's ``/match``.
+        """
+        query = int(value, 16)
+        near = []
+        rows = self._db.execute(
+            "SELECT value FROM signals WHERE signal_type = 'pdq' AND deleted = 0"
+        )
+        for (candidate,) in rows:
+            distance = (int(candidate, 16) ^ query).bit_count()
+            if distance <= max_distance:
+                near.append((distance, candidate))
+        near.sort()
+        return [(d, snapshot) for d, v in near if (snapshot := self.signal("pdq", v)) is not None]
+
     def _statements(self, signal_type: str, value: str) -> Iterator[dict[str, Any]]:
         rows = self._db.execute(
             f"SELECT {_STATEMENT_COLUMNS} FROM statements "

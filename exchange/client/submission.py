@@ -54,6 +54,8 @@ RETRIED_REJECTIONS = frozenset({"unknown_key"})
 class InputError(ValueError):
     """The input file as a whole cannot be read (not a single bad row)."""
 
+    code = "invalid_input"
+
 
 @dataclass
 class InputRow:

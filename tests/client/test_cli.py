@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -202,7 +203,8 @@ def test_match_type_value_queries(capsys: pytest.CaptureFixture[str]) -> None:
 def test_match_hashes_image_files_locally(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``match FILE`` hashes an image with PDQ locally and sends only the hash."""
+    """``match FILE`` hashes an image locally with every type it supports (md5, sha256,
+    PDQ) and sends only the hashes."""
     image_module = pytest.importorskip("PIL.Image")
     pytest.importorskip("pdqhash")
     path = tmp_path / "img.png"
@@ -218,8 +220,125 @@ def test_match_hashes_image_files_locally(
         return httpx.Response(200, json={"results": [{"index": 0, "matches": []}]})
 
     assert main(["match", str(path)], transport=forum_transport(handler)) == 0
-    assert sent[0]["signal_type"] == "pdq" and len(sent[0]["value"]) == 64
-    assert last_json(capsys) == {"queries": 1, "matched": 0}
+    data = path.read_bytes()
+    assert sent[:2] == [
+        {"signal_type": "md5", "value": hashlib.md5(data, usedforsecurity=False).hexdigest()},
+        {"signal_type": "sha256", "value": hashlib.sha256(data).hexdigest()},
+    ]
+    assert sent[2]["signal_type"] == "pdq" and len(sent[2]["value"]) == 64
+    assert last_json(capsys) == {"queries": 3, "matched": 0}
+
+
+def test_match_of_a_file_that_is_no_image_says_so_and_still_matches_its_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PDF (or any non-image) is matched by md5 and sha256; stderr says why there is no
+    PDQ hash, and no Python class name ever stands in for an error code."""
+    path = tmp_path / "leaflet.pdf"
+    path.write_bytes(b"%PDF-1.4 not an image")
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        queries = json.loads(request.content)["queries"]
+        sent.extend(queries)
+        return httpx.Response(
+            200,
+            json={
+                "results": [
+                    {"index": 0, "matches": [{"distance": 0, "signal": {"signal_type": "md5"}}]},
+                    {"index": 1, "matches": []},
+                ]
+            },
+        )
+
+    assert main(["match", str(path)], transport=forum_transport(handler)) == 0
+    captured = capsys.readouterr()
+    assert [q["signal_type"] for q in sent] == ["md5", "sha256"]
+    assert "no pdq hash" in captured.err
+    assert json.loads(captured.out.splitlines()[-1]) == {"queries": 2, "matched": 1}
+
+
+def test_options_go_before_or_after_the_command_and_version_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cordiale --member acme --signing-key K retract ...`` works like the options after
+    the command; ``--version`` prints the version and exits 0."""
+    main(["keygen", "--out", str(tmp_path / "k.pem")])
+    capsys.readouterr()
+    forum = FakeForum()
+    before = ["--signing-key", str(tmp_path / "k.pem"), "--member", "acme", "retract", "md5", MD5]
+    assert main(before, transport=forum.transport()) == 0
+    assert len(forum.submitted) == 1
+    assert not any(r.url.path.endswith("/me") for r in forum.requests)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main_version()
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("cordiale ")
+
+
+def main_version() -> None:
+    """argparse's version action exits by itself; ``main`` turns that into a status."""
+    from exchange.client.cli import build_parser
+
+    build_parser().parse_args(["--version"])
+
+
+def test_an_unreadable_file_is_a_snake_case_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing input file gets ``invalid_input``, never an exception's class name."""
+    missing = tmp_path / "nope.csv"
+    (tmp_path / "k.pem").write_text("not a key")
+    assert main(["submit", str(missing), "--signing-key", str(tmp_path / "k.pem")]) == 1
+    code = json.loads(capsys.readouterr().out.splitlines()[-1])["error"]["code"]
+    assert code == "invalid_input"
+
+
+def test_replica_list_show_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After a sync, ``replica`` reads the local copy with no network: list with filters,
+    show one signal, search by TYPE:VALUE and by a near PDQ hash."""
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page(
+        [snapshot(key), snapshot(key, signal_type="pdq", value=PDQ, labels=("recruitment",))],
+        has_more=False,
+    )
+    state = str(tmp_path / "state")
+    assert main(["sync", "--state", state], transport=forum.transport()) == 0
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, list[dict[str, object]]]:
+        code = main(["replica", *args, "--state", state])
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return code, lines
+
+    code, lines = run("list")
+    assert code == 0 and lines[-1] == {"signals": 2}
+    assert {line["signal_type"] for line in lines[:-1]} == {"md5", "pdq"}
+    assert run("list", "--label", "recruitment")[1][-1] == {"signals": 1}
+    assert run("list", "--stated-by", "globex")[1][-1] == {"signals": 0}
+    assert run("list", "--signal-type", "md5")[1][0]["value"] == MD5
+
+    code, lines = run("show", "md5", MD5.upper())
+    assert code == 0 and lines[-1]["signal"]["statements"][0]["member"] == "acme"  # type: ignore[index]
+    assert run("show", "md5", "0" * 32)[0] == 1
+
+    near = f"{int(PDQ, 16) ^ 0b111:064x}"
+    code, lines = run("search", f"pdq:{near}", f"md5:{MD5}", "sha256:" + "0" * 64)
+    assert code == 0 and lines[-1] == {"queries": 3, "matched": 2}
+    assert lines[0]["matches"][0]["distance"] == 3  # type: ignore[index]
+    assert run("search", f"pdq:{near}", "--max-distance", "2")[1][-1]["matched"] == 0
+
+
+def test_replica_commands_without_a_replica_say_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No replica yet: a usage error naming ``cordiale sync``, and no directory created."""
+    assert main(["replica", "list", "--state", str(tmp_path / "none")]) == 2
+    assert "cordiale sync" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 def test_errors_are_clear_and_exit_codes_distinguish_usage(
