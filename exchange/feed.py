@@ -54,15 +54,41 @@ member still sees the signal some other way.
 
 For each row the reader gets the signal's snapshot if it may see the signal now; else a
 tombstone if the row was written while it was in the row's audience; else nothing.
+
+Restores
+--------
+A forum restored from a backup hands out again the positions written after the dump,
+to new rows. A cursor issued before the dump is fine (its rows are in the backup, in
+the same places); one issued after it points at rows that are gone, and once new rows
+take their positions it would silently skip them. So every cursor we issue carries an
+*anchor*: its highest number (positions and period markers alike, each of which was a
+committed row's position when the cursor was made) and a fingerprint of the row at
+that position, a short hash of the position and the row's ``created_at`` to the
+microsecond::
+
+    {"v": 1, "p": {...}, "f": [5120, "Yq3v0D5x"]}
+
+Rows are never changed or deleted, and positions are handed out in commit order, so a
+row at the anchor with the same fingerprint means that every row up to the anchor is
+the one the cursor was made from. If the row is missing or differs, the cursor belongs
+to a history this database does not hold: the request is refused with ``410
+resync_required`` and the client starts again from the beginning (docs/operations.md).
+Nothing has to be done after a restore for this to work. Cursors issued before anchors
+existed have none; they are read as before, except that one pointing past the feed's
+head (the common case right after a restore) gets ``resync_required`` too. A future
+compaction of the feed must keep the row each live cursor is anchored on (the newest
+row of the feed, and each member's last page end), or resolve the missing anchor
+otherwise; deleting it would make those readers resync, never skip.
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -74,7 +100,7 @@ from forum.errors import DomainError
 from . import base64url, json_input
 from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3339
 from .liveness import live
-from .models import FORUM_AUDIENCE, AudiencePeriod
+from .models import FORUM_AUDIENCE, AudiencePeriod, FeedEntry
 
 logger = logging.getLogger(__name__)
 
@@ -206,11 +232,27 @@ class InvalidCursor(DomainError):
     title = "Invalid cursor"
 
 
+class ResyncRequired(DomainError):
+    code = "resync_required"
+    status = 410
+    title = "Resync required"
+
+
+RESYNC_DETAIL = (
+    "This cursor points at feed positions this forum does not hold: it was restored from a "
+    "backup taken before the cursor was issued. Start again without a cursor and keep, of "
+    "your copy, only the signals that this full read returns."
+)
+
+
 @dataclass
 class Cursor:
-    """Per-audience positions: ``key -> (period marker, position)``."""
+    """Per-audience positions: ``key -> (period marker, position)``; ``anchor`` is
+    ``(position, fingerprint)`` of the row it stands on (None in cursors issued before
+    anchors existed: see "Restores" above)."""
 
     positions: dict[str, tuple[int, int]]
+    anchor: tuple[int, str] | None = None
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor:
@@ -221,16 +263,74 @@ class Cursor:
             data = json_input.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("version")
-            return cls(_positions(data.get("p")))
+            cursor = cls(_positions(data.get("p")), _anchor(data.get("f")))
         except (ValueError, TypeError, binascii.Error):
             raise InvalidCursor(
                 "The cursor is not one this server issued; start without a cursor or "
                 "use the last cursor you received."
             ) from None
+        if cursor.anchor is not None and cursor.anchor[0] != cursor.mark():
+            raise InvalidCursor("The cursor's anchor does not match its positions.")
+        return cursor
+
+    def mark(self) -> int:
+        """The highest position or period marker in the cursor (0 when it has none)."""
+        return max((n for pair in self.positions.values() for n in pair), default=0)
 
     def encode(self) -> str:
-        body = orjson.dumps({"v": 1, "p": {k: list(v) for k, v in self.positions.items()}})
-        return base64url.encode(body)
+        data: dict[str, Any] = {"v": 1, "p": {k: list(v) for k, v in self.positions.items()}}
+        if self.anchor is not None:
+            data["f"] = list(self.anchor)
+        return base64url.encode(orjson.dumps(data))
+
+
+def _anchor(raw: Any) -> tuple[int, str] | None:
+    """The ``f`` member of a decoded cursor, if any; ValueError unless it has our shape."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ValueError("anchor")
+    position, fingerprint = raw
+    if type(position) is not int or not 0 < position <= _MAX_POSITION:
+        raise ValueError("anchor")
+    if not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= 16:
+        raise ValueError("anchor")
+    return (position, fingerprint)
+
+
+_MISSING_ROW = "-"
+
+
+def row_fingerprint(seq: int) -> str:
+    """A short hash of the feed row at ``seq`` (``-`` if there is none): its position and
+    the microsecond it was written, which a row written at that position after a restore
+    never shares."""
+    written = FeedEntry.objects.filter(seq=seq).values_list("created_at", flat=True).first()
+    if written is None:
+        return _MISSING_ROW
+    micros = (written - _EPOCH) // timedelta(microseconds=1)
+    digest = hashlib.blake2b(f"{seq}:{micros}".encode(), digest_size=6).digest()
+    return base64url.encode(digest)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def cursor_issue(cursor: Cursor) -> str:
+    """The cursor's text as we hand it out: anchored on its highest position."""
+    mark = cursor.mark()
+    anchor = (mark, row_fingerprint(mark)) if mark else None
+    return Cursor(cursor.positions, anchor).encode()
+
+
+def cursor_check(cursor: Cursor) -> None:
+    """Refuse a cursor from a history this database does not hold (see "Restores")."""
+    if cursor.anchor is not None:
+        position, fingerprint = cursor.anchor
+        if row_fingerprint(position) != fingerprint:
+            raise ResyncRequired(RESYNC_DETAIL)
+    elif cursor.mark() > feed_head():
+        raise ResyncRequired(RESYNC_DETAIL)
 
 
 _MAX_POSITION = 2**63 - 1  # a bigint column: anything larger cannot be a position

@@ -16,7 +16,7 @@ from typing import Any, cast
 import orjson
 
 from .db import fetchall, in_list, rfc3339, signal_value_in
-from .feed import Cursor, Reader, advance, feed_rows
+from .feed import Cursor, Reader, advance, cursor_check, cursor_issue, feed_rows
 from .liveness import live_q, unexpired_sql
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
 
@@ -271,10 +271,14 @@ def signal_values(signal_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
 def feed_page(
     *, member_id: int, cursor: str | None, limit: int
 ) -> tuple[list[Snapshot], str, bool]:
-    """One page of the member's change feed: snapshots, the next cursor, has_more."""
+    """One page of the member's change feed: snapshots, the next cursor, has_more.
 
-    reader = Reader(member_id)
+    A cursor from a history this database does not hold (a restore from an older
+    backup) raises ``ResyncRequired`` before anything is read."""
+
     current = Cursor.decode(cursor)
+    cursor_check(current)
+    reader = Reader(member_id)
     scans = reader.scans(current)
     rows = feed_rows(scans, limit)
     has_more = len(rows) > limit
@@ -303,4 +307,4 @@ def feed_page(
             changes.append(
                 tombstone(signal_type=signal_type, value=value, at=tombstone_at[signal_id])
             )
-    return changes, advance(current, scans, last_seq).encode(), has_more
+    return changes, cursor_issue(advance(current, scans, last_seq)), has_more

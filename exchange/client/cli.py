@@ -290,6 +290,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
         "changes": outcome.changes,
         "cursor": outcome.cursor,
     }
+    if outcome.resynced:
+        say(
+            "the forum was restored from a backup: read its feed again from the start, "
+            f"removed {outcome.removed} signals it no longer holds"
+        )
+        result["resynced"] = {"removed": outcome.removed}
     key_failed = _report_keys(outcome.key_reports, result)
     emit(result)
     return EXIT_FAILURE if outcome.refused or key_failed else 0

@@ -9,6 +9,13 @@ snapshots and the page's cursor together, so a sync interrupted at any point res
 the last applied page: nothing is lost and, since the last snapshot of a signal wins,
 nothing is duplicated.
 
+A forum restored from a backup may answer our cursor with ``resync_required`` (410): the
+cursor points at feed positions the restored forum does not hold. The replica then reads
+the feed again from the beginning, noting every signal the read returns (in the table
+``resync_seen``, with the pages, so an interrupted resync resumes); when the read reaches
+the end, every signal it did not return is marked deleted, since the restored forum does
+not know of it, and the replica again equals what the forum shows us.
+
 Every statement is verified, with its receipt, against the JWKS as the pins allow before
 it is stored; one that fails is refused and reported. A signal none of whose statements
 verifies is kept as not live (``deleted``), since nothing in it can be trusted.
@@ -30,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from exchange.client.api import CordialeError
 from exchange.client.pins import Pin, PinCheck, pins_check
 from exchange.client.verify import (
     KeyReport,
@@ -42,6 +50,9 @@ from exchange.client.verify import (
 
 if TYPE_CHECKING:
     from exchange.client.api import CordialeClient
+
+# The problem code of a cursor the forum's (restored) feed does not hold.
+RESYNC_REQUIRED = "resync_required"
 
 DB_NAME = "replica.sqlite3"
 # SQLite's companions of the database file; it creates them with the database's mode.
@@ -81,6 +92,11 @@ CREATE TABLE IF NOT EXISTS pinned_keys (
     present INTEGER NOT NULL,
     revoked_since REAL
 );
+CREATE TABLE IF NOT EXISTS resync_seen (
+    signal_type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (signal_type, value)
+);
 CREATE TABLE IF NOT EXISTS opinions (
     signal_type TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -113,6 +129,8 @@ class SyncResult:
     refused: list[VerificationResult] = field(default_factory=list)
     key_reports: list[KeyReport] = field(default_factory=list)
     cursor: str | None = None
+    resynced: bool = False  # the forum asked for a resync and the replica did one
+    removed: int = 0  # signals the resync found gone from the forum
 
     def add_key_reports(self, reports: list[KeyReport]) -> None:
         seen = {(report.change, report.kid) for report in self.key_reports}
@@ -238,7 +256,45 @@ class Replica:
                 result.changes += 1
             if page.get("cursor") is not None:
                 self._set_meta(db, "cursor", str(page["cursor"]))
+            if self._get_meta("resync") is not None:
+                db.executemany(
+                    "INSERT OR IGNORE INTO resync_seen VALUES (?, ?)",
+                    [(str(c["signal_type"]), str(c["value"])) for c in page.get("changes") or []],
+                )
         return result
+
+    # Resync after a restore of the forum
+
+    @property
+    def resyncing(self) -> bool:
+        """A resync has started and not reached the end of the feed yet."""
+        return self._get_meta("resync") is not None
+
+    def resync_begin(self) -> None:
+        """Forget the cursor and read the feed again from the start, noting what it returns."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = 'cursor'")
+            db.execute("DELETE FROM resync_seen")
+            self._set_meta(db, "resync", "1")
+
+    def resync_finish(self) -> int:
+        """Once the full read reached the end: mark deleted every live signal it did not
+        return; the number of signals so removed."""
+        with self._transaction() as db:
+            gone = db.execute(
+                "SELECT signal_type, value FROM signals s WHERE deleted = 0 AND NOT EXISTS "
+                "(SELECT 1 FROM resync_seen r "
+                "WHERE r.signal_type = s.signal_type AND r.value = s.value)"
+            ).fetchall()
+            for where in gone:
+                db.execute("DELETE FROM statements WHERE signal_type = ? AND value = ?", where)
+                db.execute("DELETE FROM opinions WHERE signal_type = ? AND value = ?", where)
+                db.execute(
+                    "UPDATE signals SET deleted = 1 WHERE signal_type = ? AND value = ?", where
+                )
+            db.execute("DELETE FROM resync_seen")
+            db.execute("DELETE FROM meta WHERE key = 'resync'")
+        return len(gone)
 
     def _apply_snapshot(
         self, db: sqlite3.Connection, snapshot: dict[str, Any], keys: dict[str, dict[str, Any]]
@@ -314,11 +370,33 @@ class Replica:
 
         The JWKS is fetched afresh first (a key may have been revoked since the last sync)
         and again whenever a page names a kid we do not know; each is checked against the
-        pins (``exchange.client.pins``).
+        pins (``exchange.client.pins``). When the forum answers ``resync_required`` (it was
+        restored from a backup), the feed is read again from the start and what that read
+        does not return is removed (see the module docstring).
         """
+        outcome = SyncResult(cursor=self.cursor)
+        try:
+            self._follow(client, limit, on_page, outcome)
+        except CordialeError as exc:
+            if exc.code != RESYNC_REQUIRED:
+                raise
+            self.resync_begin()
+            outcome.resynced = True
+            self._follow(client, limit, on_page, outcome)
+        if self.resyncing:
+            outcome.resynced = True
+            outcome.removed = self.resync_finish()
+        return outcome
+
+    def _follow(
+        self,
+        client: CordialeClient,
+        limit: int | None,
+        on_page: Callable[[PageResult, dict[str, Any]], None] | None,
+        outcome: SyncResult,
+    ) -> None:
         jwks = client.jwks()
         known = set(index_jwks(jwks))
-        outcome = SyncResult(cursor=self.cursor)
         for page in client.iter_changes(self.cursor, limit):
             if not kids_named(page.get("changes") or []) <= known:
                 jwks = client.jwks()
@@ -331,7 +409,6 @@ class Replica:
             outcome.cursor = self.cursor
             if on_page is not None:
                 on_page(page_result, page)
-        return outcome
 
     # Reading
 

@@ -23,7 +23,10 @@ that other members disputed or rated negative (``--drop DISPUTED`` or ``NEGATIVE
 The checkpoint is the feed cursor plus the newest ``updated_at`` seen, in Unix seconds,
 which only grows; it is a plain dataclass, so HMA can store it as JSON. The forum keeps a
 cursor valid for at least 90 days; a checkpoint not used for longer is stale and the
-fetch starts over.
+fetch starts over. When the forum answers a cursor with ``resync_required`` (it was
+restored from a backup taken before that cursor), the fetch stops with a checkpoint that
+says so: it is stale, so the next fetch clears the collaboration's fetched signals, as
+python-threatexchange does for any stale checkpoint, and reads the whole feed again.
 
 Opinions become ``SignalOpinion``s: each member's statement is a ``POSITIVE_CLASS``
 opinion tagged with its labels and ``member:<slug>``; the other members' feedback counts
@@ -53,7 +56,8 @@ from threatexchange.extensions.manifest import ThreatExchangeExtensionManifest
 from threatexchange.signal_type import signal_base
 from threatexchange.signal_type.signal_base import SignalType
 
-from exchange.client.api import CordialeClient
+from exchange.client.api import CordialeClient, CordialeError
+from exchange.client.replica import RESYNC_REQUIRED
 from exchange.client.verify import index_jwks, kids_named, verify_snapshot
 from exchange.signal_types import InvalidSignalValue, get_signal_type
 
@@ -193,9 +197,11 @@ class CordialeCheckpoint(state.FetchCheckpointBase):
     cursor: str
     progress_timestamp: int
     last_fetch_time: int
+    # The forum asked for a resync: the fetched state must be cleared and fetched again.
+    resync: bool = False
 
     def is_stale(self) -> bool:
-        return time.time() - self.last_fetch_time > CHECKPOINT_MAX_AGE
+        return self.resync or time.time() - self.last_fetch_time > CHECKPOINT_MAX_AGE
 
     def get_progress_timestamp(self) -> int:
         return self.progress_timestamp
@@ -332,6 +338,21 @@ class CordialeSignalExchangeAPI(
         me = self._my_slug()
         keys = index_jwks(self.client.jwks())
         cursor = checkpoint.cursor if checkpoint else None
+        try:
+            yield from self._fetch_pages(cursor, progress, keys, me)
+        except CordialeError as exc:
+            if exc.code != RESYNC_REQUIRED:
+                raise
+            # Only a fetch from a cleared state can drop what the restored forum lost.
+            yield state.FetchDelta({}, CordialeCheckpoint("", progress, int(time.time()), True))
+
+    def _fetch_pages(
+        self,
+        cursor: str | None,
+        progress: int,
+        keys: dict[str, dict[str, t.Any]],
+        me: str,
+    ) -> t.Iterator[state.FetchDelta[tuple[str, str], CordialeSignalMetadata, CordialeCheckpoint]]:
         for page in self.client.iter_changes(cursor, self.page_size):
             snapshots = page.get("changes") or []
             if not kids_named(snapshots) <= set(keys):

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.feed import Cursor, Reader, advance, feed_head
+from exchange.feed import Cursor, Reader, advance, cursor_issue, feed_head
 from exchange.models import Label, WebhookEndpoint
 from exchange.signal_types import SIGNAL_TYPES
 from exchange.webhooks.delivery.waking import webhook_wake
@@ -79,7 +79,7 @@ def webhook_cursor_at_head(*, member_id: int) -> str:
 
     empty = Cursor({})
     reader = Reader(member_id)
-    return advance(empty, reader.scans(empty), feed_head()).encode()
+    return cursor_issue(advance(empty, reader.scans(empty), feed_head()))
 
 
 def webhook_create(

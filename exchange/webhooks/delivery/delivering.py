@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 from django.utils import timezone
 
+from exchange.feed import ResyncRequired
 from exchange.models import Incident, WebhookDelivery, WebhookEndpoint
 from exchange.selectors import feed_page
 from exchange.webhooks.endpoints import webhook_disable
@@ -117,7 +118,13 @@ def _deliver_locked(endpoint_id: int, deadline: float) -> str:
 def _send_pages(endpoint: WebhookEndpoint, deadline: float) -> str:
     size = int(settings.CORDIALE_WEBHOOK_BATCH)
     while True:
-        page = shared_feed_page(member_id=endpoint.member_id, cursor=endpoint.cursor, limit=size)
+        try:
+            page = shared_feed_page(
+                member_id=endpoint.member_id, cursor=endpoint.cursor, limit=size
+            )
+        except ResyncRequired:
+            _resync(endpoint)
+            continue
         cursor = page.cursor
         selected = endpoint_page(page, endpoint)
         if selected.count:
@@ -148,11 +155,28 @@ def _send_pages(endpoint: WebhookEndpoint, deadline: float) -> str:
             return "budget"
 
 
+def _resync(endpoint: WebhookEndpoint) -> None:
+    """Start the endpoint over from the beginning of its member's feed: its cursor belongs
+    to a history the database does not hold (``exchange.feed``, "Restores"). The stored
+    cursor comes from the same backup as the feed, so this is not expected; if it happens,
+    the endpoint receives its whole feed again rather than skip anything."""
+    logger.warning(
+        "webhook %s: cursor not in this feed's history; resending from the start", endpoint.pk
+    )
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, cursor=endpoint.cursor).update(
+        cursor="", cursor_updated_at=timezone.now()
+    )
+    endpoint.cursor = ""
+
+
 def webhook_lags(*, endpoint: WebhookEndpoint) -> bool:
     """Does the feed hold anything past the endpoint's cursor? (One row's worth of work.)"""
-    changes, cursor, has_more = feed_page(
-        member_id=endpoint.member_id, cursor=endpoint.cursor or None, limit=1
-    )
+    try:
+        changes, cursor, has_more = feed_page(
+            member_id=endpoint.member_id, cursor=endpoint.cursor or None, limit=1
+        )
+    except ResyncRequired:
+        return True  # the delivery starts it over
     return bool(changes) or has_more or cursor != endpoint.cursor
 
 
