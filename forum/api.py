@@ -69,9 +69,9 @@ def is_database_unavailable(exc: BaseException | None) -> bool:
 
     Django raises ``OperationalError`` when it cannot connect or the server ends the
     session (shutdown, restart, terminated backend) and ``InterfaceError`` when a
-    connection it holds is already closed. Both are transient for the client: nothing
-    of its request was committed unless the answer is lost after the commit, and then a
-    retry is answered ``duplicate``.
+    connection it holds is already closed. Both are transient for the client, which may
+    retry: a submission applies in one transaction, so a retried batch is either applied
+    then or answered ``duplicate`` if the first try had committed.
     """
     return isinstance(exc, OperationalError | InterfaceError)
 
@@ -82,8 +82,8 @@ def database_unavailable_problem() -> tuple[dict[str, Any], dict[str, str]]:
         status=503,
         code="database_unavailable",
         title="Database unavailable",
-        detail="The database is not answering (restart or fail-over in progress). "
-        f"Nothing was changed; retry after {DATABASE_RETRY_AFTER} seconds.",
+        detail="The database is not answering (restart or fail-over in progress); "
+        f"retry after {DATABASE_RETRY_AFTER} seconds.",
     )
     return body, {"Retry-After": str(DATABASE_RETRY_AFTER)}
 

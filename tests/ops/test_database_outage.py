@@ -5,7 +5,8 @@ that the test stops (``fast``: open sessions are terminated) and starts again wh
 threads submit batches. Every request must get an answer a client can act on: 200, or a
 503 ``database_unavailable`` problem with ``Retry-After``, never a 500; afterwards the
 same worker processes serve again on fresh connections, and a batch retried after a
-503 is stored exactly once.
+503 is stored exactly once. The member's client library, retrying on its own, carries a
+sequence of batches through the same kind of restart.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.factories import pdq
-from tests.support.private_stack import PrivateStack, StackMember, private_stack
+from exchange.client.api import CordialeClient, CordialeError
+from tests.factories import pdq, random_hex
+from tests.support.private_stack import PROXY_HEADERS, PrivateStack, StackMember, private_stack
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +133,60 @@ def test_a_database_restart_under_ingest_gives_503s_not_500s(stack: PrivateStack
     )
     assert stored == BATCH * len(tally.stored)
     print(f"\n{len(statuses)} answers: {statuses.count(200)} were 200, {len(unavailable)} were 503")
+
+
+class ViaProxy(httpx.HTTPTransport):
+    """What the TLS-terminating proxy adds in front of gunicorn: the public host, HTTPS."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers.update(PROXY_HEADERS)
+        return super().handle_request(request)
+
+
+def test_the_client_library_submits_through_a_database_restart(stack: PrivateStack) -> None:
+    """The member's client, retrying 503s after Retry-After, submits every batch while
+    PostgreSQL restarts; in the end each statement is stored exactly once."""
+    member = stack.member("client")
+    batches = [[member.statement("md5", random_hex(32)) for _ in range(BATCH)] for _ in range(30)]
+    results: list[dict[str, int]] = []
+    failures: list[BaseException] = []
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def submit_all() -> None:
+        client = CordialeClient(
+            stack.base, member.api_key, transport=ViaProxy(), max_retries=8, sleep=sleep
+        )
+        with client:
+            for batch in batches:
+                try:
+                    body = client.submit(batch)
+                except CordialeError as exc:
+                    failures.append(exc)
+                    return
+                results.append({k: body[k] for k in ("accepted", "duplicate", "rejected")})
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=submit_all)
+    thread.start()
+    time.sleep(1)
+    stack.server.stop("fast")
+    time.sleep(3)
+    stack.server.start()
+    thread.join(120)
+
+    assert not failures, failures
+    assert len(results) == len(batches)
+    assert sleeps, "the client never met the outage"
+    assert all(r["rejected"] == 0 and r["accepted"] + r["duplicate"] == BATCH for r in results)
+    jtis = {token for batch in batches for token in batch}
+    counts = stack.server.psql(
+        "cordiale",
+        "SELECT count(*), count(DISTINCT s.jti) FROM exchange_statement s "
+        f"JOIN members_member m ON m.id = s.member_id WHERE m.slug = '{member.slug}'",
+    )
+    assert counts == f"{len(jtis)}|{len(jtis)}"
+    print(f"\nclient slept {len(sleeps)} times, {sum(sleeps):.1f} s in all")
