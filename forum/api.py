@@ -13,9 +13,11 @@ is stable and machine-readable; ``title`` and ``detail`` are for people.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -55,6 +57,35 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     response = Response(body, status=body["status"], headers=headers)
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+# Seconds a client is asked to wait when the database does not answer: a PostgreSQL
+# restart or fail-over takes a few; the client library retries after this delay.
+DATABASE_RETRY_AFTER = 5
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """True for the errors of a database that is down, restarting or cut off.
+
+    Django raises ``OperationalError`` when it cannot connect or the server ends the
+    session (shutdown, restart, terminated backend) and ``InterfaceError`` when a
+    connection it holds is already closed. Both are transient for the client, which may
+    retry: a submission applies in one transaction, so a retried batch is either applied
+    then or answered ``duplicate`` if the first try had committed.
+    """
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def database_unavailable_problem() -> tuple[dict[str, Any], dict[str, str]]:
+    """The 503 problem body and headers for a request the database could not serve."""
+    body = problem(
+        status=503,
+        code="database_unavailable",
+        title="Database unavailable",
+        detail="The database is not answering (restart or fail-over in progress); "
+        f"retry after {DATABASE_RETRY_AFTER} seconds.",
+    )
+    return body, {"Retry-After": str(DATABASE_RETRY_AFTER)}
 
 
 _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
@@ -104,6 +135,10 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             errors=exc.errors,
         )
         return problem_response(body)
+    if is_database_unavailable(exc):
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        set_rollback()
+        return problem_response(*database_unavailable_problem())
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -154,6 +189,11 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    """Django's last resort; also reached by database errors outside DRF's views (in a
+    middleware, the admin, a plain view), which get the same 503 as the API's."""
+    if is_database_unavailable(sys.exc_info()[1]):
+        body, headers = database_unavailable_problem()
+        return JsonResponse(body, status=503, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
     return _plain_problem(
         status.HTTP_500_INTERNAL_SERVER_ERROR,
         "internal_error",

@@ -9,7 +9,8 @@ Two kinds of series:
   does) each process writes its values to files in that directory and a scrape adds
   them up over all processes; otherwise they live in the process's default registry.
 - *Computed* at scrape time from the shared stores, so that any web process gives the
-  same answer: Celery queue lengths (Redis) here, and what apps register with
+  same answer: the broker's health (``cordiale_broker_up``, from the probe's cached
+  ping, ``forum/health.py``) and Celery queue lengths (Redis) here, and what apps register with
   ``scrape_collector_register`` from their ``AppConfig.ready()`` (the feed head, webhook
   lag and failures: ``exchange/metrics.py``). A store that does not answer leaves its
   series out of that scrape rather than failing it.
@@ -33,6 +34,8 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from . import health
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,22 @@ def record_task(task: str, outcome: str) -> None:
 # --- computed at scrape time ---------------------------------------------------------
 
 
+class BrokerCollector:
+    """``cordiale_broker_up``: 1 while the broker (Redis) answers a ping, else 0; absent
+    when no broker is configured. From the readiness probe's cached check: a scrape
+    waits for Redis at most ``health.BROKER_CHECK_TIMEOUT`` seconds."""
+
+    def collect(self) -> Iterator[Metric]:
+        state = health.broker_state()
+        if state == health.NOT_CONFIGURED:
+            return
+        yield GaugeMetricFamily(
+            "cordiale_broker_up",
+            "1 while the Celery broker (Redis) answers a ping from this process, else 0.",
+            value=1 if state == health.UP else 0,
+        )
+
+
 class QueueCollector:
     """``cordiale_celery_queue_length``: messages waiting in each Redis broker queue."""
 
@@ -72,6 +91,8 @@ class QueueCollector:
         url = getattr(settings, "CELERY_BROKER_URL", "") or ""
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return
+        if health.broker_state() == health.DOWN:
+            return  # known down: leave the series out rather than wait for Redis again
         import redis
 
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
@@ -123,7 +144,7 @@ class _Recorded:
         return iter(REGISTRY.collect())
 
 
-_scrape_collectors: list[Any] = [QueueCollector()]
+_scrape_collectors: list[Any] = [BrokerCollector(), QueueCollector()]
 
 
 def scrape_collector_register(collector: Any) -> None:

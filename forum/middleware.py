@@ -47,11 +47,17 @@ def _clear_request_id(**kwargs: object) -> None:
     request_id_var.set(None)
 
 
-PROBES = {"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": metrics.metrics_view}
+PROBES = {
+    "/healthz": health.healthz,
+    "/readyz": health.readyz,
+    "/readyz/web": health.readyz_web,
+    "/metrics": metrics.metrics_view,
+}
 
 
 class ProbeMiddleware:
-    """Answers ``/healthz``, ``/readyz`` and ``/metrics`` before any host or HTTPS check.
+    """Answers ``/healthz``, ``/readyz`` (and ``/readyz/web``) and ``/metrics`` before any
+    host or HTTPS check.
 
     Kubernetes and Docker probe a pod by its IP over plain HTTP, and Prometheus scrapes
     it the same way: neither would pass ``ALLOWED_HOSTS`` or survive the redirect to

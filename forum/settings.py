@@ -374,7 +374,8 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
 # HTTPS and browser hardening. TLS ends at the proxy, which must set (overwrite)
-# X-Forwarded-Proto. /healthz, /readyz and /metrics are answered before these apply.
+# X-Forwarded-Proto. The probes (/healthz, /readyz, /readyz/web) and /metrics are
+# answered before these apply.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -30,6 +30,7 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("readyz/web", health.readyz_web, name="readyz-web"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

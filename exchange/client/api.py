@@ -1,11 +1,16 @@
 """
 An HTTP client for the Cordiale wire contract (``/api/v1/``), on httpx.
 
-Every endpoint has one typed method. Requests that fail transiently (429, any 5xx, a
-connection error or timeout) are retried with exponential backoff and full jitter; a
-``Retry-After`` header from the server wins over our own delay. Submitting statements is
-safe to retry because the server answers ``duplicate`` for a ``jti`` it already processed;
-creating a webhook is not, so it is retried only when the request cannot have arrived.
+Every endpoint has one typed method. Requests that fail transiently are retried, up to
+``max_retries`` times, with exponential backoff and full jitter (attempt n waits a random
+time up to ``min(backoff_cap, backoff_base * 2**n)`` seconds); a ``Retry-After`` header
+from the server wins over our own delay. Transient means: 429 (throttled), 502 and 504
+(a proxy could not reach the forum), 503 (the forum is unavailable, e.g.
+``database_unavailable`` while PostgreSQL restarts), a connection error or a timeout. A
+500 is a server bug and is not retried. Submitting statements is safe to retry because
+the server applies a batch in one transaction and answers ``duplicate`` for a ``jti`` it
+already processed; creating a webhook is not, so it is retried only on 429 or when the
+request cannot have arrived (the connection was refused).
 
 Errors become ``CordialeError`` carrying the RFC 9457 problem the server sent::
 
@@ -36,6 +41,8 @@ DEFAULT_MAX_RETRIES = 5
 # Full-jitter backoff: attempt n sleeps uniformly in [0, min(cap, base * 2**n)].
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+# Answers that say "try again later": throttled, bad gateway, unavailable, gateway timeout.
+RETRIABLE_STATUSES = frozenset({429, 502, 503, 504})
 # A server asking us to wait longer than this is treated as an outage, not a throttle.
 MAX_RETRY_AFTER = 300.0
 
@@ -136,12 +143,16 @@ class CordialeClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "cordiale-client/1",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -385,18 +396,18 @@ class CordialeClient:
                         code="invalid_response",
                         detail=f"the server did not answer JSON: {response.text[:200]!r}",
                     ) from exc
-            retriable = response.status_code == 429 or (idempotent and response.status_code >= 500)
+            status = response.status_code
+            retriable = status == 429 or (idempotent and status in RETRIABLE_STATUSES)
             if not retriable or attempt >= self.max_retries:
                 raise CordialeError.from_response(response)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             self._sleep(self._backoff(attempt, retry_after))
             attempt += 1
 
-    @staticmethod
-    def _backoff(attempt: int, retry_after: float | None) -> float:
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER)
-        return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
 
 def _as_list(body: JSON) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange import jws
-from exchange.client.api import CordialeClient, CordialeError
+from exchange.client.api import DEFAULT_MAX_RETRIES, CordialeClient, CordialeError
 from exchange.client.hashing import HashingUnavailable, file_hashes
 from exchange.client.replica import DB_NAME, PageResult, Replica
 from exchange.client.statements import (
@@ -87,9 +87,22 @@ def make_client(args: argparse.Namespace) -> CordialeClient:
         url,
         api_key,
         timeout=getattr(args, "timeout", 30.0),
-        max_retries=getattr(args, "max_retries", 5),
+        max_retries=_max_retries(args),
         transport=transport,
     )
+
+
+def _max_retries(args: argparse.Namespace) -> int:
+    value = getattr(args, "max_retries", None)
+    if value is None:
+        value = os.environ.get("CORDIALE_MAX_RETRIES") or DEFAULT_MAX_RETRIES
+    try:
+        retries = int(value)
+    except ValueError:
+        raise UsageError(f"CORDIALE_MAX_RETRIES must be a whole number, not {value!r}") from None
+    if retries < 0:
+        raise UsageError("the number of retries cannot be negative")
+    return retries
 
 
 def signing_key(args: argparse.Namespace) -> Any:
@@ -509,7 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=argparse.SUPPRESS, help="seconds per request (30)"
     )
     group.add_argument(
-        "--max-retries", type=int, default=argparse.SUPPRESS, help="retries on 429/5xx/network (5)"
+        "--max-retries",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="retries on 429/502/503/504 and network errors ($CORDIALE_MAX_RETRIES; 5)",
     )
     group.add_argument(
         "--progress",

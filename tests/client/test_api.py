@@ -42,7 +42,7 @@ def test_sends_bearer_key_and_returns_json() -> None:
     assert seen[0].headers["Authorization"] == "Bearer secret-key"
 
 
-def test_retries_5xx_and_connection_errors_with_backoff() -> None:
+def test_retries_503_and_connection_errors_with_backoff() -> None:
     """503 and a refused connection are retried; the third attempt succeeds."""
     attempts = []
 
@@ -93,6 +93,59 @@ def test_gives_up_after_max_retries_with_the_problem() -> None:
         "throttled",
         "slow down",
     )
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_and_unavailable_answers_are_retried_honouring_retry_after(status: int) -> None:
+    """502, 503 (e.g. database_unavailable) and 504 are retried; a Retry-After sets the
+    delay; a submission through them ends with the server's answer."""
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) < 3:
+            return httpx.Response(
+                status, headers={"Retry-After": "4"}, json={"code": "database_unavailable"}
+            )
+        return httpx.Response(200, json={"results": [], "accepted": 0})
+
+    sleeps: list[float] = []
+    assert client_for(handler, sleeps).submit(["t"])["accepted"] == 0
+    assert len(attempts) == 3
+    assert sleeps == [4.0, 4.0]
+
+
+def test_a_500_is_a_bug_and_not_retried() -> None:
+    """A 500 (a server bug, not an outage) is raised at once, even for a safe request."""
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500, json={"code": "internal_error", "detail": "oops"})
+
+    with pytest.raises(CordialeError) as info:
+        client_for(handler).me()
+    assert len(calls) == 1
+    assert info.value.status == 500
+
+
+def test_backoff_grows_exponentially_and_attempts_are_bounded() -> None:
+    """Without Retry-After, attempt n waits at most min(cap, base * 2**n); after
+    max_retries retries the last error is raised."""
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, json={"code": "database_unavailable", "detail": "down"})
+
+    sleeps: list[float] = []
+    client = client_for(handler, sleeps, max_retries=6, backoff_base=1.0, backoff_cap=8.0)
+    with pytest.raises(CordialeError) as info:
+        client.changes()
+    assert info.value.code == "database_unavailable"
+    assert len(calls) == 7
+    assert len(sleeps) == 6
+    assert all(0 <= s <= min(8.0, 2**n) for n, s in enumerate(sleeps))
 
 
 def test_problem_details_become_cordiale_error_without_retry() -> None:

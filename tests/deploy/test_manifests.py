@@ -189,11 +189,12 @@ def test_deployments_have_probes(deployment: dict[str, Any]) -> None:
 
 
 def test_web_probes_use_health_endpoints() -> None:
-    """Web: liveness on /healthz, readiness on /readyz, on the port the Service targets."""
+    """Web: liveness on /healthz, readiness on /readyz/web (the database only, so that a
+    Redis outage leaves the pods in service), on the port the Service targets."""
     (web,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "cordiale-web"]
     (container,) = web["spec"]["template"]["spec"]["containers"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz/web"
     ports = {p["name"] for p in container["ports"]}
     (service,) = of_kind("Service")
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports

@@ -17,7 +17,8 @@ def test_readyz_ok() -> None:
     """Readiness is 200 while the database (and Redis, if configured) answers."""
     response = Client().get("/readyz")
     assert response.status_code == 200, response.content
-    assert response.json() == {"status": "ok"}
+    assert response.json()["status"] == "ok"
+    assert response.json()["checks"]["database"] == "up"
 
 
 def test_readyz_503_when_the_database_check_fails() -> None:

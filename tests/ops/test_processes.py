@@ -94,6 +94,14 @@ def test_web_serves_probes_api_and_metrics(stack: Stack) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         web.wait_for(lambda: _status(f"{base}/readyz") == 200, "/readyz 200", 60)
+        assert _status(f"{base}/readyz/web") == 200
+        ready = subprocess.run(
+            [str(BIN / "healthcheck"), "ready"],
+            env={**stack.env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+            capture_output=True,
+            timeout=30,
+        )
+        assert ready.returncode == 0, ready.stderr
         status, headers, _ = http_get(f"{base}/healthz", Host="10.0.3.7:8000")
         assert status == 200
         assert headers.get("X-Request-ID")
@@ -135,6 +143,7 @@ def test_web_serves_probes_api_and_metrics(stack: Stack) -> None:
             text,
         ), text
         assert "cordiale_feed_head 0.0" in text
+        assert "cordiale_broker_up 1.0" in text
         for queue in QUEUES:
             assert f'cordiale_celery_queue_length{{queue="{queue}"}}' in text
     finally:
