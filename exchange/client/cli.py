@@ -418,12 +418,12 @@ def cmd_replica(args: argparse.Namespace) -> int:
             emit({"signals": len(signals)})
         elif args.action == "show":
             value = _normalised(args.signal_type, args.value)
-            snapshot = replica.signal(args.signal_type, value)
-            if snapshot is None:
+            shown = replica.signal(args.signal_type, value)
+            if shown is None:
                 say(f"{args.signal_type}:{value} is not in the replica")
                 emit({"signal": None})
                 return EXIT_FAILURE
-            emit({"signal": snapshot})
+            emit({"signal": shown})
         else:
             found = 0
             queries = [q for argument in args.targets for q in parse_targets(argument)]

@@ -444,14 +444,16 @@ class Replica:
     ) -> list[dict[str, Any]]:
         """Signals of the replica in a stable order (type, value), filtered by type, by a
         member that stated them, or by a label of one of their statements."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if not include_deleted:
             where.append("s.deleted = 0")
         if signal_type is not None:
             where.append("s.signal_type = ?")
             params.append(signal_type)
         if member is not None or label is not None:
-            inner, inner_params = ["t.signal_type = s.signal_type", "t.value = s.value"], []
+            inner = ["t.signal_type = s.signal_type", "t.value = s.value"]
+            inner_params: list[Any] = []
             if member is not None:
                 inner.append("t.member = ?")
                 inner_params.append(member)
