@@ -90,11 +90,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     hooks: list[Hook] = []
     try:
         print(f"starting the installation in {workdir}", flush=True)
+        began = time.monotonic()
         cluster.start()
         django_setup(cluster.env())
         specs = members_create(args.members, args.groups)
         hooks = hooks_start([s.slug for s in specs[: args.hooks]])
         endpoints_create(specs, hooks)
+        args.setup_seconds = round(time.monotonic() - began, 1)
         return _campaign(args, cluster, specs, hooks, workdir)
     finally:
         for hook in hooks:
@@ -132,7 +134,9 @@ def _campaign(
     print(f"load stopped after {load_seconds:.0f} s; settling", flush=True)
     cluster.wait_healthy()
     oracles = {s.slug: checks.fresh_feed(cluster.base_url, s.api_key) for s in specs}
+    settling = time.monotonic()
     converged = checks.wait_hooks(hooks, oracles, args.settle)
+    args.settle_seconds = round(time.monotonic() - settling, 1)
     sampler.stop.set()
     return _summary(args, cluster, specs, hooks, ledger, scheduler, sampler, oracles,
                     converged, load_seconds, workdir)  # fmt: skip
@@ -178,6 +182,7 @@ def _summary(
             "profile": args.profile, "minutes": args.minutes, "fault_interval": args.fault_interval,
             "members": len(specs), "groups": args.groups, "seed": args.seed,
             "load_seconds": round(load_seconds, 1), "counters": dict(ledger.counters),
+            "setup_seconds": args.setup_seconds, "settle_seconds": args.settle_seconds,
         },
         "faults": faults,
         "crashes": crashes,

@@ -69,7 +69,8 @@ def render(summary: dict[str, Any]) -> str:
     lines = ["", "== chaos campaign summary =="]
     run = summary["run"]
     lines.append(
-        f"load {run['load_seconds']:.0f} s, {run['members']} members, "
+        f"setup {run['setup_seconds']:.0f} s, load {run['load_seconds']:.0f} s, "
+        f"settling {run['settle_seconds']:.0f} s, {run['members']} members, "
         f"{len(summary['faults'])} faults, verdict: {'PASS' if summary['passed'] else 'FAIL'}"
     )
     for event in summary["faults"]:
