@@ -11,10 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from forum.errors import DomainError, NotFoundError
+from forum.openapi import problems
 
 from .authentication import ApiPrincipal
 from .checkpoints import MAX_LIST, audit_checkpoint_list
 from .models import Member
+from .openapi import CheckpointsOut, JwksOut, MemberOut, MeOut
 from .selectors import jwks_for, member_list_active, signing_key_jwk
 
 
@@ -28,7 +30,7 @@ class MeApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="The caller's member, key scopes and signing keys")
+    @extend_schema(summary="The caller's member, key scopes and signing keys", responses=MeOut)
     def get(self, request: Request) -> Response:
         p = principal(request)
         member = p.member
@@ -53,7 +55,7 @@ class MemberListApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="Active members of the forum")
+    @extend_schema(summary="Active members of the forum", responses=MemberOut(many=True))
     def get(self, request: Request) -> Response:
         return Response([{"slug": m.slug, "name": m.name} for m in member_list_active()])
 
@@ -62,7 +64,7 @@ class JwksApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="Every member's signing keys as a JWK set")
+    @extend_schema(summary="Every member's signing keys as a JWK set", responses=JwksOut)
     def get(self, request: Request) -> Response:
         return Response(jwks_for())
 
@@ -71,7 +73,7 @@ class MemberJwksApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="One member's signing keys as a JWK set")
+    @extend_schema(summary="One member's signing keys as a JWK set", responses=JwksOut)
     def get(self, request: Request, slug: str) -> Response:
         member = Member.objects.filter(slug=slug).exclude(status=Member.Status.APPLICANT).first()
         if member is None:
@@ -88,7 +90,9 @@ class AuditCheckpointsApi(APIView):
     @extend_schema(
         summary="Signed checkpoints of the audit log, newest first",
         parameters=[OpenApiParameter("limit", int, description=f"1..{MAX_LIST}, default 100")],
+        responses=CheckpointsOut,
     )
+    @problems({400: ["invalid_limit"]})
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
