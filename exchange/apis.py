@@ -122,6 +122,7 @@ class StatementsApi(APIView):
         summary="Submit signed statements (1 to 10,000 compact JWS)",
         request=openapi.SubmitIn,
         responses=openapi.SubmitOut,
+        examples=[openapi.SUBMIT_EXAMPLE, openapi.SUBMIT_RESULT_EXAMPLE],
     )
     @problems(RAW_BODY)
     @problems({400: ["invalid_request"], 413: ["too_many_statements"]})
@@ -217,6 +218,7 @@ class MatchApi(APIView):
         description="See exchange/matching/selectors.py: per-query errors, limit, vpdq frames.",
         request=openapi.MatchIn,
         responses=openapi.MatchResultsOut,
+        examples=[openapi.MATCH_EXAMPLE],
     )
     @problems(RAW_BODY)
     @problems(

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
+
+from .matching.selectors import MAX_QUERIES
+from .statement_format import MAX_BATCH
 
 TLPS = ["clear", "green", "amber", "amber+strict", "red"]
 CATEGORIES = ["positive", "negative", "investigation"]
@@ -49,7 +53,10 @@ class LabelOut(serializers.Serializer[Any]):
 
 class SubmitIn(serializers.Serializer[Any]):
     statements = serializers.ListField(
-        child=serializers.CharField(), help_text="1 to 10,000 compact JWS, one per statement"
+        child=serializers.CharField(),
+        min_length=1,
+        max_length=MAX_BATCH,
+        help_text="1 to 10,000 compact JWS, one per statement",
     )
 
 
@@ -128,7 +135,9 @@ class MatchQueryIn(serializers.Serializer[Any]):
 
 
 class MatchIn(serializers.Serializer[Any]):
-    queries = MatchQueryIn(many=True, help_text="1 to 1,000 queries")
+    queries = serializers.ListField(
+        child=MatchQueryIn(), min_length=1, max_length=MAX_QUERIES, help_text="1 to 1,000 queries"
+    )
     max_distance = serializers.IntegerField(
         required=False, default=31, min_value=0, max_value=64, help_text="PDQ bits"
     )
@@ -161,3 +170,39 @@ class MatchResultsOut(serializers.Serializer[Any]):
 class OpinionSetOut(OpinionOut):
     signal_type = serializers.CharField()
     value = serializers.CharField()
+
+
+_PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+SUBMIT_EXAMPLE = OpenApiExample(
+    "Two statements",
+    value={"statements": ["eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJpc3MiOi4uLn0.c2ln", "..."]},
+    request_only=True,
+)
+SUBMIT_RESULT_EXAMPLE = OpenApiExample(
+    "One accepted, one rejected",
+    value={
+        "results": [
+            {"index": 0, "status": "accepted", "jti": "7f3c", "signal_type": "pdq", "value": _PDQ},
+            {"index": 1, "status": "rejected", "code": "bad_signature", "detail": "..."},
+        ],
+        "accepted": 1,
+        "duplicate": 0,
+        "stale": 0,
+        "rejected": 1,
+    },
+    response_only=True,
+)
+MATCH_EXAMPLE = OpenApiExample(
+    "A PDQ hash and a SHA-256",
+    value={
+        "queries": [
+            {"signal_type": "pdq", "value": _PDQ},
+            {
+                "signal_type": "sha256",
+                "value": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            },
+        ],
+        "max_distance": 31,
+    },
+    request_only=True,
+)

@@ -274,11 +274,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "SWAGGER_UI_SETTINGS": {
-        "deepLinking": True,
-        "validatorUrl": None,
-        "persistAuthorization": True,  # the key typed in "Authorize" survives a reload
-    },
+    # No persistAuthorization: an API key typed into "Authorize" is not left in the
+    # browser's local storage.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Several answers have a `status` field with their own choices: name each set.
     "ENUM_NAME_OVERRIDES": {
         "SubmitStatusEnum": "exchange.openapi.SUBMIT_STATUSES",

@@ -181,3 +181,10 @@ def test_the_code_scan_sees_raised_codes() -> None:
     assert {"invalid_cursor", "missing_scope", "unknown_key", "request_too_large"} <= codes
     assert {"invalid_max_distance", "too_many_hashes", "too_many_webhooks"} <= codes
     assert "bad_signature" not in codes  # a submission result's code, not a problem's
+
+
+def test_docs_page_is_self_hosted() -> None:
+    """Swagger UI at /api/v1/docs/ loads its files from the forum, none from a CDN."""
+    page = Client().get("/api/v1/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "src=\"http" not in page and "href=\"http" not in page
