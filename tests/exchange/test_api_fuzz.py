@@ -11,10 +11,11 @@ fuzzed too, half the cases are pointed at what the member really has: a signal i
 submitted and sees, its webhook endpoint. Bodies stay generated. Examples are bounded
 (``FUZZ_EXAMPLES`` per operation) to keep the run within a few minutes on two cores.
 
-What the fuzzer cannot reach: an accepted statement needs a valid JWS signed by the
-member's key, which random strings never are; acceptance and each rejection code are
-covered by tests/exchange/test_statements*.py, and here a signed token is one of the
-submit operation's explicit cases.
+What the fuzzer cannot make: an accepted statement needs a valid JWS signed by the
+member's key, which random strings never are; half the submit cases carry one signed
+token in first place, and acceptance and each rejection code are covered by
+tests/exchange/test_statements*.py. The tasks the API publishes (webhook pings and
+wake-ups) go to a private Redis broker that no worker reads.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from schemathesis import checks as st_checks
 from tests.factories import make_party, pdq
 from tests.support.live_server import LiveForum
 from tests.support.receivers import Receiver
+from tests.support.redis import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -78,6 +80,7 @@ class Fuzzed:
 def fuzzed(
     forum: LiveForum,
     receiver: Receiver,
+    broker: RedisServer,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Fuzzed]:
