@@ -187,4 +187,4 @@ def test_docs_page_is_self_hosted() -> None:
     """Swagger UI at /api/v1/docs/ loads its files from the forum, none from a CDN."""
     page = Client().get("/api/v1/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
-    assert "src=\"http" not in page and "href=\"http" not in page
+    assert 'src="http' not in page and 'href="http' not in page
