@@ -255,7 +255,7 @@ REST_FRAMEWORK = {
         "feed_rows": env.str("CORDIALE_THROTTLE_FEED_ROWS", default="2000000/min"),
     },
     "EXCEPTION_HANDLER": "forum.api.problem_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "forum.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -274,7 +274,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No persistAuthorization: an API key typed into "Authorize" is not left in the
+    # browser's local storage.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Several answers have a `status` field with their own choices: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "SubmitStatusEnum": "exchange.openapi.SUBMIT_STATUSES",
+        "WebhookStatusEnum": "exchange.webhooks.openapi.WEBHOOK_STATUSES",
+        "KeyStatusEnum": "members.openapi.KEY_STATUSES",
+        "MemberStatusEnum": "members.openapi.MEMBER_STATUSES",
+    },
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
