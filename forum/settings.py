@@ -170,10 +170,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.sweep_webhooks",
         "schedule": env.float("CORDIALE_WEBHOOK_SWEEP_INTERVAL", default=30.0),
     },
-    "snapshot-match-index": {
-        "task": "exchange.tasks.snapshot_match_index",
-        "schedule": 300.0,
-    },
     # Signed audit checkpoints (members/checkpoints.py): how long a cut of the log's
     # tail may go unnoticed at most.
     "audit-checkpoint": {
@@ -297,9 +293,12 @@ CORDIALE_FORUM_KEY_FILE = env.str("CORDIALE_FORUM_KEY_FILE", default="")
 CORDIALE_FORUM_KEY = env.str("CORDIALE_FORUM_KEY", default="")  # the key itself, instead
 CORDIALE_FORUM_PREVIOUS_KEYS = env.list("CORDIALE_FORUM_PREVIOUS_KEYS", default=[])
 # Snapshots of the PDQ match index (exchange/matching/service.py), shared by the web
-# processes of a host through mmap.
+# processes of a host through mmap: the project's var/ in debug mode, else a cache
+# directory outside the installed code (the image creates it, compose and Kubernetes
+# mount a volume there). Unwritable, the processes keep the index in memory only.
 CORDIALE_MATCH_INDEX_DIR = env.path(
-    "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
+    "CORDIALE_MATCH_INDEX_DIR",
+    default=str(VAR_DIR / "match-index") if DEBUG else "/var/cache/cordiale/match-index",
 )
 # Work one match request may cause, in indexed PDQ hashes compared (docs/limits.md).
 CORDIALE_MATCH_WORK_BUDGET = env.int("CORDIALE_MATCH_WORK_BUDGET", default=500_000_000)
