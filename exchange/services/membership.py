@@ -2,6 +2,16 @@
 
 Called by ``members.services`` inside their transactions; each records the feed rows
 and audience periods that keep the feed's guarantees (see ``exchange/feed.py``).
+
+Lock order. A membership change writes an audit entry and feed rows, so its transaction
+holds both the audit chain's lock and the feed's until it commits. Two such transactions
+that took them in opposite orders (approving a member: audit entries, then its feed
+periods; expelling one: feed rows, then its audit entry) would each wait for the other
+until PostgreSQL aborted one as a deadlock. ``membership_lock`` is therefore the one way
+these functions take the feed lock: row locks first, then the audit chain, then the feed
+(as late as possible, as ``feed_append`` wants). Feed writers that write no audit entry
+(statements, opinions, the lapse sweep) take the feed lock alone and never wait for the
+audit chain while holding it, so they cannot close a cycle either.
 """
 
 from __future__ import annotations
@@ -18,11 +28,19 @@ from exchange.liveness import live, unexpired_sql
 from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
 from exchange.selectors import live_audiences
 from exchange.services.lapse import statements_lapse_sweep
+from members.audit import audit_chain_lock
 from members.models import Member, SharingGroup, SigningKey
 
 
-def _open_period(member_id: int, audience: int) -> None:
+def membership_lock() -> None:
+    """Take the audit chain's lock, then the feed's, until this transaction ends (see
+    "Lock order" above); taking them again later in the transaction is free."""
+    audit_chain_lock()
     feed_lock()
+
+
+def _open_period(member_id: int, audience: int) -> None:
+    membership_lock()
     if AudiencePeriod.objects.filter(
         member_id=member_id, audience=audience, end_seq__isnull=True
     ).exists():
@@ -31,7 +49,7 @@ def _open_period(member_id: int, audience: int) -> None:
 
 
 def _close_period(member_id: int, audience: int) -> None:
-    feed_lock()
+    membership_lock()
     AudiencePeriod.objects.filter(
         member_id=member_id, audience=audience, end_seq__isnull=True
     ).update(end_seq=feed_head())
@@ -75,6 +93,7 @@ def member_left_group(*, group: SharingGroup, member_id: int) -> None:
         return
     # Lapses not yet recorded are written to the group's feed while the member still
     # reads it; after it leaves, the sweep's rows would not reach it.
+    membership_lock()
     statements_lapse_sweep(audience=group.pk)
     _close_period(member_id, group.pk)
     rows = fetchall(
@@ -112,6 +131,7 @@ def _withdraw(statements: Q, reason: str, now: datetime, *, restore: bool = Fals
                 rows.append((owed[0], signal_id, owed[1]))
         held.update(audience=None)
         rows.extend(_restore(replaced, epoch))
+    membership_lock()
     feed_append(rows, now=now)
     return len(ids)
 
@@ -166,6 +186,7 @@ def member_expelled(*, member: Member) -> None:
     opinions = Opinion.objects.filter(member=member)
     signal_ids = list(opinions.values_list("signal_id", flat=True))
     opinions.delete()
+    membership_lock()
     feed_append(live_audiences(signal_ids), now=now)
     for audience in AudiencePeriod.objects.filter(member=member, end_seq__isnull=True).values_list(
         "audience", flat=True
