@@ -114,9 +114,7 @@ def member_left_group(*, group: SharingGroup, member_id: int) -> None:
 WITHDRAW_CHUNK = 2_000
 
 
-def _withdraw_chunk(
-    statements: Q, reason: str, *, after: int, restore: bool
-) -> tuple[int, int]:
+def _withdraw_chunk(statements: Q, reason: str, *, after: int, restore: bool) -> tuple[int, int]:
     """Withdraw the next ``WITHDRAW_CHUNK`` standing statements (by id, past ``after``)
     matched by ``statements``, in the caller's transaction: a withdrawn current assertion
     stops being visible, and its audience gets its feed row in the same transaction.
