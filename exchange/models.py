@@ -157,7 +157,8 @@ class CurrentStatement(models.Model):
     ``audience`` is the audience key while the statement is a live assertion, and NULL
     once it is a retraction or was withdrawn (key compromised, member expelled). An
     assertion past its ``exp`` is never served, whether or not the sweep has recorded
-    the lapse (``lapsed``) yet.
+    the lapse (``lapsed``) yet; once recorded, the lapse is final whatever a host's clock
+    says (``exchange/liveness.py``).
     """
 
     # member and signal are indexed by unique_current and current_signal. On PostgreSQL

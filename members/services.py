@@ -92,10 +92,22 @@ def member_create(
 
 
 def member_set_status(*, member: Member, status: str, actor: str) -> Member:
-    """Move a member through its lifecycle; suspension and expulsion act at once."""
+    """Move a member through its lifecycle; suspension and expulsion act at once.
+
+    An expelled member's statements are withdrawn after the status change commits, a
+    chunk per transaction (``membership.member_statements_withdraw``); expelling it
+    again finishes a withdrawal that a crash interrupted.
+    """
 
     if status not in Member.Status.values:
         raise DomainError(f"Unknown member status {status!r}.", code="invalid_status")
+    member = _member_status_change(member=member, status=status, actor=actor)
+    if status == Member.Status.EXPELLED:
+        membership.member_statements_withdraw(member_id=member.pk)
+    return member
+
+
+def _member_status_change(*, member: Member, status: str, actor: str) -> Member:
     with transaction.atomic():
         member = Member.objects.select_for_update().get(pk=member.pk)
         if member.status == status:

@@ -9,10 +9,15 @@ follower holding the signal receives a tombstone. Running it twice does no harm.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from django.test import override_settings
 
+from exchange.matching.service import match_index_reset
 from exchange.models import CurrentStatement, FeedEntry
+from exchange.selectors import feed_page
 from exchange.services.lapse import statements_lapse_sweep
 from exchange.tasks import sweep_lapsed_statements
 from tests.factories import make_party, pdq
@@ -89,3 +94,42 @@ def test_newer_statement_after_lapse_is_served_again() -> None:
     acme.submit(acme.statement("pdq", value, iat=now - 5))
     assert globex.get(f"/api/v1/signals/pdq/{value}").status_code == 200
     assert CurrentStatement.objects.get(signal__value=value).lapsed is False
+
+
+@pytest.fixture
+def match_index(tmp_path: Path) -> Iterator[None]:
+    """A fresh match index for this test."""
+    match_index_reset()
+    with override_settings(CORDIALE_MATCH_INDEX_DIR=tmp_path / "match-index"):
+        yield
+    match_index_reset()
+
+
+def test_a_recorded_lapse_is_final_when_the_clock_goes_back(
+    monkeypatch: pytest.MonkeyPatch, match_index: None
+) -> None:
+    """Once the sweep recorded a lapse, a read on a host whose clock is behind the
+    assertion's exp (or any later read) never serves it live again: not a lookup, not
+    the pull feed (which webhooks send), not a match."""
+    acme, globex = make_party("acme"), make_party("globex")
+    now = int(time.time())
+    value, lasting = pdq(), pdq()
+    acme.submit(
+        acme.statement("pdq", value, iat=now - 10, exp=now + 100),
+        acme.statement("pdq", lasting, iat=now - 10),
+    )
+    monkeypatch.setattr(time, "time", lambda: float(now + 200))
+    assert statements_lapse_sweep() == 1
+
+    monkeypatch.setattr(time, "time", lambda: float(now))  # a host whose clock is behind
+    assert globex.get(f"/api/v1/signals/pdq/{value}").status_code == 404
+    assert acme.get(f"/api/v1/signals/pdq/{value}").status_code == 404
+    assert globex.get(f"/api/v1/signals/pdq/{lasting}").status_code == 200
+    pulled = globex.get("/api/v1/changes").json()["changes"]
+    assert [c["value"] for c in pulled if not c["deleted"]] == [lasting]
+    changes, _, _ = feed_page(member_id=globex.member.pk, cursor=None, limit=100)
+    assert [c["value"] for c in changes if not c["deleted"]] == [lasting]
+    query = {"queries": [{"signal_type": "pdq", "value": value}], "max_distance": 0}
+    response = globex.client.post("/api/v1/match", query, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["results"][0]["matches"] == []

@@ -17,8 +17,11 @@ PostgreSQL. Celery only wakes endpoints up; it is never the only copy of anythin
   endpoints at the same cursor, see ``shared_feed_page``), applies the endpoint's
   filters (an endpoint without filters sends the shared body as it is), POSTs the batch
   signed per Standard Webhooks within one wall-clock deadline per attempt (see
-  ``transport.py``) and, on a 2xx answer only, stores the page's cursor; it loops while
-  the feed has more, so batches leave in feed order, one at a time;
+  ``transport.py``) and, on a 2xx answer only, stores the page's cursor, if the
+  endpoint's cursor is still the one the page started from (a delivery whose connection
+  dropped lost the lock with it, and another may have moved the cursor on: it stops
+  rather than move it back); it loops while the feed has more, so batches leave in feed
+  order, one at a time;
 - a failure records the attempt, marks the endpoint ``failing`` and schedules a retry
   with exponential backoff and full jitter; past ``CORDIALE_WEBHOOK_DISABLE_AFTER``
   seconds of failing the endpoint is disabled and the forum admins are emailed;

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.mail import mail_admins
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from exchange.feed import ResyncRequired
@@ -54,18 +55,39 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _succeeded(endpoint: WebhookEndpoint, cursor: str, now: datetime) -> None:
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
-        cursor=cursor,
-        cursor_updated_at=now,
+def _still_ours(endpoint: WebhookEndpoint) -> QuerySet[WebhookEndpoint]:
+    """The endpoint's row if its cursor is still the one this delivery read it at.
+
+    The endpoint lock is a session lock: if this delivery's connection dropped (and Django
+    reconnected), another delivery may have taken the endpoint over and moved its cursor
+    on. Every write of a delivery therefore compares the cursor too, and updates nothing
+    once it moved: an older cursor written back would send everything after it again.
+    """
+    return WebhookEndpoint.objects.filter(pk=endpoint.pk, cursor=endpoint.cursor)
+
+
+def _advance(endpoint: WebhookEndpoint, cursor: str, **fields: Any) -> bool:
+    """Store ``cursor`` if the endpoint is still where this delivery found it."""
+    if not _still_ours(endpoint).update(cursor=cursor, cursor_updated_at=timezone.now(), **fields):
+        logger.warning("webhook %s: another delivery took over; this one stops", endpoint.pk)
+        return False
+    endpoint.cursor = cursor
+    return True
+
+
+def _succeeded(endpoint: WebhookEndpoint, cursor: str, now: datetime) -> bool:
+    advanced = _advance(
+        endpoint,
+        cursor,
         status=WebhookEndpoint.Status.HEALTHY,
         attempts=0,
         failing_since=None,
         next_attempt_at=None,
         last_success_at=now,
     )
-    endpoint.cursor = cursor
-    endpoint.attempts = 0
+    if advanced:
+        endpoint.attempts = 0
+    return advanced
 
 
 def _failed(endpoint: WebhookEndpoint, result: SendResult, now: datetime) -> None:
@@ -88,13 +110,13 @@ def _failed(endpoint: WebhookEndpoint, result: SendResult, now: datetime) -> Non
             logger.warning("webhook %s disabled: %s", endpoint.pk, reason)
         return
     delay = backoff_seconds(endpoint.attempts + 1)
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+    if _still_ours(endpoint).update(
         status=WebhookEndpoint.Status.FAILING,
         attempts=endpoint.attempts + 1,
         failing_since=failing_since,
         next_attempt_at=now + timedelta(seconds=delay),
-    )
-    webhook_wake(endpoint_id=endpoint.pk, countdown=delay)
+    ):
+        webhook_wake(endpoint_id=endpoint.pk, countdown=delay)
 
 
 def _deliver_locked(endpoint_id: int, deadline: float) -> str:
@@ -143,12 +165,10 @@ def _send_pages(endpoint: WebhookEndpoint, deadline: float) -> str:
             if not result.ok:
                 _failed(endpoint, result, timezone.now())
                 return "failed"
-            _succeeded(endpoint, cursor, timezone.now())
-        elif cursor != endpoint.cursor:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
-                cursor=cursor, cursor_updated_at=timezone.now()
-            )
-            endpoint.cursor = cursor
+            if not _succeeded(endpoint, cursor, timezone.now()):
+                return "lost"
+        elif cursor != endpoint.cursor and not _advance(endpoint, cursor):
+            return "lost"
         if not page.has_more:
             return "caught_up"
         if time.monotonic() > deadline:
@@ -185,8 +205,10 @@ def webhook_deliver(*, endpoint_id: int) -> str:
 
     Returns what happened: ``caught_up``, ``busy`` (another delivery holds the endpoint),
     ``member_busy`` (the member's deliveries hold all its slots: tried again shortly),
-    ``failed`` (a retry is scheduled), ``backing_off``, ``paused``, ``gone`` or ``budget``
-    (ran out of its time slice and re-enqueued itself).
+    ``failed`` (a retry is scheduled), ``backing_off``, ``paused``, ``gone``, ``budget``
+    (ran out of its time slice and re-enqueued itself) or ``lost`` (its connection, and
+    with it the endpoint's lock, dropped and another delivery moved the cursor on: this
+    one stopped without writing).
     """
     deadline = time.monotonic() + float(settings.CORDIALE_WEBHOOK_TASK_BUDGET)
     wake_release(endpoint_id)
