@@ -14,8 +14,7 @@ from typing import Any, TypeVar, cast
 import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,9 +22,10 @@ from rest_framework.views import APIView
 
 from exchange.metrics import observe_match
 from forum.errors import DomainError, NotFoundError
+from forum.openapi import PARSED_BODY, problems
 from members.apis import principal
 
-from . import json_input, selectors
+from . import json_input, openapi, selectors
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
 from .matching.selectors import (
     MatchQuery,
@@ -37,6 +37,10 @@ from .models import Label
 from .services.opinions import opinion_delete, opinion_set
 from .services.statements import MAX_BATCH, statement_submit
 from .signal_types import SIGNAL_TYPES
+
+# The hot paths read their body themselves (orjson, any content type): a bad one gets
+# these rather than forum.openapi.PARSED_BODY.
+RAW_BODY = {400: ["malformed_json"], 413: ["body_too_large"]}
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
@@ -76,7 +80,10 @@ class SignalTypesApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="Registered signal types with descriptions and examples")
+    @extend_schema(
+        summary="Registered signal types with descriptions and examples",
+        responses=openapi.SignalTypeOut(many=True),
+    )
     def get(self, request: Request) -> Response:
         return Response(
             [
@@ -95,7 +102,7 @@ class LabelsApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="The label taxonomy")
+    @extend_schema(summary="The label taxonomy", responses=openapi.LabelOut(many=True))
     def get(self, request: Request) -> Response:
         return Response(list(Label.objects.values("slug", "name", "kind", "description", "active")))
 
@@ -113,11 +120,12 @@ class StatementsApi(APIView):
 
     @extend_schema(
         summary="Submit signed statements (1 to 10,000 compact JWS)",
-        request=inline_serializer(
-            "SubmitRequest", {"statements": serializers.ListField(child=serializers.CharField())}
-        ),
-        responses=OpenApiTypes.OBJECT,
+        request=openapi.SubmitIn,
+        responses=openapi.SubmitOut,
+        examples=[openapi.SUBMIT_EXAMPLE, openapi.SUBMIT_RESULT_EXAMPLE],
     )
+    @problems(RAW_BODY)
+    @problems({400: ["invalid_request"], 413: ["too_many_statements"]})
     def post(self, request: Request) -> HttpResponse:
         body = _body(request)
         tokens = body.get("statements") if isinstance(body, dict) else None
@@ -167,8 +175,9 @@ class ChangesApi(APIView):
             OpenApiParameter("cursor", str, description="Opaque cursor from the last page"),
             OpenApiParameter("limit", int, description="1..10,000, default 1,000"),
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses=openapi.ChangesOut,
     )
+    @problems({400: ["invalid_limit", "invalid_cursor"], 410: ["resync_required"]})
     def get(self, request: Request) -> HttpResponse:
         changes, cursor, has_more = selectors.feed_page(
             member_id=principal(request).member.pk,
@@ -185,7 +194,7 @@ class SignalApi(APIView):
     required_scope = "read"
     throttle_scope = "read"
 
-    @extend_schema(summary="Look up one signal", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="Look up one signal", responses=openapi.SnapshotOut)
     def get(self, request: Request, signal_type: str, value: str) -> HttpResponse:
         snapshot = selectors.signal_snapshot_for(
             member_id=principal(request).member.pk, signal_type=signal_type, value=value
@@ -207,15 +216,16 @@ class MatchApi(APIView):
     @extend_schema(
         summary="Match 1 to 1,000 values: exact types by equality, pdq and vpdq by distance",
         description="See exchange/matching/selectors.py: per-query errors, limit, vpdq frames.",
-        request=inline_serializer(
-            "MatchRequest",
-            {
-                "queries": serializers.ListField(child=serializers.DictField()),
-                "max_distance": serializers.IntegerField(required=False, default=31),
-                "limit": serializers.IntegerField(required=False, default=100),
-            },
-        ),
-        responses=OpenApiTypes.OBJECT,
+        request=openapi.MatchIn,
+        responses=openapi.MatchResultsOut,
+        examples=[openapi.MATCH_EXAMPLE],
+    )
+    @problems(RAW_BODY)
+    @problems(
+        {
+            400: ["invalid_request", "invalid_max_distance", "invalid_limit"],
+            413: ["too_many_queries", "too_many_hashes", "match_too_costly"],
+        }
     )
     def post(self, request: Request) -> HttpResponse:
 
@@ -247,7 +257,12 @@ class OpinionApi(APIView):
     required_scope = "feedback"
     throttle_scope = "feedback"
 
-    @extend_schema(summary="Set your opinion on a signal", request=OpinionInput)
+    @extend_schema(
+        summary="Set your opinion on a signal",
+        request=OpinionInput,
+        responses=openapi.OpinionSetOut,
+    )
+    @problems(PARSED_BODY)
     def put(self, request: Request, signal_type: str, value: str) -> Response:
         data = OpinionInput(data=request.data)
         data.is_valid(raise_exception=True)

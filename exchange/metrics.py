@@ -3,7 +3,8 @@ recorded as they happen; the feed head and webhook lag and failures, computed at
 
 ``forum/metrics.py`` serves them at ``/metrics``; the scrape-time collectors join it by
 ``register()``, called from ``ExchangeConfig.ready()``. Hooks for code elsewhere:
-``observe_match(seconds)``, ``set_index_size(n)`` and ``record_statement_results(results)``.
+``observe_match(seconds)``, ``set_index_size(n)``, ``record_snapshot_refused(reason)``
+and ``record_statement_results(results)``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ INDEX_SIZE = Gauge(
     ["signal_type"],
     multiprocess_mode="livemax",
 )
+SNAPSHOTS_REFUSED = Counter(
+    "cordiale_match_index_snapshots_refused",
+    "Match index snapshot files refused (and rebuilt from PostgreSQL), by reason.",
+    ["reason"],
+)
 
 
 def record_statement_results(results: Iterable[dict[str, Any]]) -> None:
@@ -57,6 +63,11 @@ def observe_match(seconds: float) -> None:
 def set_index_size(size: int, *, signal_type: str = "pdq") -> None:
     """Record how many hashes this process's match index holds."""
     INDEX_SIZE.labels(signal_type=signal_type).set(size)
+
+
+def record_snapshot_refused(reason: str) -> None:
+    """Count a match index snapshot refused (corrupt, truncated, version, checksum, ...)."""
+    SNAPSHOTS_REFUSED.labels(reason=reason).inc()
 
 
 # --- computed at scrape time ---------------------------------------------------------

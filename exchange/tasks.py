@@ -50,6 +50,8 @@ def sweep_webhooks() -> int:
 
 @shared_task(name="exchange.tasks.snapshot_match_index")
 def snapshot_match_index() -> str:
+    """Write the match index snapshot of this process's host; not scheduled (the web
+    processes keep theirs current), for an operator who wants one written now."""
     from exchange.matching.service import match_index_snapshot
 
     return str(match_index_snapshot())

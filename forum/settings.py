@@ -170,10 +170,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.tasks.sweep_webhooks",
         "schedule": env.float("CORDIALE_WEBHOOK_SWEEP_INTERVAL", default=30.0),
     },
-    "snapshot-match-index": {
-        "task": "exchange.tasks.snapshot_match_index",
-        "schedule": 300.0,
-    },
     # Signed audit checkpoints (members/checkpoints.py): how long a cut of the log's
     # tail may go unnoticed at most.
     "audit-checkpoint": {
@@ -255,7 +251,7 @@ REST_FRAMEWORK = {
         "feed_rows": env.str("CORDIALE_THROTTLE_FEED_ROWS", default="2000000/min"),
     },
     "EXCEPTION_HANDLER": "forum.api.problem_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "forum.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -274,7 +270,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No persistAuthorization: an API key typed into "Authorize" is not left in the
+    # browser's local storage.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Several answers have a `status` field with their own choices: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "SubmitStatusEnum": "exchange.openapi.SUBMIT_STATUSES",
+        "WebhookStatusEnum": "exchange.webhooks.openapi.WEBHOOK_STATUSES",
+        "KeyStatusEnum": "members.openapi.KEY_STATUSES",
+        "MemberStatusEnum": "members.openapi.MEMBER_STATUSES",
+    },
 }
 
 # Statement acceptance window (seconds): how far in the future an `iat` may be, and
@@ -288,9 +293,12 @@ CORDIALE_FORUM_KEY_FILE = env.str("CORDIALE_FORUM_KEY_FILE", default="")
 CORDIALE_FORUM_KEY = env.str("CORDIALE_FORUM_KEY", default="")  # the key itself, instead
 CORDIALE_FORUM_PREVIOUS_KEYS = env.list("CORDIALE_FORUM_PREVIOUS_KEYS", default=[])
 # Snapshots of the PDQ match index (exchange/matching/service.py), shared by the web
-# processes of a host through mmap.
+# processes of a host through mmap: the project's var/ in debug mode, else a cache
+# directory outside the installed code (the image creates it, compose and Kubernetes
+# mount a volume there). Unwritable, the processes keep the index in memory only.
 CORDIALE_MATCH_INDEX_DIR = env.path(
-    "CORDIALE_MATCH_INDEX_DIR", default=str(VAR_DIR / "match-index")
+    "CORDIALE_MATCH_INDEX_DIR",
+    default=str(VAR_DIR / "match-index") if DEBUG else "/var/cache/cordiale/match-index",
 )
 # Work one match request may cause, in indexed PDQ hashes compared (docs/limits.md).
 CORDIALE_MATCH_WORK_BUDGET = env.int("CORDIALE_MATCH_WORK_BUDGET", default=500_000_000)

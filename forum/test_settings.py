@@ -1,6 +1,7 @@
 """Settings for the test suite: the real settings with a throwaway secret and fast hashing."""
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
@@ -29,3 +30,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
 os.environ.setdefault("CORDIALE_FORUM_KEY_FILE", str(VAR_DIR / "test-forum-key.pem"))  # noqa: F405
 CORDIALE_FORUM_KEY_FILE = os.environ["CORDIALE_FORUM_KEY_FILE"]
 forum_key_file_ensure(Path(CORDIALE_FORUM_KEY_FILE))
+# Match index snapshots of this run (and of the processes it starts) in a directory of
+# its own, removed at exit: never the host's cache directory that a server would use.
+if "CORDIALE_MATCH_INDEX_DIR" not in os.environ:
+    _match_index_dir = tempfile.TemporaryDirectory(prefix="cordiale-test-match-index-")
+    os.environ["CORDIALE_MATCH_INDEX_DIR"] = _match_index_dir.name
+CORDIALE_MATCH_INDEX_DIR = Path(os.environ["CORDIALE_MATCH_INDEX_DIR"])

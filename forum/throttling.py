@@ -76,6 +76,16 @@ class ScopedWorkThrottle(SimpleRateThrottle):
     def wait(self) -> float | None:
         return self.wait_seconds
 
+    @staticmethod
+    def problem_codes(view: Any, method: str) -> dict[int, tuple[str, ...]]:
+        """The problems this throttle answers for the view (the OpenAPI schema's)."""
+        codes: dict[int, tuple[str, ...]] = {}
+        if getattr(view, "throttle_scope", None):
+            codes[429] = ("throttled",)
+        if getattr(view, "work_scope", None):
+            codes[413] = (ExceedsRateLimit.code,)
+        return codes
+
     def _charges(self, request: Request, view: Any) -> list[tuple[str, int]]:
         charges: list[tuple[str, int]] = []
         if getattr(view, "throttle_scope", None):

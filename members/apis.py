@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -14,10 +13,12 @@ from rest_framework.views import APIView
 
 from forum.actors import actor_for_api_key
 from forum.errors import DomainError, NotFoundError
+from forum.openapi import PARSED_BODY, problems
 
 from .authentication import ApiPrincipal
 from .checkpoints import MAX_LIST, audit_checkpoint_list
 from .models import Member, SigningKey
+from .openapi import CheckpointsOut, JwksOut, MemberOut, MeOut, SigningKeySummaryOut
 from .selectors import jwks_for, member_list_active, signing_key_jwk, signing_key_summary
 from .services import signing_key_request, signing_key_retire
 
@@ -32,7 +33,7 @@ class MeApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="The caller's member, key scopes and signing keys")
+    @extend_schema(summary="The caller's member, key scopes and signing keys", responses=MeOut)
     def get(self, request: Request) -> Response:
         p = principal(request)
         member = p.member
@@ -57,7 +58,7 @@ class MemberListApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="Active members of the forum")
+    @extend_schema(summary="Active members of the forum", responses=MemberOut(many=True))
     def get(self, request: Request) -> Response:
         return Response([{"slug": m.slug, "name": m.name} for m in member_list_active()])
 
@@ -66,7 +67,7 @@ class JwksApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="Every member's signing keys as a JWK set")
+    @extend_schema(summary="Every member's signing keys as a JWK set", responses=JwksOut)
     def get(self, request: Request) -> Response:
         return Response(jwks_for())
 
@@ -75,7 +76,7 @@ class MemberJwksApi(APIView):
     required_scope = None
     throttle_scope = "read"
 
-    @extend_schema(summary="One member's signing keys as a JWK set")
+    @extend_schema(summary="One member's signing keys as a JWK set", responses=JwksOut)
     def get(self, request: Request, slug: str) -> Response:
         member = Member.objects.filter(slug=slug).exclude(status=Member.Status.APPLICANT).first()
         if member is None:
@@ -92,7 +93,9 @@ class AuditCheckpointsApi(APIView):
     @extend_schema(
         summary="Signed checkpoints of the audit log, newest first",
         parameters=[OpenApiParameter("limit", int, description=f"1..{MAX_LIST}, default 100")],
+        responses=CheckpointsOut,
     )
+    @problems({400: ["invalid_limit"]})
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
@@ -121,7 +124,7 @@ class SigningKeyListApi(APIView):
     required_scope = "manage"
     throttle_scope = "manage"
 
-    @extend_schema(summary="Your signing keys", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="Your signing keys", responses=SigningKeySummaryOut(many=True))
     def get(self, request: Request) -> Response:
         keys = SigningKey.objects.filter(member=principal(request).member).order_by("id")
         return Response([signing_key_summary(k) for k in keys])
@@ -129,7 +132,14 @@ class SigningKeyListApi(APIView):
     @extend_schema(
         summary="Register a signing key (pending without a proof; active with one)",
         request=SigningKeyInput,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: SigningKeySummaryOut},
+    )
+    @problems(PARSED_BODY)
+    @problems(
+        {
+            400: ["invalid_key", "invalid_proof"],
+            409: ["key_exists", "too_many_pending_keys"],
+        }
     )
     def post(self, request: Request) -> Response:
         data = SigningKeyInput(data=request.data)
@@ -154,14 +164,15 @@ class SigningKeyApi(APIView):
             raise NotFoundError(f"You have no signing key {kid}.")
         return key
 
-    @extend_schema(summary="One of your signing keys", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="One of your signing keys", responses=SigningKeySummaryOut)
     def get(self, request: Request, kid: str) -> Response:
         return Response(signing_key_summary(self._key(request, kid)))
 
     @extend_schema(
         summary="Retire a key (it signs nothing new; what it signed stays valid)",
-        responses=OpenApiTypes.OBJECT,
+        responses=SigningKeySummaryOut,
     )
+    @problems({409: ["invalid_transition"]})
     def delete(self, request: Request, kid: str) -> Response:
         p = principal(request)
         key = signing_key_retire(

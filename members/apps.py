@@ -8,7 +8,7 @@ class MembersConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from . import signals
+        from . import openapi, signals  # noqa: F401  (openapi: registers the auth scheme)
         from .forum_key import forum_key_check
 
         checks.register(forum_key_check)

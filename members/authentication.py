@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from rest_framework import exceptions
@@ -70,3 +71,8 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="cordiale"'
+
+    @staticmethod
+    def problem_codes(view: Any, method: str) -> dict[int, tuple[str, ...]]:
+        """The problems this policy answers (the OpenAPI schema's)."""
+        return {401: ("invalid_header", "unknown_key", "revoked_key", "expired_key")}

@@ -43,3 +43,11 @@ class HasScope(BasePermission):
         for extra in method_scopes.get(request.method or "", ()):
             scope_require(principal, extra)
         return True
+
+    @staticmethod
+    def problem_codes(view: Any, method: str) -> dict[int, tuple[str, ...]]:
+        """The problems this policy answers for the view (the OpenAPI schema's)."""
+        forbidden = ["member_not_active"]
+        if getattr(view, "required_scope", None) or getattr(view, "method_scopes", {}).get(method):
+            forbidden.append("missing_scope")
+        return {401: ("not_authenticated",), 403: tuple(forbidden)}

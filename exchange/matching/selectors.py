@@ -71,16 +71,18 @@ class MatchQuery:
     error: dict[str, str] | None = None
 
 
-def _problem(detail: str, code: str, name: str, status: int = 400) -> DomainError:
+def _problem(detail: str, *, code: str, field: str, status: int = 400) -> DomainError:
     return DomainError(
-        detail, code=code, status=status, errors=[{"field": name, "code": code, "detail": detail}]
+        detail, code=code, status=status, errors=[{"field": field, "code": code, "detail": detail}]
     )
 
 
-def _bounded_int(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+def _bounded_int(
+    body: dict[str, Any], name: str, default: int, low: int, high: int, *, code: str
+) -> int:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _problem(f"{name} must be an integer from {low} to {high}.", f"invalid_{name}", name)
+        raise _problem(f"{name} must be an integer from {low} to {high}.", code=code, field=name)
     return value
 
 
@@ -89,29 +91,31 @@ def match_request_parse(body: Any) -> tuple[list[MatchQuery], int, int]:
     if not isinstance(body, dict) or not isinstance(body.get("queries"), list):
         raise _problem(
             'The body must be {"queries": [{"signal_type": ..., "value": ...}, ...]}.',
-            "invalid_request",
-            "queries",
+            code="invalid_request",
+            field="queries",
         )
     raw = body["queries"]
     if not raw:
-        raise _problem("Send at least one query.", "invalid_request", "queries")
+        raise _problem("Send at least one query.", code="invalid_request", field="queries")
     if len(raw) > MAX_QUERIES:
         raise _problem(
             f"At most {MAX_QUERIES} queries per request; got {len(raw)}.",
-            "too_many_queries",
-            "queries",
+            code="too_many_queries",
+            field="queries",
             status=413,
         )
-    max_distance = _bounded_int(body, "max_distance", DEFAULT_MAX_DISTANCE, 0, MAX_DISTANCE)
-    limit = _bounded_int(body, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    max_distance = _bounded_int(
+        body, "max_distance", DEFAULT_MAX_DISTANCE, 0, MAX_DISTANCE, code="invalid_max_distance"
+    )
+    limit = _bounded_int(body, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, code="invalid_limit")
     queries = [_parse_query(i, q) for i, q in enumerate(raw)]
     searched = sum(len(q.hashes) for q in queries)
     if searched > MAX_HASHES:
         raise _problem(
             f"At most {MAX_HASHES} PDQ hashes per request (each distinct vpdq frame counts "
             f"one); got {searched}. Split the queries over several requests.",
-            "too_many_hashes",
-            "queries",
+            code="too_many_hashes",
+            field="queries",
             status=413,
         )
     return queries, max_distance, limit

@@ -36,22 +36,28 @@ request had refreshed in the last 0.2 s.
 
 Snapshots
 ---------
-Starting a process does not rebuild from the database: the Celery beat task
-``exchange.tasks.snapshot_match_index`` writes the index with its cursor under
-``settings.CORDIALE_MATCH_INDEX_DIR``::
+Starting a process does not rebuild from the database when the host has a good
+snapshot: one file, ``settings.CORDIALE_MATCH_INDEX_DIR/pdq.snapshot``, in the format of
+``exchange/matching/snapshots.py`` (a header with format version, SHA-256 of the
+payload, the feed position it reflects and counts; written to a temporary file, synced
+and renamed over the old one). A process opens it, verifies it, and catches up from the
+position it carries, so a snapshot of any age gives the same answers as a rebuild.
 
-    match-index/
-        current -> snapshot-000000123456-1718000000000000000   (symlink, swapped atomically)
-        snapshot-000000123456-1718000000000000000/ ids.npy hashes.npy ... meta.json
+A snapshot that is refused (corrupt, truncated, another format version, checksum
+mismatch, another database, or a position past the feed's head, as after a restore
+from backup) is logged, counted (``cordiale_match_index_snapshots_refused_total``) and
+never used or copied forward: the process rebuilds from PostgreSQL and replaces it
+with a good one. While one process of the host rebuilds, the others wait on the
+directory's lock file and then load what it wrote, so a host reads its PDQ values from
+the database once, not once per process.
 
-``meta.json`` holds ``{"cursor": 123456, "database": "postgresql:cordiale"}``. The task
-loads the current snapshot, catches up from the feed, writes a new directory and
-renames a fresh symlink over ``current``; it keeps the two newest directories (a
-process that mapped an older one keeps its mapping: unlinked files live on until
-unmapped). A process opens the target of ``current`` (or builds from the database when
-there is none, or it belongs to another database, or its cursor is past the feed's
-head), catches up, and every ``SNAPSHOT_CHECK_SECONDS`` switches to a newer snapshot, so
-its in-memory delta only ever holds the changes since the last snapshot.
+The web processes keep the snapshot current themselves: when a process's state is
+``REWRITE_FEED_ROWS`` feed positions past the snapshot it loaded, a background thread
+writes a new one (one writer at a time per host, through the lock file) and every
+``SNAPSHOT_CHECK_SECONDS`` each process switches to a newer snapshot, so its in-memory
+delta only holds the changes since the last one. If the directory cannot be written
+(read-only, missing volume) the process logs that once and works from memory: it
+builds from the database and catches up as usual.
 
 Memory per web process
 ----------------------
@@ -82,14 +88,13 @@ while 1,000 hashes at distance 64 scan 300k entries in another thread.)
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
-import os
-import shutil
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +106,9 @@ from django.db import connection
 from exchange.db import fetchall, in_list
 from exchange.feed import feed_head
 from exchange.liveness import live_sql
+from exchange.matching import snapshots
 from exchange.matching.pdq_index import HASH_BYTES, PDQIndex, hashes_from_hex
-from exchange.metrics import set_index_size
+from exchange.metrics import record_snapshot_refused, set_index_size
 from forum.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -115,8 +121,9 @@ FEED_BATCH = 20_000  # feed rows read per catch-up step
 CHECK_BATCH = 5_000  # signals re-checked per query
 FRAME_BITS = 20
 MAX_FRAMES = 1 << FRAME_BITS
-KEEP_SNAPSHOTS = 2
-CURRENT = "current"
+REWRITE_FEED_ROWS = 100_000  # feed positions past its snapshot before a process writes one
+SNAPSHOT_FILE = "pdq.snapshot"
+LOCK_FILE = ".lock"
 
 IntArray = npt.NDArray[np.int64]
 Match = tuple[int, int]
@@ -194,10 +201,14 @@ class MatchIndex:
     updated copy instead of changing it (see "Concurrency" above).
     """
 
-    def __init__(self, index: PDQIndex, cursor: int, snapshot: str | None = None) -> None:
+    def __init__(
+        self, index: PDQIndex, cursor: int, snapshot: snapshots.Snapshot | None = None
+    ) -> None:
         self.index = index
         self.cursor = cursor
-        self.snapshot = snapshot  # directory name under the snapshot root, if loaded
+        # The snapshot loaded (its payload checksum and feed position), if any.
+        self.snapshot = snapshot.checksum if snapshot else None
+        self.snapshot_cursor = snapshot.cursor if snapshot else -1
         self.refreshed_at = 0.0  # time.monotonic() of the last catch-up
         self.snapshot_checked_at = time.monotonic()
 
@@ -210,18 +221,24 @@ class MatchIndex:
         return cls(PDQIndex.build(ids, hashes), cursor)
 
     @classmethod
-    def from_snapshot(cls, root: Path, name: str) -> MatchIndex | None:
-        """The snapshot in ``root/name`` if it belongs to this database, else None."""
+    def from_snapshot(cls, path: Path) -> MatchIndex | None:
+        """The snapshot at ``path`` if there is one and it is sound, else None (a refused
+        one is logged and counted)."""
         try:
-            index = PDQIndex.load(root / name, mmap=True)
-        except (OSError, ValueError) as exc:
-            logger.warning("match index snapshot %s unusable: %s", name, exc)
+            snapshot = snapshots.read(path, database=_database_name())
+        except FileNotFoundError:
             return None
-        cursor = int(index.meta.get("cursor", -1))
-        if index.meta.get("database") != _database_name() or not 0 <= cursor <= feed_head():
-            logger.warning("match index snapshot %s is not of this database; ignored", name)
+        except snapshots.SnapshotRefused as exc:
+            _refused(path, exc.reason, str(exc))
             return None
-        return cls(index, cursor, name)
+        except OSError as exc:
+            _refused(path, "unreadable", str(exc))
+            return None
+        head = feed_head()
+        if snapshot.cursor > head:
+            _refused(path, "ahead", f"position {snapshot.cursor} is past the feed's head {head}")
+            return None
+        return cls(snapshot.index, snapshot.cursor, snapshot)
 
     def catch_up(self) -> int:
         """Apply every feed row after the cursor in place; returns the number of rows read.
@@ -237,7 +254,8 @@ class MatchIndex:
         if not rows:
             self.refreshed_at = time.monotonic()
             return self
-        state = MatchIndex(self.index.copy(), self.cursor, self.snapshot)
+        state = MatchIndex(self.index.copy(), self.cursor)
+        state.snapshot, state.snapshot_cursor = self.snapshot, self.snapshot_cursor
         state.snapshot_checked_at = self.snapshot_checked_at
         state._apply_rows(rows)
         return state
@@ -317,42 +335,170 @@ def snapshot_root() -> Path:
     return Path(settings.CORDIALE_MATCH_INDEX_DIR)
 
 
-def _current_name(root: Path) -> str | None:
-    try:
-        return os.readlink(root / CURRENT)
-    except OSError:
-        return None
+def _refused(path: Path, reason: str, detail: str) -> None:
+    logger.warning(
+        "match index snapshot %s refused (%s); rebuilding from the database", path, detail
+    )
+    record_snapshot_refused(reason)
+
+
+_unwritable_logged = False
+
+
+def _note_unwritable(root: Path, exc: OSError) -> None:
+    """Log, once per process, that snapshots cannot be written: it works from memory."""
+    global _unwritable_logged
+    if not _unwritable_logged:
+        _unwritable_logged = True
+        logger.warning(
+            "match index snapshots cannot be written in %s (%s); this process keeps its "
+            "index in memory only and rebuilds it from the database when it starts",
+            root,
+            exc,
+        )
+
+
+@contextlib.contextmanager
+def _writer_lock(root: Path, *, blocking: bool) -> Iterator[bool]:
+    """Hold the host's snapshot lock (the lock file in ``root``); yields False when
+    ``blocking`` is False and another process holds it. OSError when ``root`` cannot
+    be written."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock
+
+
+def _built(reason: str) -> MatchIndex:
+    started = time.monotonic()
+    state = MatchIndex.from_database()
+    logger.info(
+        "match index built from the database (%s): %d entries in %.1f s",
+        reason,
+        len(state.index),
+        time.monotonic() - started,
+    )
+    return state
+
+
+def _write(state: MatchIndex, root: Path) -> None:
+    """Write ``state`` as the host's snapshot; under the lock."""
+    started = time.monotonic()
+    header = snapshots.write(
+        root / SNAPSHOT_FILE, state.index, cursor=state.cursor, database=_database_name()
+    )
+    snapshots.remove_leftovers(root)
+    logger.info(
+        "match index snapshot written at feed position %d: %d entries in %.1f s",
+        header["cursor"],
+        header["entries"],
+        time.monotonic() - started,
+    )
 
 
 def _open(root: Path) -> MatchIndex:
-    name = _current_name(root)
-    state = MatchIndex.from_snapshot(root, name) if name else None
+    """The host's snapshot caught up with the feed; without a sound one, a build from
+    the database, written as the new snapshot (one process of the host builds, the
+    others wait for it and load what it wrote)."""
+    path = root / SNAPSHOT_FILE
+    state = MatchIndex.from_snapshot(path)
     if state is None:
-        started = time.monotonic()
-        state = MatchIndex.from_database()
-        logger.info(
-            "match index built from the database: %d entries in %.1f s",
-            len(state.index),
-            time.monotonic() - started,
-        )
+        state = _open_locked(root, _file_id(path))
     state.catch_up()
     return state
 
 
+def _open_locked(root: Path, seen: tuple[int, int] | None) -> MatchIndex:
+    path = root / SNAPSHOT_FILE
+    state: MatchIndex | None = None
+    try:
+        with _writer_lock(root, blocking=True):
+            # Another process of the host may have written one while this one waited.
+            if _file_id(path) != seen and (written := MatchIndex.from_snapshot(path)):
+                return written
+            state = _built("no sound snapshot")
+            _write(state, root)
+    except OSError as exc:
+        _note_unwritable(root, exc)
+        return state or _built("snapshots cannot be written")
+    # The file just written replaces the private copy: mapped, it is shared by the host.
+    return MatchIndex.from_snapshot(path) or state
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
 def _switch_to_newer_snapshot(state: MatchIndex, root: Path) -> MatchIndex:
     state.snapshot_checked_at = time.monotonic()
-    name = _current_name(root)
-    if not name or name == state.snapshot:
+    path = root / SNAPSHOT_FILE
+    try:
+        header = snapshots.read_header(path)
+    except (OSError, snapshots.SnapshotRefused):
+        return state  # none, or a bad one: the next rewrite replaces it
+    if header["sha256"] == state.snapshot or int(header["cursor"]) <= state.snapshot_cursor:
         return state
-    newer = MatchIndex.from_snapshot(root, name)
-    if newer is None or newer.cursor < _snapshot_cursor(state):
+    newer = MatchIndex.from_snapshot(path)
+    if newer is None:
         return state
     newer.catch_up()
     return newer
 
 
-def _snapshot_cursor(state: MatchIndex) -> int:
-    return int(state.index.meta.get("cursor", -1)) if state.snapshot else -1
+# One background snapshot writer per process at a time.
+_rewriter: threading.Thread | None = None
+
+
+def _rewrite_due(state: MatchIndex) -> bool:
+    return (
+        not _unwritable_logged
+        and state.cursor - state.snapshot_cursor >= REWRITE_FEED_ROWS
+        and (_rewriter is None or not _rewriter.is_alive())
+    )
+
+
+def _start_rewrite(state: MatchIndex) -> None:
+    """Write ``state`` as the host's new snapshot in a background thread: compacting a
+    large index takes seconds, and no search should wait for it."""
+    global _rewriter
+    root, database = snapshot_root(), _database_name()
+    _rewriter = threading.Thread(
+        target=_rewrite, args=(state, root, database), name="match-index-snapshot", daemon=True
+    )
+    _rewriter.start()
+
+
+def _rewrite(state: MatchIndex, root: Path, database: str) -> None:
+    path = root / SNAPSHOT_FILE
+    try:
+        with _writer_lock(root, blocking=False) as held:
+            if not held:
+                return  # another process of the host is writing one
+            with contextlib.suppress(OSError, snapshots.SnapshotRefused):
+                if int(snapshots.read_header(path)["cursor"]) > state.snapshot_cursor:
+                    return  # a newer one than this process loaded: it switches to that
+            # A copy: compacting changes the index, and searches run in the published one.
+            header = snapshots.write(
+                path, state.index.copy(), cursor=state.cursor, database=database
+            )
+            snapshots.remove_leftovers(root)
+            logger.info(
+                "match index snapshot rewritten at feed position %d: %d entries",
+                header["cursor"],
+                header["entries"],
+            )
+    except OSError as exc:
+        _note_unwritable(root, exc)
+    except Exception:
+        logger.exception("match index snapshot rewrite failed")
 
 
 def _stale(state: MatchIndex | None) -> bool:
@@ -397,6 +543,8 @@ def _refresh() -> MatchIndex:
     if state is not _current:
         set_index_size(len(state.index))
     _current = state
+    if _rewrite_due(state):
+        _start_rewrite(state)
     return state
 
 
@@ -462,32 +610,17 @@ def match_index_state() -> MatchIndex | None:
 
 
 def match_index_snapshot() -> Path:
-    """Write a snapshot of the index caught up to the feed; swap ``current`` to it.
+    """Write the host's snapshot of the index caught up to the feed; returns its path.
 
-    Idempotent, and safe to run concurrently with itself (a lock file serialises
-    writers) and with readers (they open the old or the new directory, both complete).
+    Starts from the current snapshot when it is sound, else from the database; never
+    from a refused one. Idempotent, and safe alongside web processes (they read the old
+    file or the new one) and other writers (the lock file serialises them). OSError when
+    the directory cannot be written.
     """
     root = snapshot_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        state = _open(root)
-        name = f"snapshot-{state.cursor:012d}-{time.time_ns()}"
-        staging = root / f".{name}.tmp"
-        state.index.save(staging, meta={"cursor": state.cursor, "database": _database_name()})
-        staging.rename(root / name)
-        link = root / f".{CURRENT}-{time.time_ns()}.tmp"
-        os.symlink(name, link)
-        os.replace(link, root / CURRENT)  # atomic: readers see the old or the new target
-        _prune(root, keep=name)
-        logger.info("match index snapshot %s: %d entries", name, len(state.index))
-        return root / name
-
-
-def _prune(root: Path, *, keep: str) -> None:
-    snapshots = sorted(p.name for p in root.iterdir() if p.name.startswith("snapshot-"))
-    stale: Iterable[str] = [n for n in snapshots[:-KEEP_SNAPSHOTS] if n != keep]
-    for name in stale:
-        shutil.rmtree(root / name, ignore_errors=True)
-    for leftover in root.glob(".snapshot-*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    path = root / SNAPSHOT_FILE
+    with _writer_lock(root, blocking=True):
+        state = MatchIndex.from_snapshot(path) or _built("no sound snapshot")
+        state.catch_up()
+        _write(state, root)
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 
 from forum.actors import actor_for_api_key
 from forum.errors import NotFoundError
+from forum.openapi import PARSED_BODY, problems
 from members.apis import principal
 from members.permissions import scope_require
 
@@ -32,6 +32,15 @@ from .endpoints import (
     webhook_update,
 )
 from .models import WebhookDelivery, WebhookEndpoint
+from .openapi import (
+    FILTER_PROBLEMS,
+    URL_PROBLEMS,
+    DeliveryOut,
+    PingOut,
+    WebhookDetailOut,
+    WebhookOut,
+    WebhookSecretOut,
+)
 
 RECENT_DELIVERIES = 100
 
@@ -101,7 +110,7 @@ class ManageApi(APIView):
 class WebhookListApi(ManageApi):
     method_scopes = {"POST": ("read",)}
 
-    @extend_schema(summary="Your webhook endpoints", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="Your webhook endpoints", responses=WebhookOut(many=True))
     def get(self, request: Request) -> Response:
         endpoints = WebhookEndpoint.objects.filter(member=principal(request).member).order_by("pk")
         return Response([_render(e) for e in endpoints])
@@ -109,8 +118,10 @@ class WebhookListApi(ManageApi):
     @extend_schema(
         summary="Create a webhook endpoint (the secret is shown once)",
         request=WebhookInput,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: WebhookSecretOut},
     )
+    @problems(PARSED_BODY)
+    @problems({400: URL_PROBLEMS + FILTER_PROBLEMS, 409: ["too_many_webhooks"]})
     def post(self, request: Request) -> Response:
         data = WebhookInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -125,12 +136,18 @@ class WebhookListApi(ManageApi):
 
 
 class WebhookApi(ManageApi):
-    @extend_schema(summary="One webhook endpoint, with its lag", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="One webhook endpoint, with its lag", responses=WebhookDetailOut)
     def get(self, request: Request, pk: int) -> Response:
         endpoint = _endpoint(request, pk)
         return Response({**_render(endpoint), "lagging": webhook_lags(endpoint=endpoint)})
 
-    @extend_schema(summary="Change a webhook endpoint", request=WebhookPatch)
+    @extend_schema(
+        summary="Change a webhook endpoint (a new url needs scope read too)",
+        request=WebhookPatch,
+        responses=WebhookOut,
+    )
+    @problems(PARSED_BODY)
+    @problems({400: URL_PROBLEMS + FILTER_PROBLEMS, 403: ["missing_scope"]})
     def patch(self, request: Request, pk: int) -> Response:
         data = WebhookPatch(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -152,7 +169,9 @@ class WebhookApi(ManageApi):
 class WebhookDeliveriesApi(ManageApi):
     method_scopes = {"GET": ("read",)}
 
-    @extend_schema(summary="Recent delivery attempts, newest first", responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        summary="Recent delivery attempts, newest first", responses=DeliveryOut(many=True)
+    )
     def get(self, request: Request, pk: int) -> Response:
         endpoint = _endpoint(request, pk)
         rows = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-started_at", "-pk")[
@@ -182,7 +201,7 @@ class WebhookDeliveriesApi(ManageApi):
 
 
 class WebhookPingApi(ManageApi):
-    @extend_schema(summary="Send a test event", request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(summary="Send a test event", request=None, responses={202: PingOut})
     def post(self, request: Request, pk: int) -> Response:
 
         queued = webhook_ping_request(endpoint=_endpoint(request, pk))
@@ -190,7 +209,9 @@ class WebhookPingApi(ManageApi):
 
 
 class WebhookRotateSecretApi(ManageApi):
-    @extend_schema(summary="Rotate the signing secret (shown once)", request=None)
+    @extend_schema(
+        summary="Rotate the signing secret (shown once)", request=None, responses=WebhookSecretOut
+    )
     def post(self, request: Request, pk: int) -> Response:
         endpoint, secret = webhook_rotate_secret(
             endpoint=_endpoint(request, pk), actor=_actor(request)
@@ -199,7 +220,11 @@ class WebhookRotateSecretApi(ManageApi):
 
 
 class WebhookEnableApi(ManageApi):
-    @extend_schema(summary="Re-enable an endpoint; it resumes from its cursor", request=None)
+    @extend_schema(
+        summary="Re-enable an endpoint; it resumes from its cursor",
+        request=None,
+        responses=WebhookOut,
+    )
     def post(self, request: Request, pk: int) -> Response:
         endpoint = webhook_enable(endpoint=_endpoint(request, pk), actor=_actor(request))
         return Response(_render(endpoint))

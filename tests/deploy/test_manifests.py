@@ -352,3 +352,41 @@ def test_compose_services_and_dependencies() -> None:
     for store in ("postgres", "redis"):
         assert services[store]["healthcheck"]["test"]
         assert {v.split(":")[0] for v in services[store]["volumes"]} <= named_volumes
+
+
+# --- match index snapshots -----------------------------------------------------------
+
+
+def image_env() -> dict[str, str]:
+    """The ENV of the Dockerfile's runtime stage (NAME=value pairs, continued lines)."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    runtime = dockerfile.split(" AS runtime", 1)[1]
+    pairs: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", runtime, re.M):
+        pairs.update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
+    return pairs
+
+
+def test_match_index_directory_is_a_writable_volume_everywhere() -> None:
+    """The image points CORDIALE_MATCH_INDEX_DIR outside the installed code, creates it
+    for the app user, and both compose (a named volume) and Kubernetes (an emptyDir,
+    under a read-only root filesystem) mount a writable volume there for web."""
+    directory = image_env()["CORDIALE_MATCH_INDEX_DIR"]
+    assert directory.startswith("/var/") and not directory.startswith(("/opt/venv", "/app"))
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(rf"install -d -o 10001 -g 10001 .*{re.escape(directory)}$", dockerfile, re.M)
+    # The settings' default outside debug mode is the same path.
+    assert f'"{directory}"' in (DEPLOY.parent / "forum" / "settings.py").read_text()
+
+    web = compose()["services"]["web"]
+    mounts = dict(v.split(":", 1)[::-1] for v in web["volumes"])
+    assert mounts[directory] in compose()["volumes"]
+    assert web["read_only"] is True
+
+    (deployment,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "cordiale-web"]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume and not mount.get("readOnly", False)

@@ -3,8 +3,6 @@ snapshot without rebuilding."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from exchange.matching import service
+from exchange.matching import service, snapshots
 from exchange.matching.service import (
     MatchIndex,
     match_index_reset,
@@ -101,11 +99,10 @@ def test_restart_loads_the_snapshot_then_catches_up(
     before = [pdq() for _ in range(5)]
     acme.submit(*(acme.statement("pdq", v, iat=now - 10) for v in before))
     written = Path(snapshot_match_index())
-    assert (index_dir / "current").is_symlink()
-    assert os.readlink(index_dir / "current") == written.name
-    meta = json.loads((written / "meta.json").read_text())["meta"]
-    assert meta["cursor"] > 0 and meta["database"]
-    assert json.loads((written / "meta.json").read_text())["count"] == 5
+    assert written == index_dir / service.SNAPSHOT_FILE
+    header = snapshots.read_header(written)
+    assert header["cursor"] > 0 and header["database"]
+    assert header["entries"] == header["pdq"] == 5
 
     after = pdq()
     acme.submit(acme.statement("pdq", after, iat=now - 10))
@@ -121,9 +118,9 @@ def test_restart_loads_the_snapshot_then_catches_up(
     assert matched(globex, before[0]) == []
     assert all(matched(globex, v) == [v] for v in before[1:])
     state = match_index_state()
-    assert state is not None and state.snapshot == written.name
+    assert state is not None and state.snapshot == header["sha256"]
     assert state.index.base_count == 5 and state.index.delta_count == 1
-    assert state.cursor > meta["cursor"]
+    assert state.cursor > header["cursor"]
 
 
 def test_process_switches_to_a_newer_snapshot(
@@ -141,29 +138,30 @@ def test_process_switches_to_a_newer_snapshot(
     assert seconds_until(lambda: matched(globex, second) == [second]) <= BOUND_SECONDS
     state = match_index_state()
     assert state is not None and state.index.delta_count == 1
-    newer = match_index_snapshot()
+    newer = snapshots.read_header(match_index_snapshot())
     monkeypatch.setattr(service, "SNAPSHOT_CHECK_SECONDS", 0.0)
     assert matched(globex, second) == [second]
     state = match_index_state()
-    assert state is not None and state.snapshot == newer.name
+    assert state is not None and state.snapshot == newer["sha256"]
     assert state.index.delta_count == 0 and state.index.base_count == 2
-    # Older snapshot directories beyond the newest two are removed.
+    # One file, replaced: nothing else is left in the directory but the lock file.
     match_index_snapshot()
-    assert len([p for p in index_dir.iterdir() if p.name.startswith("snapshot-")]) == 2
+    assert sorted(p.name for p in index_dir.iterdir()) == [".lock", service.SNAPSHOT_FILE]
 
 
 def test_snapshot_of_another_database_is_ignored(index_dir: Path) -> None:
-    """A snapshot whose cursor is past this database's feed, or written for another
-    database, is not trusted: the process builds from the database."""
+    """A snapshot written for another database is not trusted: the process builds from
+    the database, and replaces the file with its own."""
     acme, globex = make_party(), make_party()
     value = pdq()
     acme.submit(acme.statement("pdq", value))
     written = match_index_snapshot()
-    meta_file = written / "meta.json"
-    info = json.loads(meta_file.read_text())
-    info["meta"]["database"] = "postgresql:elsewhere"
-    meta_file.write_text(json.dumps(info))
+    with pytest.raises(snapshots.SnapshotRefused, match="foreign"):
+        snapshots.read(written, database="postgresql:elsewhere")
+    index = snapshots.read(written, database=service._database_name()).index
+    snapshots.write(written, index, cursor=1, database="postgresql:elsewhere")
     match_index_reset()
     assert matched(globex, value) == [value]
     state = match_index_state()
-    assert state is not None and state.snapshot is None
+    assert state is not None and state.cursor > 1
+    assert snapshots.read_header(written)["database"] == service._database_name()

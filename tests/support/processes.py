@@ -139,6 +139,9 @@ def production_env(**overrides: str) -> dict[str, str]:
         CORDIALE_FORUM_KEY_FILE=os.environ["CORDIALE_FORUM_KEY_FILE"],
         PYTHONUNBUFFERED="1",
     )
+    # ... and its match index snapshot directory (forum/test_settings.py), not the host's.
+    if "CORDIALE_MATCH_INDEX_DIR" in os.environ:
+        env["CORDIALE_MATCH_INDEX_DIR"] = os.environ["CORDIALE_MATCH_INDEX_DIR"]
     env.update(overrides)
     return env
 

@@ -5,6 +5,7 @@ answer byte by byte."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import ssl
 import threading
@@ -22,6 +23,7 @@ class Received:
     body: bytes
     at: float
     client: tuple[str, int] = ("", 0)  # the sender's address: one per TCP connection
+    status: int = 0  # what the receiver answered
 
     @property
     def payload(self) -> Any:
@@ -31,14 +33,18 @@ class Received:
 @dataclass
 class Receiver:
     """A threaded HTTP server recording every POST; ``fail_until`` (a ``time.monotonic``
-    instant) makes it answer 500, ``delay`` makes it answer late; with ``tls`` (a server
-    context) it speaks HTTPS."""
+    instant) makes it answer 500, ``fail_ratio`` makes it answer 500 to that share of
+    requests at random, ``delay`` makes it answer late; with ``tls`` (a server context) it
+    speaks HTTPS. ``port`` 0 picks a free one; a receiver closed and made again on the
+    same port (sharing ``requests``) is a member's server that was down for a while."""
 
     requests: list[Received] = field(default_factory=list)
     fail_until: float = 0.0
+    fail_ratio: float = 0.0
     delay: float = 0.0
     on_request: Callable[[Received], None] | None = None
     tls: ssl.SSLContext | None = None
+    port: int = 0
 
     def __post_init__(self) -> None:
         receiver = self
@@ -52,13 +58,15 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 item = Received(self.path, headers, body, time.time(), self.client_address)
                 failing = time.monotonic() < receiver.fail_until
+                failing = failing or random.random() < receiver.fail_ratio
+                item.status = 500 if failing else 204
                 with receiver.lock:
                     receiver.requests.append(item)
                 if receiver.on_request is not None:
                     receiver.on_request(item)
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                self.send_response(500 if failing else 204)
+                self.send_response(item.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -66,7 +74,7 @@ class Receiver:
                 pass
 
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         if self.tls is not None:
             self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)

@@ -119,6 +119,52 @@ class PDQIndex:
 
     _FILES = ("ids", "hashes", "offsets", "perm_lo", "perm_hi")
 
+    def base_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The arrays of the base snapshot by name, after folding in the delta (`compact`).
+
+        What `from_base_arrays` takes back: a file format of its own (the match index's
+        snapshot files) stores these instead of the .npy files of `save`.
+        """
+        self.compact()
+        return {
+            "ids": self._ids,
+            "hashes": self._hashes,
+            "offsets": self._offsets,
+            "perm_lo": self._perm_lo,
+            "perm_hi": self._perm_hi,
+        }
+
+    @classmethod
+    def from_base_arrays(
+        cls, arrays: dict[str, npt.NDArray[Any]], *, meta: dict[str, Any] | None = None
+    ) -> PDQIndex:
+        """An index over arrays of `base_arrays` (kept as they are: maps stay maps).
+
+        Checks their shapes and dtypes (ValueError), not their content: a format that
+        stores them must verify that itself (a checksum).
+        """
+        if set(arrays) != set(cls._FILES):
+            raise ValueError(f"expected the arrays {', '.join(cls._FILES)}")
+        n = len(arrays["ids"])
+        expected = {
+            "ids": ((n,), np.int64),
+            "hashes": ((n, HASH_BYTES), np.uint8),
+            "offsets": ((N_CHUNKS, N_BUCKETS + 1), np.int64),
+            "perm_lo": ((N_CHUNKS, n), np.uint16),
+        }
+        for name, (shape, dtype) in expected.items():
+            if arrays[name].shape != shape or arrays[name].dtype != dtype:
+                raise ValueError(f"{name} has an unexpected shape or dtype")
+        hi_dtype = np.uint8 if n <= 1 << 24 else np.uint16
+        if arrays["perm_hi"].shape != (N_CHUNKS, n) or arrays["perm_hi"].dtype != hi_dtype:
+            raise ValueError("perm_hi has an unexpected shape or dtype")
+        index = cls()
+        index._ids, index._hashes = arrays["ids"], arrays["hashes"]
+        index._offsets = arrays["offsets"]
+        index._perm_lo, index._perm_hi = arrays["perm_lo"], arrays["perm_hi"]
+        index.meta = dict(meta or {})
+        return index
+
     def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> None:
         """Write the index as .npy files plus meta.json (written last, as the commit mark).
 
@@ -128,16 +174,9 @@ class PDQIndex:
         """
         if meta is not None:
             self.meta = dict(meta)
-        self.compact()
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "ids": self._ids,
-            "hashes": self._hashes,
-            "offsets": self._offsets,
-            "perm_lo": self._perm_lo,
-            "perm_hi": self._perm_hi,
-        }
+        arrays = self.base_arrays()
         for name, arr in arrays.items():
             np.save(path / f"{name}.npy", np.ascontiguousarray(arr))
         info = {
@@ -161,24 +200,12 @@ class PDQIndex:
             name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None)
             for name in cls._FILES
         }
-        n = int(info["count"])
-        expected = {
-            "ids": ((n,), np.int64),
-            "hashes": ((n, HASH_BYTES), np.uint8),
-            "offsets": ((N_CHUNKS, N_BUCKETS + 1), np.int64),
-            "perm_lo": ((N_CHUNKS, n), np.uint16),
-        }
-        for name, (shape, dtype) in expected.items():
-            if arrays[name].shape != shape or arrays[name].dtype != dtype:
-                raise ValueError(f"{name}.npy has an unexpected shape or dtype in {path}")
-        if arrays["perm_hi"].shape != (N_CHUNKS, n):
-            raise ValueError(f"perm_hi.npy has an unexpected shape in {path}")
-        index = cls()
-        index._ids, index._hashes = arrays["ids"], arrays["hashes"]
-        index._offsets = arrays["offsets"]
-        index._perm_lo, index._perm_hi = arrays["perm_lo"], arrays["perm_hi"]
-        index.meta = dict(info.get("meta", {}))
-        return index
+        if len(arrays["ids"]) != int(info["count"]):
+            raise ValueError(f"ids.npy does not hold {info['count']} entries in {path}")
+        try:
+            return cls.from_base_arrays(arrays, meta=info.get("meta", {}))
+        except ValueError as exc:
+            raise ValueError(f"{exc} in {path}") from None
 
     # -- incremental updates ------------------------------------------------------
 
