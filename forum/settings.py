@@ -258,7 +258,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cordiale exchange API",
     "DESCRIPTION": "Signed hashes and indicators of terrorist and violent extremist content, "
-    "shared between forum members. See CONTRACT.md for the wire contract.",
+    "shared between forum members. The repository's docs/api.md explains every endpoint.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",

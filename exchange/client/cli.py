@@ -1,5 +1,5 @@
 """
-The ``cordiale`` command: a member's tools for the forum (CONTRACT.md "Member-side tools").
+The ``cordiale`` command: a member's tools for the forum (docs/client.md).
 
 Configuration comes from flags or the environment: ``--url``/``CORDIALE_URL``,
 ``--api-key``/``CORDIALE_API_KEY``, ``--signing-key``/``CORDIALE_SIGNING_KEY`` (path of the

@@ -1,10 +1,11 @@
 """
 Building and signing statements, and the member's Ed25519 key file.
 
-A statement's claims follow CONTRACT.md "Statements". ``build_statement`` turns reasonable
-input into the canonical value (the server never rewrites a signed value, so an
-unnormalised one would be refused) and checks the claims the server would refuse anyway,
-so that a bad row fails here with a clear message instead of in a batch.
+A statement's claims follow docs/api.md ("Statements: the signed format").
+``build_statement`` turns reasonable input into the canonical value (the server never
+rewrites a signed value, so an unnormalised one would be refused) and checks the claims
+the server would refuse anyway, so that a bad row fails here with a clear message instead
+of in a batch.
 
 The key file is the private key as unencrypted PKCS#8 PEM, readable by its owner only; the
 ``kid`` is the RFC 7638 thumbprint of the public JWK.
