@@ -336,7 +336,8 @@ CELERY_TASK_ANNOTATIONS = {
 # /metrics: the bearer token it requires; unset, only loopback may read it (README).
 CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
 
-# JSON lines on stdout outside debug mode, each with the request id (forum/logs.py).
+# JSON lines outside debug mode, each with the request id (forum/logs.py): on stdout for
+# servers, on stderr for management commands, whose stdout is their output.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -350,8 +351,8 @@ LOGGING = {
     },
     "handlers": {
         "console": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            # stdout for servers, stderr for management commands (forum/logs.py).
+            "()": "forum.logs.console_handler",
             "filters": ["request_id", "redact"],
             "formatter": "text" if DEBUG else "json",
         }
