@@ -74,7 +74,7 @@ WSGI_APPLICATION = "forum.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "forum" / "templates"],  # the landing page (forum/urls.py)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
