@@ -36,7 +36,7 @@ from .matching.selectors import (
 from .models import Label
 from .services.opinions import opinion_delete, opinion_set
 from .services.statements import MAX_BATCH, statement_submit
-from .signal_types import SIGNAL_TYPES
+from .signal_types import SIGNAL_TYPES, query_value_error
 
 # The hot paths read their body themselves (orjson, any content type): a bad one gets
 # these rather than forum.openapi.PARSED_BODY.
@@ -196,6 +196,14 @@ class SignalApi(APIView):
 
     @extend_schema(summary="Look up one signal", responses=openapi.SnapshotOut)
     def get(self, request: Request, signal_type: str, value: str) -> HttpResponse:
+        # A value that cannot exist is a 400 like /match's: it depends on the input alone,
+        # so it tells nothing about what is stored or who may see it.
+        error = query_value_error(signal_type, value)
+        if error is not None:
+            field = "signal_type" if error["code"] == "unknown_signal_type" else "value"
+            raise DomainError(
+                error["detail"], code=error["code"], errors=[{"field": field, **error}]
+            )
         snapshot = selectors.signal_snapshot_for(
             member_id=principal(request).member.pk, signal_type=signal_type, value=value
         )

@@ -373,3 +373,20 @@ def get_signal_type(name: str) -> type[SignalType]:
         return SIGNAL_TYPES[name]
     except (KeyError, TypeError):
         raise UnknownSignalType(str(name)) from None
+
+
+def query_value_error(name: str, value: str) -> dict[str, str] | None:
+    """Why ``value`` cannot be a canonical value of the signal type ``name``, as the
+    ``{"code", "detail"}`` the API answers for a value looked up or matched; None if it
+    can. The same for every caller: it depends on the input alone, never on what is stored.
+    """
+    try:
+        get_signal_type(name).validate(value)
+    except UnknownSignalType:
+        return {
+            "code": UnknownSignalType.code,
+            "detail": f"Unknown signal type {name[:40]!r}; see GET /api/v1/signal-types.",
+        }
+    except InvalidSignalValue as exc:
+        return {"code": InvalidSignalValue.code, "detail": f"{name} value {exc}"}
+    return None

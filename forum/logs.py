@@ -1,7 +1,9 @@
 """Structured logs and the request id that ties a request to the tasks it causes.
 
 Outside debug mode every process (gunicorn workers, Celery workers, beat, management
-commands) writes one JSON object per line on stdout::
+commands) writes one JSON object per line: servers on stdout, where the platform collects
+their output, and management commands on stderr (``manage.py`` calls ``log_to_stderr``),
+since their stdout is for scripts (an audit archive, a JSON result line)::
 
     {"time": "2025-06-01T12:00:00.123+00:00", "level": "info", "logger": "celery.app.trace",
      "message": "Task exchange.tasks.fanout_feed_changed[...] succeeded in 0.01s: 3",
@@ -29,6 +31,7 @@ import datetime
 import json
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -40,6 +43,20 @@ task_id_var: ContextVar[str | None] = ContextVar("cordiale_task_id", default=Non
 # Ids from clients and proxies are echoed in headers and logs: accept only short tokens
 # of safe characters (UUIDs, ULIDs, trace ids), never arbitrary text.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+# Where this process's console handler writes: "stdout" for servers, "stderr" for tools.
+_console = {"stream": "stdout"}
+
+
+def log_to_stderr() -> None:
+    """Send this process's logs to stderr; call it before Django configures logging."""
+    _console["stream"] = "stderr"
+
+
+def console_handler() -> logging.StreamHandler[Any]:
+    """The handler of ``settings.LOGGING``'s console: stdout, or stderr for a tool."""
+    return logging.StreamHandler(sys.stderr if _console["stream"] == "stderr" else sys.stdout)
 
 
 def valid_request_id(value: str | None) -> str | None:

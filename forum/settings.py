@@ -74,7 +74,7 @@ WSGI_APPLICATION = "forum.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "forum" / "templates"],  # the landing page (forum/urls.py)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -344,7 +344,8 @@ CELERY_TASK_ANNOTATIONS = {
 # /metrics: the bearer token it requires; unset, only loopback may read it (README).
 CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
 
-# JSON lines on stdout outside debug mode, each with the request id (forum/logs.py).
+# JSON lines outside debug mode, each with the request id (forum/logs.py): on stdout for
+# servers, on stderr for management commands, whose stdout is their output.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -358,8 +359,8 @@ LOGGING = {
     },
     "handlers": {
         "console": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            # stdout for servers, stderr for management commands (forum/logs.py).
+            "()": "forum.logs.console_handler",
             "filters": ["request_id", "redact"],
             "formatter": "text" if DEBUG else "json",
         }

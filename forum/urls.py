@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import health
@@ -27,7 +28,14 @@ api_v1: list[URLPattern | URLResolver] = [
     ),
 ]
 
+# What the forum is and the ways in: the demo's first URL and the admin's "View site".
+# A static page, the same for everybody: it names no member and needs no key.
+landing_page = TemplateView.as_view(
+    template_name="forum/home.html", http_method_names=["get", "head", "options"]
+)
+
 urlpatterns = [
+    path("", landing_page, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("readyz/web", health.readyz_web, name="readyz-web"),

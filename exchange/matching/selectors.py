@@ -51,7 +51,7 @@ from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
 from exchange.matching.service import match_search, vpdq_frame_hashes
 from exchange.selectors import Snapshot, snapshots, visible_signal_ids
-from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
+from exchange.signal_types import query_value_error
 from forum.errors import DomainError
 
 MAX_QUERIES = 1_000
@@ -138,17 +138,8 @@ def _parse_query(index: int, raw: Any) -> MatchQuery:
         }
         return query
     query.signal_type, query.value = raw["signal_type"], raw["value"]
-    try:
-        get_signal_type(query.signal_type).validate(query.value)
-    except UnknownSignalType:
-        query.error = {
-            "code": "unknown_signal_type",
-            "detail": f"Unknown signal type {query.signal_type[:40]!r}; "
-            "see GET /api/v1/signal-types.",
-        }
-        return query
-    except InvalidSignalValue as exc:
-        query.error = {"code": "invalid_value", "detail": f"{query.signal_type} value {exc}"}
+    query.error = query_value_error(query.signal_type, query.value)
+    if query.error is not None:
         return query
     if query.signal_type == "pdq":
         query.hashes = [query.value]

@@ -275,11 +275,16 @@ def test_validly_signed_odd_claims_are_rejected_not_5xx(
     assert response.json()["results"][0]["status"] == "rejected"
 
 
-@pytest.mark.parametrize("value", ["\x00", "a\x00b"])
-def test_lookup_of_a_nul_value_is_404(acme: Party, value: str) -> None:
-    """No signal value contains NUL: looking one up is the ordinary 404."""
-    response = acme.client.get(f"/api/v1/signals/pdq/{quote(value)}")
-    assert response.status_code == 404
+@pytest.mark.parametrize(
+    ("signal_type", "value"),
+    [("pdq", "\x00"), ("pdq", "a\x00b"), ("url", "https://a.example/\x00")],
+)
+def test_lookup_of_a_nul_value_is_400(acme: Party, signal_type: str, value: str) -> None:
+    """No signal value contains NUL: looking one up is the 400 ``invalid_value`` of any
+    value that cannot exist (never a 500 from the database)."""
+    response = acme.client.get(f"/api/v1/signals/{signal_type}/{quote(value)}")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_value"
 
 
 @pytest.mark.parametrize("value", ["\x00", "a\x00b"])

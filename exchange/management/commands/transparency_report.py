@@ -1,21 +1,24 @@
+import argparse
 import json
 from datetime import date
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from exchange.report_render import report_csv, report_html
 from exchange.reports import transparency_report
+from members.management.commands._base import CommandFailure, ToolCommand
 
 
 def _date(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise CommandError(f"{value!r} is not a date (YYYY-MM-DD).") from None
+        # An argument type's error: argparse reports it as a usage error.
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD).") from None
 
 
-class Command(BaseCommand):
+class Command(ToolCommand):
     help = (
         "The transparency report for whole UTC days FROM to TO (both included): JSON (one "
         "object on the last line), CSV (section,key,metric,value) or a printable HTML page."
@@ -28,7 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["end"] < options["start"]:
-            raise CommandError("--to is before --from.")
+            raise CommandFailure("--to is before --from.", code="invalid_argument")
         report = transparency_report(start=options["start"], end=options["end"])
         if options["format"] == "csv":
             self.stdout.write(report_csv(report), ending="")

@@ -1,12 +1,12 @@
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from forum.actors import COMMAND_ACTOR
 from members.models import SigningKey
 from members.services import signing_key_approve
 
-from ._base import KeyArgumentCommand
+from ._base import CommandFailure, KeyArgumentCommand
 
 
 class Command(KeyArgumentCommand):
@@ -22,6 +22,6 @@ class Command(KeyArgumentCommand):
     def run(self, **options: Any) -> dict[str, Any]:
         key = SigningKey.objects.filter(kid=options["kid"]).first()
         if key is None:
-            raise CommandError(f"No signing key {options['kid']!r}.")
+            raise CommandFailure(f"No signing key {options['kid']!r}.", code="not_found")
         key = signing_key_approve(key=key, actor=COMMAND_ACTOR)
         return {"kid": key.kid, "status": key.status}

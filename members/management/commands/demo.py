@@ -2,8 +2,14 @@
 
 Migrates the database, creates (or reuses) an admin user, two active demo members with
 fresh all-scope API keys and an Ed25519 signing key each, a sharing group and a few
-signed statements, prints how to use them, then serves on 127.0.0.1. Running it again
-reuses everything and issues new API keys. Debug mode only: it prints secrets.
+signed statements, prints how to use them (the admin, the API, a ``cordiale`` session
+to copy into a shell), then serves on 127.0.0.1. Running it again reuses everything and
+issues new API keys. Debug mode only: it prints secrets.
+
+The served process accepts webhook receivers on this machine (``http://127.0.0.1:...``),
+which a forum refuses unless ``CORDIALE_WEBHOOK_ALLOW_PRIVATE``: the demo turns that on
+for itself alone, so that a member can try webhooks with a local receiver. A port that
+is taken fails before anything is set up or printed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from exchange import jws
 from exchange.services.statements import statement_submit
@@ -37,9 +44,13 @@ from members.services import (
     signing_key_register,
 )
 
+from ._base import CommandFailure, ToolCommand
+
 ADMIN_USERNAME = "admin"
 DEMO_MEMBERS = {"demo-acme": "Acme Video (demo)", "demo-globex": "Globex Social (demo)"}
 DEMO_GROUP = "demo-group"
+# The rows `cordiale submit` sends in the printed session: labels the demo forum has.
+SAMPLE_HEADER = "signal_type,value,labels,tlp,audience"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -54,7 +65,18 @@ def _demo_value(signal_type: str, seed: str) -> str:
     return digest[:32] if signal_type == "md5" else digest
 
 
-class Command(BaseCommand):
+def _port_free(port: int) -> bool:
+    """Whether runserver could listen on 127.0.0.1:``port`` (it reuses TIME_WAIT ports too)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Command(ToolCommand):
     help = "Set up a demo forum (admin, two members with keys, statements) and serve it."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -66,6 +88,12 @@ class Command(BaseCommand):
             raise CommandError(
                 "The demo prints passwords and keys: run it with DJANGO_DEBUG=true, "
                 "never against a production database."
+            )
+        if not options["no_serve"] and not _port_free(options["port"]):
+            raise CommandFailure(
+                f"Port {options['port']} on 127.0.0.1 is in use (another demo?); stop "
+                "that server or choose another port with --port N.",
+                code="port_in_use",
             )
         demo_dir = Path(settings.VAR_DIR) / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -81,10 +109,19 @@ class Command(BaseCommand):
         }
         submitted = {slug: self._statements(members[slug], keys[slug]) for slug in members}
 
+        sample = self._sample_file(demo_dir)
+
         url = f"http://127.0.0.1:{options['port']}/"
-        self._print_summary(url, password, api_keys, demo_dir, submitted)
+        self._print_summary(url, password, api_keys, demo_dir, submitted, sample)
         if not options["no_serve"]:
-            call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False)
+            # Demo only, and for this process only: receivers on this machine may get
+            # webhooks (forum/settings.py reads the variable once; targets read it lazily).
+            allow_private = settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE
+            settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = True
+            try:
+                call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False)
+            finally:
+                settings.CORDIALE_WEBHOOK_ALLOW_PRIVATE = allow_private
 
     def _admin(self, demo_dir: Path) -> str:
         """The admin user's password: reused while it still works, else a new one."""
@@ -180,6 +217,17 @@ class Command(BaseCommand):
             raise CommandError(f"Demo statements were rejected: {rejected}")
         return {k: result[k] for k in ("accepted", "duplicate", "stale", "rejected")}
 
+    def _sample_file(self, demo_dir: Path) -> Path:
+        """A CSV for ``cordiale submit``: fresh values on each run, so they are accepted."""
+        seed = secrets.token_hex(8)
+        rows = [
+            f"md5,{_demo_value('md5', seed)},recruitment,green,forum",
+            f"sha256,{_demo_value('sha256', seed)},glorification|instruction,amber,forum",
+        ]
+        path = demo_dir / "sample.csv"
+        path.write_text("\n".join([SAMPLE_HEADER, *rows]) + "\n")
+        return path
+
     def _print_summary(
         self,
         url: str,
@@ -187,6 +235,7 @@ class Command(BaseCommand):
         api_keys: dict[str, str],
         demo_dir: Path,
         submitted: dict[str, dict[str, Any]],
+        sample: Path,
     ) -> None:
         first = next(iter(api_keys))
         lines = [
@@ -210,10 +259,18 @@ class Command(BaseCommand):
             f'    curl -H "Authorization: Bearer {api_keys[first]}" {url}api/v1/me',
             f'    curl -H "Authorization: Bearer {api_keys[first]}" {url}api/v1/changes',
             "",
+            f"  The cordiale command as {first} (in another shell, from this checkout):",
+            *self._cli_session(url, first, api_keys[first], demo_dir, sample),
+            "",
+            "  Webhooks: receivers on this machine (http://127.0.0.1:PORT/...) are allowed",
+            "  in this demo only (CORDIALE_WEBHOOK_ALLOW_PRIVATE for this process); try",
+            "    .venv/bin/cordiale webhooks create http://127.0.0.1:9000/hook",
+            "",
         ]
         self.stdout.write("\n".join(lines))
         summary = {
             "url": url,
+            "sample_file": str(sample),
             "admin": {"username": ADMIN_USERNAME, "password": password},
             "members": {
                 slug: {
@@ -225,3 +282,15 @@ class Command(BaseCommand):
             },
         }
         self.stdout.write(json.dumps(summary))
+
+    def _cli_session(
+        self, url: str, slug: str, api_key: str, demo_dir: Path, sample: Path
+    ) -> list[str]:
+        return [
+            f"    export CORDIALE_URL={url.rstrip('/')}",
+            f"    export CORDIALE_API_KEY={api_key}",
+            f"    export CORDIALE_SIGNING_KEY={demo_dir / (slug + '.pem')}",
+            f"    .venv/bin/cordiale sync --state {demo_dir / (slug + '-replica')}",
+            f"    .venv/bin/cordiale submit {sample}",
+            f"    .venv/bin/cordiale verify --state {demo_dir / (slug + '-replica')}",
+        ]

@@ -2,12 +2,14 @@ import json
 from datetime import datetime, time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from members.audit import entry_document
 from members.models import AuditEntry
+
+from ._base import CommandFailure, ToolCommand
 
 
 def parse_since(value: str) -> datetime:
@@ -16,14 +18,16 @@ def parse_since(value: str) -> datetime:
     if moment is None:
         day = parse_date(value)
         if day is None:
-            raise CommandError(f"--since {value!r} is neither a date nor a date-time.")
+            raise CommandFailure(
+                f"--since {value!r} is neither a date nor a date-time.", code="invalid_argument"
+            )
         moment = datetime.combine(day, time.min)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_fixed_timezone(0))
     return moment
 
 
-class Command(BaseCommand):
+class Command(ToolCommand):
     help = (
         "Write the audit log as JSON lines (one entry each, with its hash fields) for "
         "external archiving; verify an archive with `verify_audit --jsonl FILE`."

@@ -3,12 +3,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from exchange import base64url
 from members.forum_key import forum_key, forum_key_file_ensure, private_key_load
 
-from ._base import JsonCommand
+from ._base import CommandFailure, JsonCommand
 
 
 class Command(JsonCommand):
@@ -37,7 +37,9 @@ class Command(JsonCommand):
         if options["generate"]:
             path = Path(options["generate"])
             if path.exists():
-                raise CommandError(f"{path} exists; a forum key is never overwritten.")
+                raise CommandFailure(
+                    f"{path} exists; a forum key is never overwritten.", code="conflict"
+                )
             forum_key_file_ensure(path)
             key = private_key_load(path.read_text(), source=str(path))
         else:

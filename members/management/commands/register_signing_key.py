@@ -1,12 +1,12 @@
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from forum.actors import COMMAND_ACTOR
 from members.services import signing_key_register
 
-from ._base import KeyArgumentCommand, get_member
+from ._base import CommandFailure, KeyArgumentCommand, get_member
 
 
 class Command(KeyArgumentCommand):
@@ -29,8 +29,9 @@ class Command(KeyArgumentCommand):
         path = Path(text)
         if "-----BEGIN" not in text and not text.lstrip().startswith("{") and len(text) != 43:
             if not path.is_file():
-                raise CommandError(
-                    f"{text!r} is neither a PEM or JWK file, a JWK, nor a base64url key."
+                raise CommandFailure(
+                    f"{text!r} is neither a PEM or JWK file, a JWK, nor a base64url key.",
+                    code="invalid_argument",
                 )
             text = path.read_text()
         key = signing_key_register(member=member, public_key=text, actor=COMMAND_ACTOR)

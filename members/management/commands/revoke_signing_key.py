@@ -1,22 +1,26 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from forum.actors import COMMAND_ACTOR
 from members.models import SigningKey
 from members.services import signing_key_revoke
 
-from ._base import KeyArgumentCommand
+from ._base import CommandFailure, KeyArgumentCommand
 
 
 def parse_rfc3339(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CommandError(f"{text!r} is not an RFC 3339 time.") from None
+        raise CommandFailure(
+            f"{text!r} is not an RFC 3339 time.", code="invalid_argument"
+        ) from None
     if at.tzinfo is None:
-        raise CommandError(f"{text!r} has no time zone; add Z or an offset.")
+        raise CommandFailure(
+            f"{text!r} has no time zone; add Z or an offset.", code="invalid_argument"
+        )
     return at.astimezone(UTC)
 
 
@@ -30,7 +34,7 @@ class Command(KeyArgumentCommand):
     def run(self, **options: Any) -> dict[str, Any]:
         key = SigningKey.objects.filter(kid=options["kid"]).first()
         if key is None:
-            raise CommandError(f"No signing key {options['kid']!r}.")
+            raise CommandFailure(f"No signing key {options['kid']!r}.", code="not_found")
         since = options["compromised_since"]
         key = signing_key_revoke(
             key=key,

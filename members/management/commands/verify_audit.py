@@ -3,12 +3,12 @@ import json
 import sys
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from members.audit import GENESIS, AuditVerification, audit_verify_documents
 from members.checkpoints import audit_verify_heads
 
-from ._base import JsonCommand
+from ._base import CommandFailure, JsonCommand
 
 
 class Command(JsonCommand):
@@ -65,7 +65,9 @@ class Command(JsonCommand):
             with open(options["jsonl"], encoding="utf-8") as archive:
                 documents = [json.loads(line) for line in archive if line.strip()]
         except (OSError, ValueError) as exc:
-            raise CommandError(f"Cannot read {options['jsonl']}: {exc}") from exc
+            raise CommandFailure(
+                f"Cannot read {options['jsonl']}: {exc}", code="unreadable_archive"
+            ) from exc
         anchor = options["anchor"]
         if anchor is None and documents and documents[0].get("prev") == GENESIS:
             anchor = GENESIS
