@@ -37,7 +37,9 @@ period of membership it belongs to::
 
     {"v": 1, "p": {"0": [12, 5120], "g7": [4800, 5120], "m": [0, 5120]}}
 
-encoded as unpadded base64url (the cursor is opaque to clients). A page is the merge,
+encoded as unpadded base64url (the cursor is opaque to clients). With a read replica
+configured it also holds ``"w"``, the WAL position of the state the page came from, so
+that the next page is never read from a replica that has not replayed that far. A page is the merge,
 in ``seq`` order, of an index range scan ``audience = A AND seq > pos_A`` per audience,
 run as one statement so that all scans see one snapshot; the work per page is bounded
 by ``limit`` whatever the reader's lag, and positions never expire (cursors stay valid
@@ -208,9 +210,12 @@ class InvalidCursor(DomainError):
 
 @dataclass
 class Cursor:
-    """Per-audience positions: ``key -> (period marker, position)``."""
+    """Per-audience positions: ``key -> (period marker, position)``; and, once a page was
+    read with a read replica configured, ``watermark``: the WAL position of the state that
+    page was read from, below which no later page may be read (``forum/db_routing.py``)."""
 
     positions: dict[str, tuple[int, int]]
+    watermark: int = 0
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor:
@@ -221,7 +226,10 @@ class Cursor:
             data = json_input.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("version")
-            return cls(_positions(data.get("p")))
+            watermark = data.get("w", 0)
+            if type(watermark) is not int or not 0 <= watermark <= _MAX_POSITION:
+                raise ValueError("watermark")
+            return cls(_positions(data.get("p")), watermark)
         except (ValueError, TypeError, binascii.Error):
             raise InvalidCursor(
                 "The cursor is not one this server issued; start without a cursor or "
@@ -229,7 +237,10 @@ class Cursor:
             ) from None
 
     def encode(self) -> str:
-        body = orjson.dumps({"v": 1, "p": {k: list(v) for k, v in self.positions.items()}})
+        data: dict[str, Any] = {"v": 1, "p": {k: list(v) for k, v in self.positions.items()}}
+        if self.watermark:
+            data["w"] = self.watermark
+        body = orjson.dumps(data)
         return base64url.encode(body)
 
 

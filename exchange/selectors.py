@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import orjson
 
+from forum.db_routing import read_snapshot, replica_configured
+
 from .db import fetchall, in_list, rfc3339, signal_value_in
 from .feed import Cursor, Reader, advance, feed_rows
 from .liveness import live_q, unexpired_sql
@@ -269,12 +271,26 @@ def signal_values(signal_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
 
 
 def feed_page(
-    *, member_id: int, cursor: str | None, limit: int
+    *, member_id: int, cursor: str | None, limit: int, replica: bool = False
 ) -> tuple[list[Snapshot], str, bool]:
-    """One page of the member's change feed: snapshots, the next cursor, has_more."""
+    """One page of the member's change feed: snapshots, the next cursor, has_more.
 
-    reader = Reader(member_id)
+    All of it is read in one snapshot, so the reader's groups, the rows and the
+    snapshots agree: a membership change committed between two of those reads would
+    otherwise let a page show a statement addressed to a group the member had left.
+    With ``replica`` the page may come from the read replica (``forum/db_routing.py``),
+    never from one older than the state the cursor's previous page was read from.
+    """
     current = Cursor.decode(cursor)
+    with read_snapshot(at_least=current.watermark, replica=replica) as snapshot:
+        changes, following, has_more = _feed_page(member_id, current, limit)
+        if replica_configured():
+            following.watermark = max(current.watermark, snapshot.position())
+    return changes, following.encode(), has_more
+
+
+def _feed_page(member_id: int, current: Cursor, limit: int) -> tuple[list[Snapshot], Cursor, bool]:
+    reader = Reader(member_id)
     scans = reader.scans(current)
     rows = feed_rows(scans, limit)
     has_more = len(rows) > limit
@@ -303,4 +319,4 @@ def feed_page(
             changes.append(
                 tombstone(signal_type=signal_type, value=value, at=tombstone_at[signal_id])
             )
-    return changes, advance(current, scans, last_seq).encode(), has_more
+    return changes, advance(current, scans, last_seq), has_more
