@@ -352,6 +352,9 @@ CELERY_TASK_ANNOTATIONS = {
 
 # /metrics: the bearer token it requires; unset, only loopback may read it (README).
 CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
+# A Celery worker with a port set serves its task outcome counters there (forum/celery.py).
+CORDIALE_WORKER_METRICS_PORT = env.int("CORDIALE_WORKER_METRICS_PORT", default=0)
+CORDIALE_WORKER_METRICS_ADDR = env.str("CORDIALE_WORKER_METRICS_ADDR", default="127.0.0.1")
 
 # JSON lines on stdout outside debug mode, each with the request id (forum/logs.py).
 LOGGING = {
