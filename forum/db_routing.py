@@ -44,6 +44,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from forum.metrics import record_read_route
 
@@ -180,3 +182,36 @@ def read_snapshot(*, at_least: int = 0, replica: bool = True) -> Iterator[ReadSn
             yield ReadSnapshot(alias, reason)
     finally:
         _reading.reset(token)
+
+
+class ReplicaCollector:
+    """For ``/metrics`` (registered by ``exchange/metrics.py``): the read replica's lag in
+    seconds (as ``choose_database`` judges it) and in bytes of WAL behind the primary,
+    and whether it answers; nothing without a replica."""
+
+    def collect(self) -> Iterator[Metric]:
+        if not replica_configured():
+            return
+        up = GaugeMetricFamily(
+            "cordiale_replica_up", "1 if the read replica answers as a standby, else 0."
+        )
+        try:
+            status = replica_status()
+        except Exception:
+            logger.warning("read replica unavailable for metrics", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield GaugeMetricFamily(
+            "cordiale_replica_lag_seconds",
+            "Age of the last transaction the replica replayed while it has WAL left to replay "
+            "or is not streaming (0: caught up).",
+            status.lag_seconds,
+        )
+        yield GaugeMetricFamily(
+            "cordiale_replica_lag_bytes",
+            "WAL the primary has written that the replica has not replayed yet.",
+            max(0, primary_lsn() - status.replay_lsn),
+        )

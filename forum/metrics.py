@@ -149,40 +149,6 @@ class QueueCollector:
         yield family
 
 
-class ReplicaCollector:
-    """The read replica's lag, in seconds (as ``forum.db_routing`` judges it) and in
-    bytes of WAL behind the primary, and whether it answers; nothing without a replica."""
-
-    def collect(self) -> Iterator[Metric]:
-        from .db_routing import primary_lsn, replica_configured, replica_status
-
-        if not replica_configured():
-            return
-        up = GaugeMetricFamily(
-            "cordiale_replica_up", "1 if the read replica answers as a standby, else 0."
-        )
-        try:
-            status = replica_status()
-        except Exception:
-            logger.warning("read replica unavailable for metrics", exc_info=True)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield GaugeMetricFamily(
-            "cordiale_replica_lag_seconds",
-            "Age of the last transaction the replica replayed while it has WAL left to replay "
-            "or is not streaming (0: caught up).",
-            status.lag_seconds,
-        )
-        yield GaugeMetricFamily(
-            "cordiale_replica_lag_bytes",
-            "WAL the primary has written that the replica has not replayed yet.",
-            max(0, primary_lsn() - status.replay_lsn),
-        )
-
-
 def _priority_keys(queue: str) -> list[str]:
     # Kombu's Redis transport keeps one list per priority step; the default steps are
     # 0, 3, 6 and 9, and step 0 is the bare queue name.
@@ -213,7 +179,7 @@ class _Recorded:
         return iter(REGISTRY.collect())
 
 
-_scrape_collectors: list[Any] = [QueueCollector(), ReplicaCollector()]
+_scrape_collectors: list[Any] = [QueueCollector()]
 
 
 def scrape_collector_register(collector: Any) -> None:

@@ -42,14 +42,25 @@ class Replicated:
     def resume(self) -> None:
         self._on(self.standby, "SELECT pg_wal_replay_resume()")
 
-    def caught_up(self) -> bool:
-        target = self._on(self.primary, "SELECT pg_current_wal_lsn()::text")
-        return bool(
-            self._on(self.standby, f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")
-        )
+    def flushed_lsn(self) -> str:
+        """A WAL position on the primary past every commit so far. The test cluster
+        commits asynchronously, so a commit record may not be written yet; a synchronous
+        commit of a transaction of our own that wrote WAL (a transactional logical
+        message) flushes everything before it."""
+        with psycopg.connect(self.primary.url(DBNAME), autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = on")
+            conn.execute("SELECT pg_logical_emit_message(true, 'cordiale-test', 'flush')")
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            assert row is not None
+            return str(row[0])
+
+    def replayed(self, target: str) -> bool:
+        return bool(self._on(self.standby, f"SELECT pg_last_wal_replay_lsn() >= '{target}'"))
 
     def wait_caught_up(self, timeout: float = 30) -> None:
-        wait_for(self.caught_up, timeout, "the standby to replay the primary's WAL", step=0.02)
+        """Until the standby has replayed every transaction committed on the primary so far."""
+        target = self.flushed_lsn()
+        wait_for(lambda: self.replayed(target), timeout, "the standby to catch up", step=0.02)
 
 
 def _close_all() -> None:
