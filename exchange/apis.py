@@ -183,6 +183,7 @@ class ChangesApi(APIView):
             member_id=principal(request).member.pk,
             cursor=request.query_params.get("cursor"),
             limit=_limit(request),
+            replica=True,
         )
         return json_response({"changes": changes, "cursor": cursor, "has_more": has_more})
 

@@ -2,7 +2,8 @@
 
 The hot paths bypass the ORM and DRF serializers (see the issue figures: a serializer
 costs ~40 µs a row). They run on PostgreSQL in production and on SQLite in the
-embedded default, so the few constructs that differ are chosen here.
+embedded default, so the few constructs that differ are chosen here. Reads
+(``fetchall``) follow the router of ``forum/db_routing.py``; writes use the primary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import connection, connections
+
+from forum.db_routing import read_alias
 
 
 def is_postgres() -> bool:
@@ -115,7 +118,9 @@ def bulk_cursor() -> Iterator[Any]:
 
 
 def fetchall(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    """Rows of a read, on the database of the enclosing ``read_snapshot()`` block (the
+    primary outside one: ``forum/db_routing.py``)."""
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 

@@ -37,7 +37,9 @@ period of membership it belongs to::
 
     {"v": 1, "p": {"0": [12, 5120], "g7": [4800, 5120], "m": [0, 5120]}}
 
-encoded as unpadded base64url (the cursor is opaque to clients). A page is the merge,
+encoded as unpadded base64url (the cursor is opaque to clients). With a read replica
+configured it also holds ``"w"``, the WAL position of the state the page came from, so
+that the next page is never read from a replica that has not replayed that far. A page is the merge,
 in ``seq`` order, of an index range scan ``audience = A AND seq > pos_A`` per audience,
 run as one statement so that all scans see one snapshot; the work per page is bounded
 by ``limit`` whatever the reader's lag, and positions never expire (cursors stay valid
@@ -249,10 +251,13 @@ RESYNC_DETAIL = (
 class Cursor:
     """Per-audience positions: ``key -> (period marker, position)``; ``anchor`` is
     ``(position, fingerprint)`` of the row it stands on (None in cursors issued before
-    anchors existed: see "Restores" above)."""
+    anchors existed: see "Restores" above); and, once a page was read with a read replica
+    configured, ``watermark``: the WAL position of the state that page was read from,
+    below which no later page may be read (``forum/db_routing.py``)."""
 
     positions: dict[str, tuple[int, int]]
     anchor: tuple[int, str] | None = None
+    watermark: int = 0
 
     @classmethod
     def decode(cls, text: str | None) -> Cursor:
@@ -263,7 +268,10 @@ class Cursor:
             data = json_input.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("version")
-            cursor = cls(_positions(data.get("p")), _anchor(data.get("f")))
+            watermark = data.get("w", 0)
+            if type(watermark) is not int or not 0 <= watermark <= _MAX_POSITION:
+                raise ValueError("watermark")
+            cursor = cls(_positions(data.get("p")), _anchor(data.get("f")), watermark)
         except (ValueError, TypeError, binascii.Error):
             raise InvalidCursor(
                 "The cursor is not one this server issued; start without a cursor or "
@@ -281,6 +289,8 @@ class Cursor:
         data: dict[str, Any] = {"v": 1, "p": {k: list(v) for k, v in self.positions.items()}}
         if self.anchor is not None:
             data["f"] = list(self.anchor)
+        if self.watermark:
+            data["w"] = self.watermark
         return base64url.encode(orjson.dumps(data))
 
 
@@ -320,7 +330,7 @@ def cursor_issue(cursor: Cursor) -> str:
     """The cursor's text as we hand it out: anchored on its highest position."""
     mark = cursor.mark()
     anchor = (mark, row_fingerprint(mark)) if mark else None
-    return Cursor(cursor.positions, anchor).encode()
+    return Cursor(cursor.positions, anchor, cursor.watermark).encode()
 
 
 def cursor_check(cursor: Cursor) -> None:

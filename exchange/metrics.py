@@ -1,5 +1,6 @@
 """The exchange's Prometheus series: statement results, match latency and index size,
-recorded as they happen; the feed head and webhook lag and failures, computed at scrape.
+recorded as they happen; the feed head, webhook lag and failures and the read replica's
+lag (``forum/db_routing.py``), computed at scrape.
 
 ``forum/metrics.py`` serves them at ``/metrics``; the scrape-time collectors join it by
 ``register()``, called from ``ExchangeConfig.ready()``. Hooks for code elsewhere:
@@ -20,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from exchange.feed import feed_head
 from exchange.webhooks.delivery import webhook_lags
 from exchange.webhooks.models import WebhookEndpoint
+from forum.db_routing import ReplicaCollector
 from forum.metrics import scrape_collector_register
 
 STATEMENTS = Counter(
@@ -120,6 +122,7 @@ class WebhookCollector:
 
 FEED_COLLECTOR = FeedCollector()
 WEBHOOK_COLLECTOR = WebhookCollector()
+REPLICA_COLLECTOR = ReplicaCollector()
 
 
 def register() -> None:
@@ -127,3 +130,4 @@ def register() -> None:
 
     scrape_collector_register(FEED_COLLECTOR)
     scrape_collector_register(WEBHOOK_COLLECTOR)
+    scrape_collector_register(REPLICA_COLLECTOR)

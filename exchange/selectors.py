@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import orjson
 
+from forum.db_routing import read_snapshot, replica_configured
+
 from .db import fetchall, in_list, rfc3339, signal_value_in
 from .feed import Cursor, Reader, advance, cursor_check, cursor_issue, feed_rows
 from .liveness import live_q, unexpired_sql
@@ -269,15 +271,32 @@ def signal_values(signal_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
 
 
 def feed_page(
-    *, member_id: int, cursor: str | None, limit: int
+    *, member_id: int, cursor: str | None, limit: int, replica: bool = False
 ) -> tuple[list[Snapshot], str, bool]:
     """One page of the member's change feed: snapshots, the next cursor, has_more.
 
-    A cursor from a history this database does not hold (a restore from an older
-    backup) raises ``ResyncRequired`` before anything is read."""
+    All of it is read in one snapshot, so the reader's groups, the rows and the
+    snapshots agree: a membership change committed between two of those reads would
+    otherwise let a page show a statement addressed to a group the member had left.
+    With ``replica`` the page may come from the read replica (``forum/db_routing.py``),
+    never from one older than the state the cursor's previous page was read from.
 
+    A cursor from a history this database does not hold (a restore from an older
+    backup) raises ``ResyncRequired`` before anything is read; that check reads the
+    primary, the source of truth (a lagging replica may not hold the cursor's row yet).
+    """
     current = Cursor.decode(cursor)
     cursor_check(current)
+    with read_snapshot(at_least=current.watermark, replica=replica) as snapshot:
+        changes, following, has_more = _feed_page(member_id, current, limit)
+        if replica_configured():
+            following.watermark = max(current.watermark, snapshot.position())
+        # Anchored on a row of the state just read, so the fingerprint is that row's.
+        issued = cursor_issue(following)
+    return changes, issued, has_more
+
+
+def _feed_page(member_id: int, current: Cursor, limit: int) -> tuple[list[Snapshot], Cursor, bool]:
     reader = Reader(member_id)
     scans = reader.scans(current)
     rows = feed_rows(scans, limit)
@@ -307,4 +326,4 @@ def feed_page(
             changes.append(
                 tombstone(signal_type=signal_type, value=value, at=tombstone_at[signal_id])
             )
-    return changes, cursor_issue(advance(current, scans, last_seq)), has_more
+    return changes, advance(current, scans, last_seq), has_more

@@ -58,6 +58,38 @@ def _warm_worker_process(**kwargs: Any) -> None:
     tune_collector()
 
 
+@signals.celeryd_init.connect
+def _prepare_worker_metrics(**kwargs: Any) -> None:
+    """With ``CORDIALE_WORKER_METRICS_PORT``, pool processes (forked after this) record
+    their task outcomes where the main process can add them up."""
+    from django.conf import settings
+
+    if settings.CORDIALE_WORKER_METRICS_PORT:
+        from .metrics import worker_metrics_prepare
+
+        worker_metrics_prepare()
+
+
+@signals.worker_ready.connect
+def _serve_worker_metrics(**kwargs: Any) -> None:
+    """Serve the worker's task outcomes for Prometheus once it is ready."""
+    from django.conf import settings
+
+    if settings.CORDIALE_WORKER_METRICS_PORT:
+        from .metrics import worker_metrics_serve
+
+        worker_metrics_serve(
+            port=settings.CORDIALE_WORKER_METRICS_PORT, addr=settings.CORDIALE_WORKER_METRICS_ADDR
+        )
+
+
+@signals.worker_process_shutdown.connect
+def _forget_worker_process(pid: int | None = None, **kwargs: Any) -> None:
+    from .metrics import worker_process_gone
+
+    worker_process_gone(pid or os.getpid())
+
+
 @signals.before_task_publish.connect
 def _send_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
     from .logs import request_id_var

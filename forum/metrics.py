@@ -3,8 +3,9 @@
 Two kinds of series:
 
 - *Recorded* as things happen, in the process where they happen: requests, Celery task
-  outcomes, and the apps' own series (``exchange/metrics.py``: statement results,
-  match latency, index size). Under gunicorn (and any
+  outcomes (a worker with ``CORDIALE_WORKER_METRICS_PORT`` serves its own on that port,
+  summed over its pool processes), and the apps' own series (``exchange/metrics.py``:
+  statement results, match latency, index size). Under gunicorn (and any
   process started with ``PROMETHEUS_MULTIPROC_DIR`` set, which ``deploy/gunicorn.conf.py``
   does) each process writes its values to files in that directory and a scrape adds
   them up over all processes; otherwise they live in the process's default registry.
@@ -59,8 +60,63 @@ TASKS = Counter(
 )
 
 
+READ_ROUTES = Counter(
+    "cordiale_read_routes",
+    "Reads that may use the replica (feed pages), by the database that served them and why "
+    "(replica; primary: lag, behind_reader, unavailable, in_transaction, primary_only).",
+    ["database", "reason"],
+)
+
+
 def record_task(task: str, outcome: str) -> None:
     TASKS.labels(task=task, outcome=outcome).inc()
+
+
+def record_read_route(alias: str, reason: str) -> None:
+    database = "replica" if alias == "replica" else "primary"
+    READ_ROUTES.labels(database=database, reason=reason).inc()
+
+
+# --- Celery workers ------------------------------------------------------------------
+
+
+def worker_metrics_prepare() -> None:
+    """Make the pool processes a worker is about to fork record to shared files.
+
+    Called in the worker's main process before its pool starts. Values of labelled
+    series (task outcomes) are created on first use, so they pick up the file-backed
+    value class even though this module was imported before.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    from prometheus_client import values
+
+    directory = tempfile.mkdtemp(prefix="cordiale-worker-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.get_value_class()
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
+def worker_metrics_serve(*, port: int, addr: str) -> None:
+    """Serve the recorded series of every pool process of this worker over HTTP on
+    ``addr:port`` (any path), from a thread of the main process."""
+    from prometheus_client import multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=addr, registry=registry)
+
+
+def worker_process_gone(pid: int) -> None:
+    """Forget a pool process's live gauges (its counters stay in the sums)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 # --- computed at scrape time ---------------------------------------------------------

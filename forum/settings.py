@@ -107,6 +107,23 @@ if _is_sqlite:
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
+# A streaming standby of the primary for feed reads (forum/db_routing.py): opt-in. The
+# router sends nothing else there; a replica more than CORDIALE_REPLICA_MAX_LAG seconds
+# behind, or one that does not answer, leaves the reads on the primary.
+CORDIALE_REPLICA_DATABASE_URL = env.str("CORDIALE_REPLICA_DATABASE_URL", default="")
+if CORDIALE_REPLICA_DATABASE_URL:
+    DATABASES["replica"] = env.db_url_config(CORDIALE_REPLICA_DATABASE_URL)
+    DATABASES["replica"].update(
+        ATOMIC_REQUESTS=False,
+        CONN_MAX_AGE=DATABASES["default"]["CONN_MAX_AGE"],
+        CONN_HEALTH_CHECKS=True,
+        # Test runs read the test database through the replica alias.
+        TEST={"MIRROR": "default"},
+    )
+    # A replica that stops answering must cost a read seconds, not the OS's minutes.
+    DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+CORDIALE_REPLICA_MAX_LAG = env.float("CORDIALE_REPLICA_MAX_LAG", default=30.0)
+DATABASE_ROUTERS = ["forum.db_routing.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -343,6 +360,9 @@ CELERY_TASK_ANNOTATIONS = {
 
 # /metrics: the bearer token it requires; unset, only loopback may read it (README).
 CORDIALE_METRICS_TOKEN = env.str("CORDIALE_METRICS_TOKEN", default="")
+# A Celery worker with a port set serves its task outcome counters there (forum/celery.py).
+CORDIALE_WORKER_METRICS_PORT = env.int("CORDIALE_WORKER_METRICS_PORT", default=0)
+CORDIALE_WORKER_METRICS_ADDR = env.str("CORDIALE_WORKER_METRICS_ADDR", default="127.0.0.1")
 
 # JSON lines outside debug mode, each with the request id (forum/logs.py): on stdout for
 # servers, on stderr for management commands, whose stdout is their output.

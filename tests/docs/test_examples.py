@@ -16,7 +16,7 @@ the code is a bug they would copy. Each fenced block is checked by its info stri
   ``raw_body``);
 - ``sh`` and ``console``: ``bash -n`` accepts them, and every ``cordiale`` and
   ``manage.py`` command line in them parses with the real argument parsers;
-- ``http``: the body parses as JSON; ``yaml``: parses;
+- ``http``: the body parses as JSON;
 - ``text``: output or a diagram, nothing to run.
 
 A block marked ``no-test`` in its info string is deliberately not run (it needs something
@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from django.core.management import CommandError, get_commands, load_command_class
 
 from exchange import jws
@@ -56,7 +55,7 @@ from tests.support.live_server import LiveForum
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PROBLEM_PREFIX = "https://cordiale.example/problems/"
-CHECKED = {"json", "python", "sh", "console", "http", "csv", "yaml"}
+CHECKED = {"json", "python", "sh", "console", "http", "csv"}
 NOTHING_TO_RUN = {"text"}
 
 # RFC 8037 appendix A.1: a published Ed25519 test key, public half and thumbprint.
@@ -158,8 +157,8 @@ def test_every_block_says_what_it_is() -> None:
         if not b.no_test and b.lang not in CHECKED | NOTHING_TO_RUN
     ]
     assert not unknown, (
-        "label these blocks with a checked language (json, python, sh, console, http, csv, "
-        "yaml), `text` for output, or add `no-test`:\n" + "\n".join(unknown)
+        "label these blocks with a checked language (json, python, sh, console, http, csv), "
+        "`text` for output, or add `no-test`:\n" + "\n".join(unknown)
     )
     SUMMARY.update(
         "no-test (deliberately not run)"
@@ -216,12 +215,6 @@ def test_http_block_body_parses(block: Block) -> None:
     _head, _, body = block.text.partition("\n\n")
     document = json.loads(body)
     check_problem(document, block.name)
-
-
-@pytest.mark.parametrize("block", blocks_of("yaml"))
-def test_yaml_block_parses(block: Block) -> None:
-    """A ``yaml`` block parses."""
-    yaml.safe_load(block.text)
 
 
 # --- the worked example token ----------------------------------------------------------

@@ -49,6 +49,9 @@ NOT_FROM_THE_API = {
     "group_exists": "sharing groups (admin, manage.py)",
     "conflict": "incidents and labels (admin)",
     "audit_chain_broken": "audit checkpoints (celery beat, manage.py verify_audit)",
+    "port_in_use": "manage.py demo, before it serves",
+    "invalid_argument": "management commands' arguments (manage.py)",
+    "unreadable_archive": "manage.py verify_audit --jsonl",
 }
 
 
