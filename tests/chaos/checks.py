@@ -238,21 +238,27 @@ def check_leaks(ledger: Ledger, specs: list[MemberSpec], hooks: list[Hook]) -> R
 
 
 def check_5xx(ledger: Ledger, windows: list[tuple[float, float]]) -> Result:
-    """5xx answers to attempts that overlapped a PostgreSQL down window are explained."""
+    """5xx answers to attempts that overlapped a PostgreSQL down window are explained if
+    they are the 503 the forum promises then; any other 5xx, and a 500 even inside a
+    window (a traceback where ``database_unavailable`` was due), is reported."""
     inside, outside = [], []
     for attempt in ledger.attempts:
         if 500 <= attempt.status < 600:
             finished = attempt.at + attempt.seconds
             explained = any(attempt.at <= end and finished >= start for start, end in windows)
-            (inside if explained else outside).append(attempt)
+            (inside if explained and attempt.status != 500 else outside).append(attempt)
     problems = [
         f"{a.status} at {time.strftime('%H:%M:%S', time.localtime(a.at))} {a.endpoint} ({a.member})"
         for a in outside[:30]
     ]
+    by_status: dict[str, int] = {}
+    for attempt in inside + outside:
+        by_status[str(attempt.status)] = by_status.get(str(attempt.status), 0) + 1
     return {
         "attempts": len(ledger.attempts),
         "5xx_in_pg_windows": len(inside),
         "5xx_outside": len(outside),
+        "5xx_by_status": dict(sorted(by_status.items())),
         "no_answer": sum(1 for a in ledger.attempts if a.status == 0),
         "problems": problems,
     }

@@ -94,8 +94,9 @@ def render(summary: dict[str, Any]) -> str:
     lines.append(f"leaks: {lk['leaks']} in {lk['values_checked']} values shown")
     e = summary["errors_5xx"]
     lines.append(
-        f"5xx: {e['5xx_in_pg_windows']} inside PostgreSQL down windows, {e['5xx_outside']} "
-        f"outside; {e['no_answer']} attempts without an answer; {e['attempts']} attempts"
+        f"5xx: {e['5xx_in_pg_windows']} (503) inside PostgreSQL down windows, "
+        f"{e['5xx_outside']} unexplained; by status {e.get('5xx_by_status', {})}; "
+        f"{e['no_answer']} attempts without an answer; {e['attempts']} attempts"
     )
     lines.append("latency (ms, time to headers)      n      p50      p99")
     for endpoint, row in summary["latency"].items():

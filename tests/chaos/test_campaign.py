@@ -82,18 +82,21 @@ def test_leaks_are_values_never_addressed_to_an_audience_of_the_member(hook) -> 
 
 
 def test_5xx_are_explained_only_when_they_overlap_a_postgresql_down_window() -> None:
-    """An attempt that started before PostgreSQL stopped and failed while it was down is
-    explained; a 5xx at any other time is reported."""
+    """An attempt that started before PostgreSQL stopped and got a 503 while it was down
+    is explained; a 5xx at any other time, or a 500 even inside the window, is reported."""
     ledger = Ledger()
     ledger.attempts += [
-        Attempt(99.0, "POST /api/v1/statements", 500, 2.0, "chaos-00"),
+        Attempt(99.0, "POST /api/v1/statements", 503, 2.0, "chaos-00"),
         Attempt(105.0, "GET /api/v1/changes", 503, 0.1, "chaos-01"),
+        Attempt(106.0, "GET /api/v1/jwks", 500, 0.1, "chaos-03"),
         Attempt(200.0, "POST /api/v1/match", 500, 0.1, "chaos-02"),
         Attempt(201.0, "POST /api/v1/match", 200, 0.1, "chaos-02"),
     ]
     result = check_5xx(ledger, [(100.0, 110.0)])
-    assert (result["5xx_in_pg_windows"], result["5xx_outside"]) == (2, 1)
-    assert "POST /api/v1/match (chaos-02)" in result["problems"][0]
+    assert (result["5xx_in_pg_windows"], result["5xx_outside"]) == (2, 2)
+    assert result["5xx_by_status"] == {"500": 2, "503": 2}
+    assert "GET /api/v1/jwks (chaos-03)" in result["problems"][0]
+    assert "POST /api/v1/match (chaos-02)" in result["problems"][1]
 
 
 def test_the_fault_plan_has_every_fault_and_two_postgresql_restarts() -> None:
