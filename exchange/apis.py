@@ -196,15 +196,17 @@ class SignalApi(APIView):
     throttle_scope = "read"
 
     @extend_schema(summary="Look up one signal", responses=openapi.SnapshotOut)
+    @problems({400: ["invalid_value", "unknown_signal_type"]})
     def get(self, request: Request, signal_type: str, value: str) -> HttpResponse:
         # A value that cannot exist is a 400 like /match's: it depends on the input alone,
         # so it tells nothing about what is stored or who may see it.
         error = query_value_error(signal_type, value)
+        if error is not None and error["code"] == "unknown_signal_type":
+            field = [{"field": "signal_type", **error}]
+            raise DomainError(error["detail"], code="unknown_signal_type", errors=field)
         if error is not None:
-            field = "signal_type" if error["code"] == "unknown_signal_type" else "value"
-            raise DomainError(
-                error["detail"], code=error["code"], errors=[{"field": field, **error}]
-            )
+            field = [{"field": "value", **error}]
+            raise DomainError(error["detail"], code="invalid_value", errors=field)
         snapshot = selectors.signal_snapshot_for(
             member_id=principal(request).member.pk, signal_type=signal_type, value=value
         )

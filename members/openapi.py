@@ -85,13 +85,24 @@ class CheckpointsOut(serializers.Serializer[Any]):
     checkpoints = CheckpointOut(many=True)
 
 
+class PublicJwkOut(serializers.Serializer[Any]):
+    """A bare public JWK, as ``/api/v1/signing-keys`` shows each of the caller's keys."""
+
+    kty = serializers.ChoiceField(choices=["OKP"])
+    crv = serializers.ChoiceField(choices=["Ed25519"])
+    x = serializers.CharField(help_text="The public key, base64url")
+    kid = serializers.CharField(help_text="RFC 7638 thumbprint")
+    alg = serializers.ChoiceField(choices=["EdDSA"])
+    use = serializers.ChoiceField(choices=["sig"])
+
+
 class SigningKeySummaryOut(serializers.Serializer[Any]):
     """One of the caller's keys (``/api/v1/signing-keys``)."""
 
     kid = serializers.CharField(help_text="RFC 7638 thumbprint of the public JWK")
     status = serializers.ChoiceField(choices=KEY_STATUSES)
     created_at = serializers.DateTimeField()
-    jwk = JwkOut()
+    jwk = PublicJwkOut()
     approved_at = serializers.DateTimeField(allow_null=True)
     retired_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
