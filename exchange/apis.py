@@ -25,7 +25,9 @@ from exchange.metrics import observe_match
 from forum.errors import DomainError, NotFoundError
 from members.apis import principal
 
-from . import json_input, selectors
+from . import selectors
+from .client import json_input
+from .client.signal_types import SIGNAL_TYPES
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
 from .matching.selectors import (
     MatchQuery,
@@ -36,7 +38,6 @@ from .matching.selectors import (
 from .models import Label
 from .services.opinions import opinion_delete, opinion_set
 from .services.statements import MAX_BATCH, statement_submit
-from .signal_types import SIGNAL_TYPES
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
