@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import types
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -362,3 +363,20 @@ def test_threatexchange_extension_loads_from_the_client_wheel(
     )
     assert "cordiale" in added.stdout
     assert not {canonicalize_name(n) for n in SERVER_ONLY} & client_venv.installed()
+
+
+def test_exchange_app_finds_its_directory_when_exchange_is_a_namespace() -> None:
+    """With the client installed editable next to the server (README, .ci/run), a process
+    started outside the checkout imports ``exchange`` as a namespace package whose only
+    __path__ entry is setuptools' import hook: Django would take that for the app's
+    directory and miss its templates. The app says where it is."""
+    from django.apps import AppConfig
+
+    from exchange.apps import ExchangeConfig
+
+    hooked = types.ModuleType("exchange")
+    hooked.__path__ = ["__editable__.cordiale_client-0.1.0.finder.__path_hook__"]
+    assert AppConfig("exchange", hooked).path == hooked.__path__[0]  # the hazard
+    config = ExchangeConfig("exchange", hooked)
+    assert Path(config.path) == ROOT / "exchange"
+    assert (Path(config.path) / "templates" / "exchange").is_dir()
