@@ -25,7 +25,9 @@ from forum.errors import DomainError, NotFoundError
 from forum.openapi import PARSED_BODY, problems
 from members.apis import principal
 
-from . import json_input, openapi, selectors
+from . import openapi, selectors
+from .client import json_input
+from .client.signal_types import SIGNAL_TYPES, query_value_error
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
 from .matching.selectors import (
     MatchQuery,
@@ -36,7 +38,6 @@ from .matching.selectors import (
 from .models import Label
 from .services.opinions import opinion_delete, opinion_set
 from .services.statements import MAX_BATCH, statement_submit
-from .signal_types import SIGNAL_TYPES, query_value_error
 
 # The hot paths read their body themselves (orjson, any content type): a bad one gets
 # these rather than forum.openapi.PARSED_BODY.

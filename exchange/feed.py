@@ -99,7 +99,7 @@ from django.utils import timezone
 
 from forum.errors import DomainError
 
-from . import base64url, json_input
+from .client import base64url, json_input
 from .db import bulk_cursor, fetchall, is_postgres, json_fields, json_rows, rfc3339
 from .liveness import live
 from .models import FORUM_AUDIENCE, AudiencePeriod, FeedEntry

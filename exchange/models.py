@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from members.models import Member, SharingGroup, SigningKey
 
-from .statement_format import MAX_JTI_LENGTH, MAX_REF_LENGTH, OP_ASSERT, OP_RETRACT
+from .client.statement_format import MAX_JTI_LENGTH, MAX_REF_LENGTH, OP_ASSERT, OP_RETRACT
 
 FORUM_AUDIENCE = 0
 

@@ -13,8 +13,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
+from .client.statement_format import MAX_BATCH
 from .matching.selectors import MAX_QUERIES
-from .statement_format import MAX_BATCH
 
 TLPS = ["clear", "green", "amber", "amber+strict", "red"]
 CATEGORIES = ["positive", "negative", "investigation"]

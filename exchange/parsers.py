@@ -1,5 +1,5 @@
 """The request body parser of every DRF endpoint: JSON, with the depth limit of every
-document a client sends (``exchange.json_input``), so that a body nested thousands of
+document a client sends (``exchange.client.json_input``), so that a body nested thousands of
 levels deep is a 400 ``malformed_request`` problem rather than a RecursionError (a 500).
 Parsing with orjson also keeps DRF's strictness: ``NaN`` and ``Infinity`` are refused."""
 
@@ -11,7 +11,7 @@ from typing import IO, Any
 from django.conf import settings
 from rest_framework import exceptions, parsers
 
-from . import json_input
+from .client import json_input
 
 
 class JSONParser(parsers.JSONParser):

@@ -28,8 +28,8 @@ from functools import lru_cache
 
 import orjson
 
-from exchange import base64url, jws
-from exchange.statement_format import RECEIPT_TYP
+from exchange.client import base64url, jws
+from exchange.client.statement_format import RECEIPT_TYP
 from members.forum_key import ForumKey, forum_key
 
 

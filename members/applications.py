@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from exchange import jws
+from exchange.client import jws
 from forum.errors import ConflictError, DomainError
 
 from . import services

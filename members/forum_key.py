@@ -1,7 +1,7 @@
 """The forum's own Ed25519 key: what the forum itself vouches for, verifiable offline.
 
 The server stores and forwards members' statements verbatim; it cannot sign for them.
-What only the forum knows it signs with its own key, as compact JWS (``exchange.jws``)
+What only the forum knows it signs with its own key, as compact JWS (``exchange.client.jws``)
 with a ``typ`` saying what the token is:
 
 - ``cordiale-receipt``: when a statement reached the forum (``exchange/receipts.py``),
@@ -40,7 +40,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from exchange import base64url, jws
+from exchange.client import base64url, jws
 
 DEBUG_KEY_NAME = "forum-key.pem"
 

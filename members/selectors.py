@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from exchange import jws
+from exchange.client import jws
 
 from .forum_key import forum_jwks_keys
 from .models import Member, SigningKey

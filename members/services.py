@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from exchange import jws
-from exchange.services import membership
-from exchange.statement_format import (
+from exchange.client import jws
+from exchange.client.statement_format import (
     KEY_PROOF_CLAIMS,
     KEY_PROOF_MAX_AGE,
     MAX_JTI_LENGTH,
     OP_ADD_KEY,
 )
+from exchange.services import membership
 from forum.errors import ConflictError, DomainError
 
 from .audit import audit_record

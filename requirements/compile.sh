@@ -15,6 +15,9 @@
 # Without --upgrade, uv keeps every version already pinned and only resolves what is
 # new or no longer satisfied. The files are for CPython 3.11 on Linux x86_64 and list
 # every file hash of each pinned release (wheels for all its platforms and the sdist).
+# The server depends on cordiale-client, which lives in this checkout (exchange/client/,
+# found through [tool.uv.sources] in pyproject.toml): its dependencies are locked, the
+# client itself is not (CI and the image install it from the path).
 set -eu
 cd "$(dirname -- "$0")/.."
 UV=${UV:-uv}
@@ -22,7 +25,8 @@ UV=${UV:-uv}
 compile() {
     "$UV" pip compile --quiet --generate-hashes \
         --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
-        --custom-compile-command "sh requirements/compile.sh" "$@"
+        --custom-compile-command "sh requirements/compile.sh" \
+        --no-emit-package cordiale-client "$@"
 }
 
 compile pyproject.toml --extra dev -o requirements/dev-lock.txt "$@"

@@ -12,7 +12,7 @@ import factory
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rest_framework.test import APIClient
 
-from exchange import jws
+from exchange.client import jws
 from members.models import Member, SharingGroup, SigningKey
 from members.services import (
     api_key_issue,

@@ -19,10 +19,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from exchange import jws
+from exchange.client import jws
 from exchange.client.api import DEFAULT_MAX_RETRIES, CordialeClient, CordialeError
 from exchange.client.hashing import HashingUnavailable, file_hashes
 from exchange.client.replica import DB_NAME, PageResult, Replica
+from exchange.client.signal_types import SIGNAL_TYPES
+from exchange.client.statement_format import MAX_BATCH, OP_RETRACT
 from exchange.client.statements import (
     StatementError,
     build_statement,
@@ -41,8 +43,6 @@ from exchange.client.submission import (
     write_rejected,
 )
 from exchange.client.verify import KeyReport
-from exchange.signal_types import SIGNAL_TYPES
-from exchange.statement_format import MAX_BATCH, OP_RETRACT
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

@@ -23,9 +23,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import jws
-from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
-from exchange.statement_format import (
+from exchange.client import jws
+from exchange.client.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
+from exchange.client.statement_format import (
     AUDIENCE_FORUM,
     CONTENT_TYPES,
     MAX_JTI_LENGTH,

@@ -39,8 +39,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client.api import CordialeClient
+from exchange.client.statement_format import MAX_BATCH, OP_ASSERT
 from exchange.client.statements import StatementError, build_statement, key_id, sign_statement
-from exchange.statement_format import MAX_BATCH, OP_ASSERT
 
 REQUIRED_FIELDS = ("signal_type", "value", "labels", "tlp", "audience")
 OPTIONAL_FIELDS = ("exp", "content_type", "ref")

@@ -58,8 +58,8 @@ from threatexchange.signal_type.signal_base import SignalType
 
 from exchange.client.api import CordialeClient, CordialeError
 from exchange.client.replica import RESYNC_REQUIRED
+from exchange.client.signal_types import InvalidSignalValue, get_signal_type
 from exchange.client.verify import index_jwks, kids_named, verify_snapshot
-from exchange.signal_types import InvalidSignalValue, get_signal_type
 
 API_NAME = "cordiale"
 FEED_PAGE_SIZE = 1000

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exchange import jws
-from exchange.statement_format import OP_ASSERT, RECEIPT_CLAIMS, RECEIPT_TYP
+from exchange.client import jws
+from exchange.client.statement_format import OP_ASSERT, RECEIPT_CLAIMS, RECEIPT_TYP
 
 # Snapshot field -> claim that must carry the same value.
 _MIRRORED_CLAIMS = ("iat", "tlp", "audience")

@@ -47,11 +47,13 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from exchange.client.signal_types import (
+    query_value_error,
+)
 from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
 from exchange.matching.service import match_search, vpdq_frame_hashes
 from exchange.selectors import Snapshot, snapshots, visible_signal_ids
-from exchange.signal_types import query_value_error
 from forum.errors import DomainError
 
 MAX_QUERIES = 1_000

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.client.signal_types import SIGNAL_TYPES
 from exchange.feed import Cursor, Reader, advance, cursor_issue, feed_head
 from exchange.models import Label, WebhookEndpoint
-from exchange.signal_types import SIGNAL_TYPES
 from exchange.webhooks.delivery.waking import webhook_wake
 from exchange.webhooks.secrets import secret_encrypt, secret_generate
 from exchange.webhooks.targets import webhook_target_check, webhook_url_normalize

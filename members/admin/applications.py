@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from exchange import jws
+from exchange.client import jws
 from forum.admin_helpers import admin_actor, service_errors
 from forum.errors import DomainError
 

@@ -39,7 +39,7 @@ def _signing_key() -> int:
 def _pending_signing_key() -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from exchange import jws
+    from exchange.client import jws
     from members.services import signing_key_request
 
     x = jws.public_key_x(Ed25519PrivateKey.generate().public_key())

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import jws
+from exchange.client import jws
 from members.models import AuditEntry, Member, MembershipApplication
 from members.services import api_key_lookup
 from tests.factories import make_group, make_party, make_staff, pdq, verified_admin_client

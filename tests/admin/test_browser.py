@@ -24,7 +24,7 @@ import pyotp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import jws
+from exchange.client import jws
 from members.applications import application_submit
 from members.models import AuditEntry, Member, MembershipApplication
 from members.services import api_key_lookup

@@ -9,7 +9,7 @@ forum.wsgi:application -w 2`` against that database (no Redis, submit throttles 
 and, per run, 2 client processes (one per member) POST their statements in batches of
 1,000 over HTTP at the same time. It prints accepted statements/s (median of the runs)
 and, measured in the same run on the same statements, the ceiling: how many of those
-tokens 2 processes verify per second with ``cryptography`` (``exchange.jws.parse_compact``
+tokens 2 processes verify per second with ``cryptography`` (``exchange.client.jws.parse_compact``
 + ``verify``), and the ratio (target >= 0.5); for reference also the bare signature
 check on pre-split tokens.
 
@@ -57,7 +57,7 @@ def _make_members() -> list[dict[str, Any]]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from django.core.management import call_command
 
-    from exchange import jws
+    from exchange.client import jws
     from members.services import api_key_issue, member_create, signing_key_register
 
     call_command("migrate", verbosity=0)
@@ -73,7 +73,7 @@ def _make_members() -> list[dict[str, Any]]:
 
 
 def _sign(member: dict[str, Any], count: int) -> list[str]:
-    from exchange import jws
+    from exchange.client import jws
 
     now = int(time.time())
     slug = member["member"].slug
@@ -116,13 +116,13 @@ _VERIFY_KEYS: dict[str, Any] = {}
 
 
 def _verify_init(keys: dict[str, str]) -> None:
-    from exchange import jws
+    from exchange.client import jws
 
     _VERIFY_KEYS.update({kid: jws.public_key_from_x(x) for kid, x in keys.items()})
 
 
 def _verify_chunk(tokens: list[str]) -> int:
-    from exchange import jws
+    from exchange.client import jws
 
     ok = 0
     for token in tokens:
@@ -149,7 +149,7 @@ def _signature_only(tokens: list[str], keys: dict[str, str]) -> float:
     The ceiling above counts what verifying a statement takes (splitting and decoding
     the token, then the signature check); this is the check alone.
     """
-    from exchange import jws
+    from exchange.client import jws
 
     public = {kid: jws.public_key_from_x(x) for kid, x in keys.items()}
     parsed = [jws.parse_compact(t) for t in tokens]
@@ -275,7 +275,7 @@ def main() -> None:
         print(f"signing {args.runs} x 2 x {args.per_member:,} statements ...", flush=True)
         runs = [[_sign(m, args.per_member) for m in members] for _ in range(args.runs)]
         keys = {m["kid"]: m["private"].public_key() for m in members}
-        from exchange import jws
+        from exchange.client import jws
 
         keys_x = {kid: jws.public_key_x(k) for kid, k in keys.items()}
         from django.db import connection

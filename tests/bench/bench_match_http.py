@@ -86,7 +86,7 @@ def _load(hashes: np.ndarray) -> tuple[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from django.db import connection
 
-    from exchange import jws
+    from exchange.client import jws
     from members.services import api_key_issue, member_create, signing_key_register
 
     member = member_create(slug="bench", name="Bench", status="active", actor="bench")
@@ -209,7 +209,7 @@ def bench_http(data: tuple[Any, ...], args: argparse.Namespace, Row: Any) -> lis
     _django(env)
     from django.db import connection
 
-    from exchange import jws
+    from exchange.client import jws
     from exchange.matching.service import match_index_snapshot
     from tests.support.processes import start_gunicorn, stop_gunicorn
 

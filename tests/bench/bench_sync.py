@@ -62,7 +62,7 @@ def load(url: str, n: int, env: dict[str, str]) -> str:
     """Members through the commands; signals, statements and feed rows through COPY."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from exchange.jws import public_key_x
+    from exchange.client.jws import public_key_x
 
     manage(env, "create_member", "acme", "--name", "Acme")
     reader = orjson.loads(manage(env, "create_member", "reader", "--name", "Reader"))

@@ -40,7 +40,7 @@ def django_setup(env: dict[str, str]) -> None:
 
 def members_create(count: int, groups: int) -> list[MemberSpec]:
     """``count`` active members, member i in group ``g<i mod groups>``."""
-    from exchange import jws
+    from exchange.client import jws
     from members.models import Member
     from members.services import (
         api_key_issue,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import jws
+from exchange.client import jws
 from exchange.client.cli import main
 from exchange.client.statements import load_private_key
 from tests.client.fakes import MD5, PDQ, FakeForum, forum_jwk, forum_transport, jwk_for, snapshot

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange import jws
+from exchange.client import jws
 from exchange.client.statements import (
     StatementError,
     build_statement,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange import jws
+from exchange.client import jws
 from exchange.client.api import CordialeClient
 from exchange.client.statements import generate_key
 from exchange.client.submission import (

@@ -7,7 +7,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import jws
+from exchange.client import jws
 from exchange.client.verify import check_jwks, index_jwks, verify_snapshot
 from tests.client.fakes import FORUM_KEY, forum_jwk, jwk_for, receipt_for, snapshot
 

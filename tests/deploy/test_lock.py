@@ -55,12 +55,28 @@ def read_lock(name: str) -> dict[str, tuple[Version, int]]:
     return pins
 
 
-def declared(*extras: str) -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def local_sources() -> dict[str, Path]:
+    """Distributions of this checkout that the server depends on (``[tool.uv.sources]``):
+    installed from their path, so the lock files carry their dependencies, not them."""
+    sources = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["sources"]
+    return {canonicalize_name(name): ROOT / source["path"] for name, source in sources.items()}
+
+
+def declared(*extras: str, project_dir: Path = ROOT) -> list[Requirement]:
+    """What a project asks for, a local source replaced by its own requirements."""
+    project = tomllib.loads((project_dir / "pyproject.toml").read_text())["project"]
     requirements = [Requirement(r) for r in project["dependencies"]]
     for extra in extras:
         requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
-    return [r for r in requirements if r.marker is None or r.marker.evaluate(TARGET)]
+    local = local_sources()
+    expanded = []
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        if name in local:
+            expanded += declared(*sorted(requirement.extras), project_dir=local[name])
+        else:
+            expanded.append(requirement)
+    return [r for r in expanded if r.marker is None or r.marker.evaluate(TARGET)]
 
 
 def assert_pinned(requirements: list[Requirement], lock: str) -> None:
@@ -97,10 +113,31 @@ def test_every_pin_has_hashes_and_ci_tests_what_the_image_ships() -> None:
         assert name in dev and dev[name][0] == version, f"{name}: {REGENERATE}"
 
 
-def test_bootstrap_provides_the_build_backend() -> None:
-    """bootstrap.txt pins pip and a setuptools that pyproject.toml's build system accepts
-    (CI and the image build the project without fetching an unpinned backend)."""
-    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+def test_local_client_is_locked_through_its_dependencies_only() -> None:
+    """The server's dependency on cordiale-client resolves to exchange/client/ in this
+    checkout, at the client's own version; no lock file pins the client (pip installs it
+    from the path, which ``--require-hashes`` could not check) and the dev lock pins
+    everything its extras need."""
+    local = local_sources()
+    assert set(local) == {"cordiale-client"}
+    client = tomllib.loads((local["cordiale-client"] / "pyproject.toml").read_text())["project"]
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = [Requirement(r) for r in server["dependencies"]]
+    pinned = [r for r in pinned if canonicalize_name(r.name) == "cordiale-client"]
+    assert [str(r.specifier) for r in pinned] == [f"=={client['version']}"]
+    for lock in ("lock.txt", "dev-lock.txt", "bootstrap.txt"):
+        assert "cordiale-client" not in read_lock(lock), lock
+    assert_pinned(declared(project_dir=local["cordiale-client"]), "lock.txt")
+    extras = sorted(client["optional-dependencies"])
+    assert_pinned(declared(*extras, project_dir=local["cordiale-client"]), "dev-lock.txt")
+
+
+@pytest.mark.parametrize("project", [".", "exchange/client"])
+def test_bootstrap_provides_the_build_backend(project: str) -> None:
+    """bootstrap.txt pins pip and a setuptools that the build system of the server's and
+    the client's pyproject.toml accepts (CI and the image build both without fetching an
+    unpinned backend)."""
+    build = tomllib.loads((ROOT / project / "pyproject.toml").read_text())["build-system"]
     assert build["build-backend"] == "setuptools.build_meta"
     assert_pinned([Requirement(r) for r in build["requires"]], "bootstrap.txt")
     assert "pip" in read_lock("bootstrap.txt")
@@ -129,3 +166,15 @@ def test_ci_and_image_install_nothing_unpinned(path: str) -> None:
     assert any("requirements/bootstrap.txt" in c for c in commands), path
     lock = "requirements/dev-lock.txt" if path == ".ci/run" else "requirements/lock.txt"
     assert any(lock in c for c in commands), path
+
+
+@pytest.mark.parametrize("path", [".ci/run", "deploy/Dockerfile"])
+def test_ci_and_image_install_the_client_from_the_checkout(path: str) -> None:
+    """The server depends on cordiale-client, which no index has: CI and the image
+    install it from exchange/client/ in the same command as the server, so that
+    ``pip check`` finds it."""
+    commands = [c for c in pip_installs(ROOT / path) if "--no-deps" in c]
+    assert commands, path
+    for command in commands:
+        words = command.split()
+        assert "./exchange/client" in words and "." in words, f"{path}: {command}"

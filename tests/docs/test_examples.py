@@ -46,8 +46,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, get_commands, load_command_class
 
-from exchange import jws
-from exchange.client import CordialeClient, build_statement, sign_statement
+from exchange.client import CordialeClient, build_statement, jws, sign_statement
 from exchange.client.cli import build_parser
 from exchange.client.submission import read_rows, row_claims
 from tests.support.live_server import LiveForum

@@ -24,7 +24,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import jws
+from exchange.client import jws
 from exchange.models import Statement
 from exchange.selectors import feed_page
 from exchange.services.lapse import statements_lapse_sweep

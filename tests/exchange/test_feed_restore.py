@@ -14,7 +14,7 @@ import orjson
 import pytest
 from django.db import connection
 
-from exchange import base64url
+from exchange.client import base64url
 from exchange.models import FeedEntry, WebhookEndpoint
 from exchange.webhooks.delivery import webhook_deliver
 from tests.factories import Party, make_party, pdq

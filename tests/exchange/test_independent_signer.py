@@ -1,4 +1,4 @@
-"""Statements signed without ``exchange.jws`` are accepted and served byte for byte.
+"""Statements signed without ``exchange.client.jws`` are accepted and served byte for byte.
 
 Two independent signers: plain ``cryptography`` with a compact JWS assembled by hand
 (own base64url, JSON spelled differently from ours: spaces, other member order, ``typ``),

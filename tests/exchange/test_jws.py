@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws as joserfc_jws
 from joserfc.jwk import OKPKey
 
-from exchange.jws import (
+from exchange.client.jws import (
     MAX_TOKEN_LENGTH,
     InvalidKey,
     MalformedJWS,

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
+from exchange.client.signal_types import VpdqSignal
 from exchange.models import Signal
-from exchange.signal_types import VpdqSignal
 from tests.factories import Party, make_party, pdq
 
 pytestmark = pytest.mark.django_db

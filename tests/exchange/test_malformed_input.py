@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import jws
+from exchange.client import jws
 from exchange.models import FeedEntry, Opinion, Signal, WebhookEndpoint
 from tests.factories import Party, make_party, pdq
 from tests.members.problems import assert_problem

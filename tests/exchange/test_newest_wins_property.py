@@ -142,6 +142,6 @@ def test_stored_state_is_newest_iat_wins(
 
 
 def _jti(token: str) -> str:
-    from exchange.jws import parse_compact
+    from exchange.client.jws import parse_compact
 
     return str(parse_compact(token).claims["jti"])

@@ -21,7 +21,7 @@ from django.test import override_settings
 from joserfc import jws as joserfc_jws
 from joserfc.jwk import OKPKey
 
-from exchange import jws
+from exchange.client import jws
 from exchange.models import Statement
 from forum.errors import ConflictError
 from members.forum_key import forum_key

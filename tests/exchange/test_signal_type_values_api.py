@@ -11,8 +11,8 @@ import json
 
 import pytest
 
+from exchange.client.signal_types import SIGNAL_TYPES
 from exchange.models import Signal, Statement
-from exchange.signal_types import SIGNAL_TYPES
 from tests.factories import Party, make_party
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@ from typing import ClassVar
 
 import pytest
 
-from exchange.signal_types import (
+from exchange.client.signal_types import (
     SIGNAL_TYPES,
     InvalidSignalValue,
     Md5Signal,
@@ -16,7 +16,7 @@ from exchange.signal_types import (
     build_registry,
     get_signal_type,
 )
-from exchange.statement_format import CONTENT_TYPES
+from exchange.client.statement_format import CONTENT_TYPES
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 MD5 = "d41d8cd98f00b204e9800998ecf8427e"

@@ -8,7 +8,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import base64url, jws, statement_format
+from exchange.client import base64url, jws, statement_format
 
 RFC_8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
 
@@ -61,7 +61,7 @@ def test_the_format_and_the_client_import_without_django() -> None:
     Django, so the client stays usable on its own."""
     code = (
         "import sys\n"
-        "import exchange.statement_format, exchange.base64url, exchange.jws\n"
+        "import exchange.client.statement_format, exchange.client.base64url, exchange.client.jws\n"
         "import exchange.client, exchange.client.cli\n"
         "loaded = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
         "assert not loaded, loaded\n"

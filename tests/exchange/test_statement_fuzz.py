@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import jws
+from exchange.client import jws
 from tests.factories import Party, make_party, pdq
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.test import override_settings
 
-from exchange import jws
+from exchange.client import jws
 from exchange.models import CurrentStatement, FeedEntry, Label, Signal, Statement
 from members.models import Member
 from members.services import (

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
 
-from exchange import jws
+from exchange.client import jws
 from forum.errors import ConflictError
 from members.models import Member, SharingGroup, SigningKey
 from members.services import member_create, sharing_group_create, signing_key_register

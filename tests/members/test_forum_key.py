@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from exchange import jws
+from exchange.client import jws
 from members.forum_key import forum_token_verify
 from tests.factories import make_party, pdq
 from tests.support.processes import ROOT, production_env

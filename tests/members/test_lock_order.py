@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
 
-from exchange import jws
+from exchange.client import jws
 from members.applications import application_approve, application_submit
 from members.models import Member, MembershipApplication
 from members.services import member_set_status, sharing_group_set_members, signing_key_revoke

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 
-from exchange import jws
-from exchange.statement_format import OP_ADD_KEY
+from exchange.client import jws
+from exchange.client.statement_format import OP_ADD_KEY
 from members.models import AuditEntry, SigningKey
 from members.services import MAX_PENDING_KEYS, signing_key_approve
 from tests.factories import Party, make_party

@@ -28,7 +28,7 @@ import orjson
 import pytest
 from threatexchange.signal_type.pdq.signal import PdqSignal
 
-from exchange import base64url
+from exchange.client import base64url
 from exchange.client.api import CordialeClient, CordialeError
 from exchange.client.threatexchange import (
     CordialeCheckpoint,

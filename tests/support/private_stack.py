@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange import jws
+from exchange.client import jws
 from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.processes import (
     PUBLIC_HOST,

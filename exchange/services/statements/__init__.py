@@ -28,9 +28,9 @@ from typing import Any
 
 from django.db import transaction
 
+from exchange.client.statement_format import MAX_BATCH
 from exchange.db import fetchall, in_list
 from exchange.metrics import record_statement_results
-from exchange.statement_format import MAX_BATCH
 from forum.errors import DomainError
 from members.models import Member, SigningKey
 

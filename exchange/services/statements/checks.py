@@ -9,10 +9,9 @@ from typing import Any
 
 from django.conf import settings
 
-from exchange import jws
-from exchange.models import FORUM_AUDIENCE, Label
-from exchange.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
-from exchange.statement_format import (
+from exchange.client import jws
+from exchange.client.signal_types import InvalidSignalValue, UnknownSignalType, get_signal_type
+from exchange.client.statement_format import (
     AUDIENCE_FORUM,
     CONTENT_TYPES,
     MAX_JTI_LENGTH,
@@ -24,6 +23,7 @@ from exchange.statement_format import (
     TLP_VALUES,
     audience_group_slug,
 )
+from exchange.models import FORUM_AUDIENCE, Label
 from members.models import Member, SharingGroup, SigningKey
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from django.utils import timezone
 
+from exchange.client.statement_format import OP_ASSERT
 from exchange.db import (
     bulk_cursor,
     fetchall,
@@ -23,7 +24,6 @@ from exchange.db import (
 from exchange.feed import FeedChange, before_change, feed_append
 from exchange.liveness import live
 from exchange.receipts import receipt_sign
-from exchange.statement_format import OP_ASSERT
 from members.forum_key import ForumKey, forum_key
 from members.models import Member
 

@@ -31,9 +31,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError, CommandParser
 
-from exchange import jws
+from exchange.client import jws
+from exchange.client.statement_format import AUDIENCE_FORUM, OP_ASSERT, group_audience
 from exchange.services.statements import statement_submit
-from exchange.statement_format import AUDIENCE_FORUM, OP_ASSERT, group_audience
 from forum.actors import DEMO_ACTOR
 from members.models import Member, SharingGroup, SigningKey
 from members.services import (

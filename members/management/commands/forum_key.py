@@ -5,7 +5,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management.base import CommandParser
 
-from exchange import base64url
+from exchange.client import base64url
 from members.forum_key import forum_key, forum_key_file_ensure, private_key_load
 
 from ._base import CommandFailure, JsonCommand

@@ -52,7 +52,7 @@ import math
 import re
 from typing import ClassVar
 
-from exchange import json_input, jws
+from exchange.client import json_input, jws
 
 
 class InvalidSignalValue(Exception):

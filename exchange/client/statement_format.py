@@ -1,7 +1,7 @@
 """
 The statement format: the claims a member signs, and the receipt the forum signs back.
 
-Both are compact JWS (``exchange.jws`` explains the envelope). This module owns the
+Both are compact JWS (``exchange.client.jws`` explains the envelope). This module owns the
 vocabulary inside it, which the server's checks (``exchange/services/statements/checks.py``),
 the member-side client (``exchange/client/``), the forum's receipts
 (``exchange/receipts.py``) and the demo command all read from here.
@@ -17,7 +17,7 @@ A statement's payload is a JSON object of claims::
 - ``op`` one of ``OPS``: ``assert`` (the value is this kind of content) or ``retract``
   (withdraw the member's assertion about the value);
 - ``signal_type`` and ``value``: a registered signal type and a value already in its
-  canonical form (``exchange.signal_types``); these four and ``iat`` are ``REQUIRED_CLAIMS``;
+  canonical form (``exchange.client.signal_types``); these four and ``iat`` are ``REQUIRED_CLAIMS``;
 - an assertion also carries ``labels`` (a non-empty list of label slugs), ``tlp`` (one of
   ``TLP_VALUES``) and ``audience``: ``"forum"`` (``AUDIENCE_FORUM``) or
   ``"group:<slug>"`` (``group_audience``) for one sharing group; and optionally ``exp``,

@@ -57,7 +57,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from exchange import base64url, json_input
+from exchange.client import base64url, json_input
 
 ALGORITHM = "EdDSA"
 MAX_TOKEN_LENGTH = 16 * 1024

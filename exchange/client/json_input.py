@@ -13,7 +13,7 @@ every document from a client is refused past ``MAX_DEPTH`` levels with ``Invalid
     >>> loads(b"[" * 40 + b"]" * 40)
     Traceback (most recent call last):
     ...
-    exchange.json_input.InvalidJSON: JSON nested deeper than 32 levels
+    exchange.client.json_input.InvalidJSON: JSON nested deeper than 32 levels
 
 This module imports nothing from Django: the JWS and signal type modules, which the
 member-side client shares, read JSON through it too.
