@@ -30,13 +30,20 @@ KEY_STATUSES = ["pending", "active", "retired", "revoked"]
 MEMBER_STATUSES = ["applicant", "active", "suspended", "expelled"]
 
 
-class JwkOut(serializers.Serializer[Any]):
+class PublicJwkOut(serializers.Serializer[Any]):
+    """A bare public JWK, as ``/api/v1/signing-keys`` shows each of the caller's keys."""
+
     kty = serializers.ChoiceField(choices=["OKP"])
     crv = serializers.ChoiceField(choices=["Ed25519"])
     x = serializers.CharField(help_text="The public key, base64url")
     kid = serializers.CharField(help_text="RFC 7638 thumbprint")
     alg = serializers.ChoiceField(choices=["EdDSA"])
     use = serializers.ChoiceField(choices=["sig"])
+
+
+class JwkOut(PublicJwkOut):
+    """A key as the JWKS publishes it: the public JWK and what the forum says of it."""
+
     status = serializers.ChoiceField(choices=KEY_STATUSES)
     member = serializers.CharField(required=False, help_text="The member's slug (not forum keys)")
     forum = serializers.BooleanField(required=False, help_text="true on the forum's own keys")
@@ -83,17 +90,6 @@ class CheckpointOut(serializers.Serializer[Any]):
 
 class CheckpointsOut(serializers.Serializer[Any]):
     checkpoints = CheckpointOut(many=True)
-
-
-class PublicJwkOut(serializers.Serializer[Any]):
-    """A bare public JWK, as ``/api/v1/signing-keys`` shows each of the caller's keys."""
-
-    kty = serializers.ChoiceField(choices=["OKP"])
-    crv = serializers.ChoiceField(choices=["Ed25519"])
-    x = serializers.CharField(help_text="The public key, base64url")
-    kid = serializers.CharField(help_text="RFC 7638 thumbprint")
-    alg = serializers.ChoiceField(choices=["EdDSA"])
-    use = serializers.ChoiceField(choices=["sig"])
 
 
 class SigningKeySummaryOut(serializers.Serializer[Any]):
