@@ -27,7 +27,7 @@ import psycopg
 from exchange.client import CordialeClient, Replica
 from tests.chaos.ledger import Ledger, SignalKey
 from tests.chaos.population import MemberSpec
-from tests.chaos.receivers import Hook
+from tests.chaos.receivers import Hook, torn
 
 Snapshot = dict[str, Any]
 Result = dict[str, Any]
@@ -154,6 +154,8 @@ def replay(hook: Hook) -> Result:
     values: set[SignalKey] = set()
     filtered_out = 0
     for item in hook.log:
+        if torn(item):
+            continue
         body = orjson.loads(item.body)
         if body.get("type") != "changes":
             continue

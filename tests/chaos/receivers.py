@@ -57,6 +57,8 @@ class Hook:
     def _arrived(self, item: Received) -> None:
         if self.mode == "slow":
             self.in_flight.set()
+        if torn(item):
+            return  # the sender died mid-body; it never saw an answer and sends it again
         try:
             Webhook(self.secret).verify(item.body, item.headers, json_parse=False)
         except Exception as exc:  # a bad or missing secret, a bad header: all refused
@@ -75,6 +77,13 @@ class Hook:
     def close(self) -> None:
         if self.down_since is None:
             self.receiver.close()
+
+
+def torn(item: Received) -> bool:
+    """A request whose body stopped short of its ``content-length``: the sender was killed
+    mid-request. A real receiver fails to read it and answers nothing; it never counts."""
+    announced = int(item.headers.get("content-length", "0") or 0)
+    return len(item.body) < announced or not item.body
 
 
 def hooks_start(members: list[str]) -> list[Hook]:

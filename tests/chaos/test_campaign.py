@@ -137,3 +137,15 @@ def test_the_ci_profile_loses_nothing_leaks_nothing_and_has_no_unexplained_5xx(
     assert summary["statements"]["accepted"] > 500
     assert summary["webhooks"]["changes_delivered"] > 1000
     assert summary["leaks"]["values_checked"] > 1000
+
+
+def test_a_delivery_torn_by_a_killed_sender_is_not_replayed() -> None:
+    """A request cut short of its content-length (the sender was SIGKILLed mid-body) is
+    what a real receiver cannot read: the replay skips it instead of failing on it."""
+    from tests.chaos.receivers import torn
+    from tests.support.receivers import Received
+
+    whole = Received("/hook", {"content-length": "2"}, b"{}", 0.0)
+    cut = Received("/hook", {"content-length": "120"}, b'{"type": "cha', 0.0)
+    empty = Received("/hook", {"content-length": "120"}, b"", 0.0)
+    assert not torn(whole) and torn(cut) and torn(empty)

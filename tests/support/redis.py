@@ -67,10 +67,15 @@ def celery_broker(url: str) -> Iterator[None]:
     saved = (app.conf.broker_url, app.conf.task_always_eager)
 
     def repoint(url: str, eager: bool) -> None:
+        from kombu import pools
+
         if app._pool is not None:
             app._pool.force_close_all()
         app._pool = None
         app.amqp._producer_pool = None
+        # kombu keeps connection and producer pools per broker in module globals; one
+        # closed above must not be handed out again ("Acquire on closed pool").
+        pools.reset()
         app.conf.broker_url, app.conf.task_always_eager = url, eager
 
     repoint(url, False)
