@@ -1,0 +1,521 @@
+"""
+Reading a STIX 2.1 bundle, as MISP and OpenCTI export one, into rows to sign and submit.
+
+``cordiale submit bundle.json`` turns each STIX ``indicator`` whose pattern names exactly
+one value of a signal type the forum knows into one statement, signed with the member's
+own key like a CSV row (``exchange.client.submission``). Everything else in the bundle is
+context, or is listed as *unsupported* with the reason, so that nothing is dropped
+silently.
+
+Patterns, read with the ``stix2`` library's pattern parser (the ``stix`` extra)::
+
+    [file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e']          → md5
+    [file:hashes.'SHA-256' = '…']  or  [file:hashes.SHA256 = '…']    → sha256
+    [file:hashes.PDQ = '…']  and  [file:hashes.vPDQ = '["…,100,0.0"]'] → pdq, vpdq
+    [url:value = 'https://example.com/a']                           → url
+
+Hash names are matched without regard to case. A pattern of one observation whose
+comparisons are joined by ``AND`` is accepted when exactly one of them is a supported
+``=`` comparison: MISP writes its ``filename|md5`` attributes as
+``[file:name = 'a.jpg' AND file:hashes.MD5 = '…']``, and the hash alone is what the forum
+matches (the other conditions are reported as ignored). Unsupported, with a reason:
+another ``pattern_type`` (YARA, Sigma, Snort…), patterns on other observables (IP
+addresses, domains…), ``OR`` or several observations unless every branch names the same
+value, two different values (a MISP file object with both MD5 and SHA-256: split it),
+qualifiers (``WITHIN``, ``REPEATS``, ``START``), operators other than ``=`` and ``NOT``,
+revoked or lapsed indicators, and observables (``observed-data`` and cyber-observable
+objects) that no indicator is ``based-on``: MISP exports attributes without the IDS flag
+that way.
+
+Each statement's claims come from the indicator and the options:
+
+- ``labels``: ``--labels`` (for every indicator), plus the indicator's own STIX ``labels``
+  (and those of a ``report`` or ``grouping`` that contains it, where MISP puts an event's
+  tags) translated by the ``--label-map`` file, plus those that already are forum label
+  slugs. An indicator left without a label is unsupported.
+- ``tlp``: the indicator's TLP marking (TLP 1.0 or 2.0, by the standard marking ids or
+  by a ``marking-definition`` in the bundle: OASIS ``tlp``, the TLP 2.0 extension, or
+  OpenCTI's ``TLP:…`` markings); without one, that of a containing report or grouping,
+  else ``--default-tlp``. Several TLP markings: the most restrictive. ``TLP:WHITE`` is
+  ``clear``.
+- ``audience``: ``--audience`` (default ``forum``); ``exp``: ``valid_until``, if any.
+
+Two indicators naming the same value become one statement (the first); the other is
+listed as unsupported. Nothing in a bundle is trusted beyond being a value to sign: the
+member signs only what it chose to export.
+
+This module imports nothing from Django; ``stix2`` is imported when a bundle is read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from exchange.client import json_input
+from exchange.client.statement_format import AUDIENCE_FORUM, TLP_VALUES
+from exchange.client.submission import InputError, InputRow
+
+# STIX hash names (lower case) and object paths that name one value of a signal type.
+HASH_SIGNAL_TYPES: Mapping[str, str] = {
+    "md5": "md5",
+    "sha-256": "sha256",
+    "sha256": "sha256",
+    "pdq": "pdq",
+    "vpdq": "vpdq",
+}
+URL_PATH = ("url", ("value",))
+
+# TLP levels from the least to the most restrictive.
+TLP_ORDER = ("clear", "green", "amber", "amber+strict", "red")
+# The marking definitions every STIX producer refers to by id without always including
+# them: STIX 2.1's TLP 1.0 (stix2.TLP_WHITE…) and the OASIS TLP 2.0 extension's.
+KNOWN_TLP_MARKINGS: Mapping[str, str] = {
+    "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9": "clear",
+    "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da": "green",
+    "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82": "amber",
+    "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed": "red",
+    "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487": "clear",
+    "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb": "green",
+    "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421": "amber",
+    "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003": "amber+strict",
+    "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1": "red",
+}
+TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
+
+# STIX 2.1 cyber-observable object types (section 6), and observed-data.
+OBSERVABLE_TYPES = frozenset(
+    {
+        "artifact",
+        "autonomous-system",
+        "directory",
+        "domain-name",
+        "email-addr",
+        "email-message",
+        "file",
+        "ipv4-addr",
+        "ipv6-addr",
+        "mac-addr",
+        "mutex",
+        "network-traffic",
+        "process",
+        "software",
+        "url",
+        "user-account",
+        "windows-registry-key",
+        "x509-certificate",
+        "observed-data",
+    }
+)
+CONTAINER_TYPES = frozenset({"report", "grouping"})
+NOT_AN_INDICATOR = (
+    "an observable, not an indicator: only indicators become statements (MISP exports "
+    "attributes without the IDS flag this way; OpenCTI: create an indicator from it)"
+)
+
+
+class StixUnavailable(InputError):
+    """The ``stix2`` library is not installed."""
+
+    code = "stix_unavailable"
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    """What the bundle does not say: ``labels`` for every statement, the ``label_map``
+    from STIX labels to forum label slugs, the ``known_labels`` (slugs kept as they are),
+    ``default_tlp`` for indicators without a TLP marking, and the ``audience``."""
+
+    labels: tuple[str, ...] = ()
+    label_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    known_labels: frozenset[str] = frozenset()
+    default_tlp: str | None = None
+    audience: str = AUDIENCE_FORUM
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """An object of the bundle that does not become a statement, and why."""
+
+    id: str
+    type: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "type": self.type, "reason": self.reason}
+
+
+@dataclass
+class BundleRows:
+    """The rows to submit (``indicators[n]`` is the id of row ``n``), the unsupported
+    objects, notes on what was ignored in accepted patterns, and the count per type."""
+
+    rows: list[InputRow] = field(default_factory=list)
+    indicators: dict[int, str] = field(default_factory=dict)
+    unsupported: list[Unsupported] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    types: Counter[str] = field(default_factory=Counter)
+
+
+class PatternUnsupported(ValueError):
+    """A pattern that does not name exactly one supported value; the message says why."""
+
+
+def load_bundle(path: Path) -> list[dict[str, Any]]:
+    """The objects of the STIX bundle (or TAXII envelope) in ``path``."""
+    try:
+        document = json_input.loads(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    except json_input.InvalidJSON as exc:
+        raise InputError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
+        raise InputError(f"{path} is not a STIX bundle: no list of objects")
+    if document.get("type", "bundle") != "bundle":
+        raise InputError(f"{path} is a STIX {document.get('type')!r}, not a bundle")
+    return [obj for obj in document["objects"] if isinstance(obj, dict)]
+
+
+def is_bundle_file(path: Path) -> bool:
+    """Whether ``cordiale submit`` reads ``path`` as a STIX bundle: a ``.json`` file."""
+    return path.suffix.lower() in (".json", ".stix")
+
+
+def read_label_map(path: Path) -> dict[str, tuple[str, ...]]:
+    """A JSON object from STIX labels to a forum label slug or a list of them."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the label map {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: the label map must be a JSON object")
+    mapping: dict[str, tuple[str, ...]] = {}
+    for source, target in document.items():
+        slugs = [target] if isinstance(target, str) else target
+        if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
+            raise InputError(f"{path}: {source!r} must map to a label slug or a list of them")
+        mapping[source] = tuple(slugs)
+    return mapping
+
+
+def bundle_rows(
+    objects: list[dict[str, Any]], options: BundleOptions, *, now: datetime | None = None
+) -> BundleRows:
+    """Rows for every supported indicator of ``objects``, and what is unsupported."""
+    _require_stix2()
+    now = now or datetime.now(UTC)
+    result = BundleRows(types=Counter(str(obj.get("type")) for obj in objects))
+    latest = _latest_versions(objects)
+    context = _Context(latest.values())
+    seen: dict[tuple[str, str], str] = {}
+    for obj in latest.values():
+        kind = str(obj.get("type"))
+        ident = str(obj.get("id"))
+        if kind in OBSERVABLE_TYPES and not context.covers(ident):
+            result.unsupported.append(Unsupported(ident, kind, NOT_AN_INDICATOR))
+        if kind != "indicator":
+            continue
+        try:
+            fields, notes = _indicator_fields(obj, options, context, now)
+        except PatternUnsupported as exc:
+            result.unsupported.append(Unsupported(ident, kind, str(exc)))
+            continue
+        key = (fields["signal_type"], fields["value"])
+        if key in seen:
+            reason = f"names the same {key[0]} value as {seen[key]}, which is submitted"
+            result.unsupported.append(Unsupported(ident, kind, reason))
+            continue
+        seen[key] = ident
+        number = len(result.rows) + 1
+        result.rows.append(InputRow(number, fields))
+        result.indicators[number] = ident
+        result.notes += [f"{ident}: {note}" for note in notes]
+    return result
+
+
+def _require_stix2() -> None:
+    try:
+        import stix2.pattern_visitor  # noqa: F401
+    except ImportError as exc:
+        raise StixUnavailable(
+            "reading STIX bundles needs the stix2 library: pip install 'cordiale-client[stix]'"
+        ) from exc
+
+
+def _latest_versions(objects: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One object per id, its latest ``modified`` version, in bundle order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        ident = str(obj.get("id"))
+        current = latest.get(ident)
+        if current is None or str(obj.get("modified", "")) > str(current.get("modified", "")):
+            latest[ident] = obj
+    return latest
+
+
+class _Context:
+    """What other objects of the bundle say about an indicator or an observable."""
+
+    def __init__(self, objects: Iterable[dict[str, Any]]) -> None:
+        self.markings: dict[str, str] = dict(KNOWN_TLP_MARKINGS)
+        self.containers: dict[str, list[dict[str, Any]]] = {}
+        self.based_on: set[str] = set()
+        observed: dict[str, list[str]] = {}
+        referenced: set[str] = set()
+        for obj in objects:
+            kind = obj.get("type")
+            if kind == "marking-definition":
+                tlp = _marking_tlp(obj)
+                if tlp is not None:
+                    self.markings[str(obj.get("id"))] = tlp
+            elif kind in CONTAINER_TYPES:
+                for ref in obj.get("object_refs") or []:
+                    self.containers.setdefault(str(ref), []).append(obj)
+            elif kind == "relationship" and obj.get("relationship_type") == "based-on":
+                if str(obj.get("source_ref", "")).startswith("indicator--"):
+                    self.based_on.add(str(obj.get("target_ref")))
+            elif kind == "observed-data":
+                refs = [str(ref) for ref in obj.get("object_refs") or []]
+                observed[str(obj.get("id"))] = refs
+                referenced.update(refs)
+        # An observable is covered by an indicator based on it or on its observed-data;
+        # one that an observed-data holds shares that observed-data's fate.
+        for data_id, refs in observed.items():
+            if data_id in self.based_on:
+                self.based_on.update(refs)
+        self._held = referenced
+
+    def covers(self, ident: str) -> bool:
+        return ident in self.based_on or (
+            not ident.startswith("observed-data--") and ident in self._held
+        )
+
+    def tlp_of(self, obj: dict[str, Any]) -> str | None:
+        """The most restrictive TLP marking of ``obj``, else of a container holding it."""
+        own = self._most_restrictive(obj.get("object_marking_refs") or [])
+        if own is not None:
+            return own
+        inherited = [
+            ref
+            for container in self.containers.get(str(obj.get("id")), [])
+            for ref in container.get("object_marking_refs") or []
+        ]
+        return self._most_restrictive(inherited)
+
+    def _most_restrictive(self, refs: Iterable[Any]) -> str | None:
+        levels = [self.markings[str(ref)] for ref in refs if str(ref) in self.markings]
+        return max(levels, key=TLP_ORDER.index) if levels else None
+
+    def container_labels(self, obj: dict[str, Any]) -> list[str]:
+        return [
+            str(label)
+            for container in self.containers.get(str(obj.get("id")), [])
+            for label in container.get("labels") or []
+        ]
+
+
+def _marking_tlp(marking: dict[str, Any]) -> str | None:
+    """The TLP level a marking definition states, in any of the shapes producers write."""
+    candidates: list[Any] = []
+    definition = marking.get("definition")
+    kind = str(marking.get("definition_type", "")).lower()
+    if kind == "tlp" and isinstance(definition, dict):
+        candidates.append(definition.get("tlp"))
+    extension = (marking.get("extensions") or {}).get(TLP2_EXTENSION)
+    if isinstance(extension, dict):
+        candidates.append(extension.get("tlp_2_0"))
+    if str(marking.get("x_opencti_definition_type", "")).upper() == "TLP":
+        candidates.append(marking.get("x_opencti_definition"))
+    if kind == "tlp" or str(marking.get("x_opencti_definition_type", "")).upper() == "TLP":
+        candidates.append(marking.get("name"))
+    for candidate in candidates:
+        level = _tlp_level(candidate)
+        if level is not None:
+            return level
+    return None
+
+
+def _tlp_level(text: Any) -> str | None:
+    if not isinstance(text, str):
+        return None
+    level = text.strip().lower().removeprefix("tlp:")
+    level = "clear" if level == "white" else level
+    return level if level in TLP_VALUES else None
+
+
+def _indicator_fields(
+    indicator: dict[str, Any], options: BundleOptions, context: _Context, now: datetime
+) -> tuple[dict[str, str], list[str]]:
+    """The row fields of a supported indicator and notes; raise PatternUnsupported."""
+    if indicator.get("revoked") is True:
+        raise PatternUnsupported(
+            "revoked by its producer; to withdraw a value from the forum run `cordiale retract`"
+        )
+    pattern_type = str(indicator.get("pattern_type") or "stix").lower()
+    if pattern_type != "stix":
+        raise PatternUnsupported(f"pattern_type {pattern_type!r}: only STIX patterns are read")
+    version = "2.0" if indicator.get("spec_version", "2.1") == "2.0" else "2.1"
+    signal_type, value, notes = parse_pattern(str(indicator.get("pattern", "")), version=version)
+    fields = {"signal_type": signal_type, "value": value, "audience": options.audience}
+    exp = _expiry(indicator, now)
+    if exp is not None:
+        fields["exp"] = str(exp)
+    labels = _labels(indicator, options, context)
+    if not labels:
+        sources = [*(indicator.get("labels") or []), *context.container_labels(indicator)]
+        seen = ", ".join(repr(str(label)) for label in sources) or "none"
+        raise PatternUnsupported(
+            f"no forum label: pass --labels, or map one of its STIX labels ({seen}) "
+            "with --label-map"
+        )
+    fields["labels"] = "|".join(labels)
+    tlp = context.tlp_of(indicator) or options.default_tlp
+    if tlp is None:
+        raise PatternUnsupported("no TLP marking: mark it in your platform or pass --default-tlp")
+    fields["tlp"] = tlp
+    return fields, notes
+
+
+def _labels(indicator: dict[str, Any], options: BundleOptions, context: _Context) -> list[str]:
+    labels = list(options.labels)
+    for source in [*(indicator.get("labels") or []), *context.container_labels(indicator)]:
+        source = str(source)
+        if source in options.label_map:
+            labels.extend(options.label_map[source])
+        elif source in options.known_labels:
+            labels.append(source)
+    return list(dict.fromkeys(label for label in labels if label))
+
+
+def _expiry(indicator: dict[str, Any], now: datetime) -> int | None:
+    """``exp`` from ``valid_until``; raise PatternUnsupported if it has passed."""
+    text = indicator.get("valid_until")
+    if not text:
+        return None
+    from stix2.utils import parse_into_datetime
+
+    try:
+        until = parse_into_datetime(text)
+    except ValueError as exc:
+        raise PatternUnsupported(f"valid_until {text!r} is not a timestamp") from exc
+    if until <= now:
+        raise PatternUnsupported(f"lapsed: valid_until {text} has passed")
+    return int(until.timestamp())
+
+
+# Patterns
+
+
+def parse_pattern(pattern: str, *, version: str = "2.1") -> tuple[str, str, list[str]]:
+    """The signal type and value one STIX pattern names, and notes on what was ignored.
+
+    >>> parse_pattern("[file:name = 'a.jpg' AND file:hashes.MD5 = 'D41D8CD98F00B204E9800998E']")
+    ('md5', 'D41D8CD98F00B204E9800998E', ["ignored the condition file:name = 'a.jpg'"])
+
+    The value is as written (``cordiale submit`` normalises it before signing); raise
+    PatternUnsupported if the pattern does not name exactly one supported value.
+    """
+    from stix2 import patterns
+    from stix2.pattern_visitor import create_pattern_object
+
+    try:
+        tree = create_pattern_object(pattern, version=version)
+    except Exception as exc:  # the ANTLR parser raises several kinds
+        raise PatternUnsupported(f"the pattern does not parse: {exc}") from exc
+    observations = _observations(tree, patterns)
+    comparisons: list[Any] = []
+    has_or = len(observations) > 1
+    for observation in observations:
+        has_or |= _flatten(observation.operand, comparisons, patterns)
+    named: dict[tuple[str, str], Any] = {}
+    others: list[Any] = []
+    for comparison in comparisons:
+        signal = _signal_of(comparison, patterns)
+        if signal is None:
+            others.append(comparison)
+        else:
+            named.setdefault(signal, comparison)
+    if not named:
+        paths = ", ".join(sorted({str(c.lhs) for c in others if hasattr(c, "lhs")}))
+        raise PatternUnsupported(
+            f"no supported observable in the pattern ({paths or pattern}); the forum takes "
+            "file:hashes.MD5, file:hashes.'SHA-256', file:hashes.PDQ, file:hashes.vPDQ, url:value"
+        )
+    if len(named) > 1:
+        kinds = ", ".join(f"{kind} {value[:16]}…" for kind, value in named)
+        raise PatternUnsupported(
+            f"the pattern names {len(named)} values ({kinds}); export one indicator per value"
+        )
+    if has_or and others:
+        raise PatternUnsupported(
+            "other conditions joined by OR or in other observations: the pattern is more "
+            "than the value"
+        )
+    (signal_type, value), _ = next(iter(named.items()))
+    notes = [f"ignored the condition {comparison}" for comparison in others]
+    return signal_type, value, notes
+
+
+def _observations(tree: Any, patterns: Any) -> list[Any]:
+    """The observation expressions of a pattern joined by ``OR``/``AND`` (the same value
+    observed twice is still one value); raise PatternUnsupported on anything else."""
+    if isinstance(tree, patterns.ObservationExpression):
+        return [tree]
+    if isinstance(tree, patterns.QualifiedObservationExpression):
+        raise PatternUnsupported(f"qualified pattern ({tree.qualifier}): not one value")
+    if isinstance(tree, patterns.FollowedByObservationExpression):
+        raise PatternUnsupported("FOLLOWEDBY pattern: a sequence, not one value")
+    if isinstance(tree, patterns.ParentheticalExpression):
+        return _observations(tree.expression, patterns)
+    if isinstance(tree, patterns.OrObservationExpression | patterns.AndObservationExpression):
+        return [o for operand in tree.operands for o in _observations(operand, patterns)]
+    raise PatternUnsupported(f"unexpected pattern structure {type(tree).__name__}")
+
+
+def _flatten(expression: Any, out: list[Any], patterns: Any) -> bool:
+    """Append the comparisons of ``expression`` to ``out``; True if an ``OR`` joins some."""
+    if isinstance(expression, patterns.ParentheticalExpression):
+        return _flatten(expression.expression, out, patterns)
+    if isinstance(expression, patterns.OrBooleanExpression):
+        for operand in expression.operands:
+            _flatten(operand, out, patterns)
+        return True
+    if isinstance(expression, patterns.AndBooleanExpression):
+        return any([_flatten(operand, out, patterns) for operand in expression.operands])
+    out.append(expression)
+    return False
+
+
+def _signal_of(comparison: Any, patterns: Any) -> tuple[str, str] | None:
+    """(signal type, value) of a supported comparison; None for another object path;
+    raise PatternUnsupported for a supported path compared in another way."""
+    lhs = getattr(comparison, "lhs", None)
+    if lhs is None:
+        return None
+    path = [getattr(component, "property_name", None) for component in lhs.property_path]
+    signal_type: str | None = None
+    if lhs.object_type_name == "file" and len(path) == 2 and path[0] == "hashes":
+        signal_type = HASH_SIGNAL_TYPES.get(str(path[1]).lower())
+    elif (lhs.object_type_name, tuple(path)) == URL_PATH:
+        signal_type = "url"
+    if signal_type is None:
+        return None
+    rhs = comparison.rhs
+    if not isinstance(comparison, patterns.EqualityComparisonExpression) or comparison.negated:
+        raise PatternUnsupported(f"{comparison}: only '=' names one value")
+    if isinstance(rhs, patterns.StringConstant):
+        return signal_type, _unescape(str(rhs.value))
+    if isinstance(rhs, patterns.HexConstant) and signal_type != "url":
+        return signal_type, str(rhs.value)
+    raise PatternUnsupported(f"{comparison}: the value is not a string")
+
+
+def _unescape(text: str) -> str:
+    """A STIX pattern string literal's value: ``\\'`` is ``'`` and ``\\\\`` is ``\\``."""
+    return re.sub(r"\\(['\\])", r"\1", text)
