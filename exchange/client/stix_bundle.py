@@ -41,8 +41,10 @@ Each statement's claims come from the indicator and the options:
 - ``audience``: ``--audience`` (default ``forum``); ``exp``: ``valid_until``, if any.
 
 Two indicators naming the same value become one statement (the first); the other is
-listed as unsupported. Nothing in a bundle is trusted beyond being a value to sign: the
-member signs only what it chose to export.
+listed as unsupported. An indicator that carries a forum statement (the TAXII channel's
+JWS extension: it was read from the forum) is not signed again: re-signing another
+member's statement would claim it as the submitter's own. Nothing else in a bundle is
+trusted beyond being a value to sign: the member signs only what it chose to export.
 
 This module imports nothing from Django; ``stix2`` is imported when a bundle is read.
 """
@@ -58,36 +60,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exchange.client import json_input
+from exchange.client import json_input, jws, stix
 from exchange.client.statement_format import AUDIENCE_FORUM, TLP_VALUES
 from exchange.client.submission import InputError, InputRow
 
-# STIX hash names (lower case) and object paths that name one value of a signal type.
+# STIX hash names (lower case) that name one value of a signal type: those the forum's
+# own mapping writes (exchange.client.stix.PATTERN_PATHS) and the spelling MISP uses.
 HASH_SIGNAL_TYPES: Mapping[str, str] = {
-    "md5": "md5",
-    "sha-256": "sha256",
+    **{
+        path.removeprefix("file:hashes.").strip("'").lower(): signal_type
+        for signal_type, path in stix.PATTERN_PATHS.items()
+        if path.startswith("file:hashes.")
+    },
     "sha256": "sha256",
-    "pdq": "pdq",
-    "vpdq": "vpdq",
 }
 URL_PATH = ("url", ("value",))
 
 # TLP levels from the least to the most restrictive.
 TLP_ORDER = ("clear", "green", "amber", "amber+strict", "red")
 # The marking definitions every STIX producer refers to by id without always including
-# them: STIX 2.1's TLP 1.0 (stix2.TLP_WHITE…) and the OASIS TLP 2.0 extension's.
+# them: STIX 2.1's TLP 1.0 (stix2.TLP_WHITE…) and the OASIS TLP 2.0 ones.
 KNOWN_TLP_MARKINGS: Mapping[str, str] = {
     "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9": "clear",
     "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da": "green",
     "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82": "amber",
     "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed": "red",
-    "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487": "clear",
-    "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb": "green",
-    "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421": "amber",
-    "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003": "amber+strict",
-    "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1": "red",
+    **{marking: tlp for tlp, marking in stix.TLP_MARKINGS.items()},
 }
-TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
+TLP2_EXTENSION = stix.TLP_EXTENSION_ID
 
 # STIX 2.1 cyber-observable object types (section 6), and observed-data.
 OBSERVABLE_TYPES = frozenset(
@@ -353,6 +353,12 @@ def _indicator_fields(
     indicator: dict[str, Any], options: BundleOptions, context: _Context, now: datetime
 ) -> tuple[dict[str, str], list[str]]:
     """The row fields of a supported indicator and notes; raise PatternUnsupported."""
+    signed = _forum_statement(indicator)
+    if signed is not None:
+        raise PatternUnsupported(
+            f"already a signed statement of the forum, by {signed}: not signed again "
+            "(an indicator read from the forum's TAXII collections)"
+        )
     if indicator.get("revoked") is True:
         raise PatternUnsupported(
             "revoked by its producer; to withdraw a value from the forum run `cordiale retract`"
@@ -380,6 +386,19 @@ def _indicator_fields(
         raise PatternUnsupported("no TLP marking: mark it in your platform or pass --default-tlp")
     fields["tlp"] = tlp
     return fields, notes
+
+
+def _forum_statement(indicator: dict[str, Any]) -> str | None:
+    """The issuer of the forum statement an indicator carries (the TAXII channel's JWS
+    extension), or None: re-signing another member's statement would claim it as ours."""
+    extension = (indicator.get("extensions") or {}).get(stix.JWS_EXTENSION_ID)
+    if not isinstance(extension, dict) or "jws" not in extension:
+        return None
+    try:
+        token = str(extension["jws"])
+        return str(jws.parse_compact(token, max_length=jws.MAX_LONG_TOKEN_LENGTH).claims["iss"])
+    except (jws.MalformedJWS, KeyError):
+        return "an unreadable JWS"
 
 
 def _labels(indicator: dict[str, Any], options: BundleOptions, context: _Context) -> list[str]:

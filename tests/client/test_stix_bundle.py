@@ -374,3 +374,19 @@ def test_without_stix2_the_message_says_what_to_install(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "stix2.pattern_visitor", None)
     with pytest.raises(StixUnavailable, match=r"cordiale-client\[stix\]"):
         rows_of([indicator(f"[file:hashes.MD5 = '{MD5}']")])
+
+
+def test_an_indicator_read_from_the_forum_is_not_signed_again() -> None:
+    """An indicator of the forum's TAXII channel (its JWS extension) names the statement's
+    member and is listed, not re-signed as the submitter's own."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.client import stix
+    from tests.client.fakes import snapshot
+
+    objects = stix.objects_for_snapshot(snapshot(Ed25519PrivateKey.generate(), member="globex"))
+    result = rows_of(objects)
+    assert result.rows == []
+    (item,) = result.unsupported
+    assert item.type == "indicator"
+    assert "already a signed statement of the forum, by globex" in item.reason
