@@ -374,6 +374,36 @@ class CordialeClient:
         collections = body.get("collections") or []
         return [item for item in collections if isinstance(item, dict)]
 
+    def taxii_objects(
+        self,
+        api_root: str,
+        collection_id: str,
+        *,
+        added_after: str | None = None,
+        next: str | None = None,
+        limit: int | None = None,
+        match: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One page of a collection's objects: the envelope (``more``, ``next``,
+        ``objects``). ``match`` holds the filters without their ``match[...]`` wrapping:
+        ``{"type": "indicator"}``."""
+        params: dict[str, Any] = {
+            name: value
+            for name, value in (("added_after", added_after), ("next", next), ("limit", limit))
+            if value is not None
+        }
+        params.update({f"match[{name}]": value for name, value in (match or {}).items()})
+        path = self.same_origin_path(api_root).rstrip("/")
+        return _as_dict(
+            self._request(
+                "GET",
+                f"{path}/collections/{_path_value(collection_id)}/objects/",
+                params=params,
+                prefix="",
+                accept=TAXII_MEDIA_TYPE,
+            )
+        )
+
     def same_origin_path(self, url: str) -> str:
         """The path of ``url`` (absolute, or relative to the forum's TAXII discovery), which
         must lie on the forum's own origin: the API key goes nowhere else."""
