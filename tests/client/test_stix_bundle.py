@@ -12,13 +12,12 @@ import pytest
 
 from exchange.client.stix_bundle import (
     BundleOptions,
-    PatternUnsupported,
     StixUnavailable,
     bundle_rows,
     load_bundle,
-    parse_pattern,
     read_label_map,
 )
+from exchange.client.stix_patterns import PatternUnsupported, parse_pattern
 from exchange.client.submission import InputError
 from tests.client.stix_samples import (
     FILENAME_MD5,
