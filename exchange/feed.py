@@ -21,6 +21,12 @@ and append last, so the lock is held only for the insert and the commit. (On SQL
 writers are serialised by the database itself.) The lock is transaction-scoped, so it
 works behind PgBouncer in transaction pooling mode.
 
+Dates. Each row also gets ``added_at``, handed out under the same lock: the later of now
+and the previous row's ``added_at`` plus one microsecond, then one microsecond more per
+row of the batch. So ``added_at`` grows strictly with ``seq``, hence with commit order,
+and no two rows share one: "rows added after T" is exactly "rows after the position
+whose ``added_at`` is T", which TAXII's ``added_after`` relies on (exchange/taxii/).
+
 Listening. The feed does not know who follows it. Whoever wants to hear of new rows
 (webhook wake-ups) registers a callback at app start, ``feed_listeners.register(f)``
 from an ``AppConfig.ready()``, as Django's own signals and checks are connected; once a
@@ -199,20 +205,51 @@ def feed_append(rows: Iterable[FeedChange], *, now: datetime | None = None) -> i
     keys = list(unique)
     with bulk_cursor() as cursor:
         if is_postgres():
+            # added_at: from max(now, the last row's + 1 µs) on, one microsecond per row,
+            # in seq order (see "Dates" above).
             cursor.execute(
-                "INSERT INTO exchange_feedentry (audience, signal_id, created_at, effective_at) "
-                f"SELECT {json_fields('bigint', 'bigint')}, %s, (x->>2)::bigint "
-                "FROM jsonb_array_elements(%s::jsonb) AS x",
-                [at, json_rows([(a, s, unique[(a, s)]) for a, s in keys])],
+                "INSERT INTO exchange_feedentry "
+                "(audience, signal_id, created_at, effective_at, added_at) "
+                f"SELECT {json_fields('bigint', 'bigint')}, %s, (x->>2)::bigint, "
+                "base.t + (e.n - 1) * interval '1 microsecond' "
+                "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(x, n), "
+                f"({_NEXT_ADDED_AT}) AS base ORDER BY e.n",
+                [at, json_rows([(a, s, unique[(a, s)]) for a, s in keys]), at, at],
             )
         else:
+            cursor.execute(
+                "SELECT COALESCE(added_at, created_at) FROM exchange_feedentry "
+                "ORDER BY seq DESC LIMIT 1"
+            )
+            last = cursor.fetchone()
+            start = at
+            if last is not None:
+                previous = _sqlite_datetime(last[0])
+                if previous >= start:
+                    start = previous + timedelta(microseconds=1)
             cursor.executemany(
-                "INSERT INTO exchange_feedentry (audience, signal_id, created_at, effective_at) "
-                "VALUES (%s, %s, %s, %s)",
-                [(a, s, at, unique[(a, s)]) for a, s in keys],
+                "INSERT INTO exchange_feedentry "
+                "(audience, signal_id, created_at, effective_at, added_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (a, s, at, unique[(a, s)], start + timedelta(microseconds=i))
+                    for i, (a, s) in enumerate(keys)
+                ],
             )
     feed_listeners.schedule(keys)
     return len(keys)
+
+
+_NEXT_ADDED_AT = (
+    "SELECT GREATEST(%s::timestamptz, COALESCE((SELECT COALESCE(added_at, created_at) "
+    "FROM exchange_feedentry ORDER BY seq DESC LIMIT 1), %s::timestamptz) "
+    "+ interval '1 microsecond') AS t"
+)
+
+
+def _sqlite_datetime(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def before_change(

@@ -220,6 +220,9 @@ class FeedEntry(models.Model):
     # lapse recorded by the sweep. Only readers in the audience since before then may
     # learn of it as a tombstone.
     effective_at = models.BigIntegerField(null=True, blank=True)
+    # When the row was added, strictly increasing with ``seq`` (handed out under the feed
+    # lock, ``exchange.feed.feed_append``): TAXII's ``date_added`` (exchange/taxii/).
+    added_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["audience", "seq"], name="feed_audience_seq")]

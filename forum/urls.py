@@ -41,4 +41,5 @@ urlpatterns = [
     path("readyz/web", health.readyz_web, name="readyz-web"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("taxii2/", include("exchange.taxii.urls")),
 ]

@@ -57,6 +57,10 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "API key must be ASCII.", code="invalid_header"
             ) from None
+        return self.authenticate_key(secret)
+
+    def authenticate_key(self, secret: str) -> tuple[ApiPrincipal, ApiKey]:
+        """The principal of an API key however it was sent; 401 unless it is usable."""
         key = api_key_lookup(secret)
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown API key.", code="unknown_key")

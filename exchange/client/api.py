@@ -31,11 +31,12 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 
 API_PREFIX = "/api/v1"
+TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 # Full-jitter backoff: attempt n sleeps uniformly in [0, min(cap, base * 2**n)].
@@ -357,6 +358,75 @@ class CordialeClient:
         """Retire a key: it signs nothing new; what it signed stays valid."""
         return _as_dict(self._request("DELETE", f"/signing-keys/{_path_value(kid)}"))
 
+    # TAXII 2.1 (CONTRACT.md "TAXII 2.1 and STIX 2.1"): what a TIP is configured with
+
+    def taxii_discovery(self) -> dict[str, Any]:
+        """The TAXII discovery resource, ``GET /taxii2/``."""
+        return _as_dict(self._taxii("/taxii2/"))
+
+    def taxii_api_root(self, api_root: str) -> dict[str, Any]:
+        """An API root resource (``versions``, ``max_content_length``)."""
+        return _as_dict(self._taxii(self.same_origin_path(api_root)))
+
+    def taxii_collections(self, api_root: str) -> list[dict[str, Any]]:
+        """The collections the caller may read under ``api_root``."""
+        body = _as_dict(self._taxii(self.same_origin_path(api_root).rstrip("/") + "/collections/"))
+        collections = body.get("collections") or []
+        return [item for item in collections if isinstance(item, dict)]
+
+    def taxii_objects(
+        self,
+        api_root: str,
+        collection_id: str,
+        *,
+        added_after: str | None = None,
+        next: str | None = None,
+        limit: int | None = None,
+        match: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One page of a collection's objects: the envelope (``more``, ``next``,
+        ``objects``). ``match`` holds the filters without their ``match[...]`` wrapping:
+        ``{"type": "indicator"}``."""
+        params: dict[str, Any] = {
+            name: value
+            for name, value in (("added_after", added_after), ("next", next), ("limit", limit))
+            if value is not None
+        }
+        params.update({f"match[{name}]": value for name, value in (match or {}).items()})
+        path = self.same_origin_path(api_root).rstrip("/")
+        return _as_dict(
+            self._request(
+                "GET",
+                f"{path}/collections/{_path_value(collection_id)}/objects/",
+                params=params,
+                prefix="",
+                accept=TAXII_MEDIA_TYPE,
+            )
+        )
+
+    def same_origin_path(self, url: str) -> str:
+        """The path of ``url`` (absolute, or relative to the forum's TAXII discovery), which
+        must lie on the forum's own origin: the API key goes nowhere else."""
+        absolute = urljoin(self.base_url + "/taxii2/", url)
+        base = httpx.URL(self.base_url + "/")
+        target = httpx.URL(absolute)
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise CordialeError(
+                status=0,
+                code="foreign_taxii_root",
+                detail=f"the forum's TAXII discovery names {absolute}, outside {self.base_url}; "
+                "the API key is not sent there",
+            )
+        base_path = base.path.rstrip("/")
+        return target.path.removeprefix(base_path) or "/"
+
+    def taxii_url(self, path: str) -> str:
+        """The absolute URL of a TAXII path on the forum."""
+        return self.base_url + path
+
+    def _taxii(self, path: str) -> JSON:
+        return self._request("GET", path, prefix="", accept=TAXII_MEDIA_TYPE)
+
     # Transport
 
     def _request(
@@ -367,12 +437,17 @@ class CordialeClient:
         params: dict[str, Any] | None = None,
         json: JSON = None,
         idempotent: bool = True,
+        prefix: str = API_PREFIX,
+        accept: str | None = None,
     ) -> JSON:
-        url = API_PREFIX + path
+        url = prefix + path
+        headers = {"Accept": accept} if accept else None
         attempt = 0
         while True:
             try:
-                response = self._http.request(method, url, params=params, json=json)
+                response = self._http.request(
+                    method, url, params=params, json=json, headers=headers
+                )
             except httpx.TransportError as exc:
                 # A connect failure means the request never left; others may have arrived.
                 retriable = idempotent or isinstance(exc, httpx.ConnectError)

@@ -24,7 +24,7 @@ from exchange.client.api import DEFAULT_MAX_RETRIES, CordialeClient, CordialeErr
 from exchange.client.hashing import HashingUnavailable, file_hashes
 from exchange.client.replica import DB_NAME, PageResult, Replica
 from exchange.client.signal_types import SIGNAL_TYPES
-from exchange.client.statement_format import MAX_BATCH, OP_RETRACT
+from exchange.client.statement_format import AUDIENCE_FORUM, MAX_BATCH, OP_RETRACT, TLP_VALUES
 from exchange.client.statements import (
     StatementError,
     build_statement,
@@ -35,8 +35,16 @@ from exchange.client.statements import (
     public_jwk_path,
     sign_statement,
 )
+from exchange.client.stix_bundle import (
+    BundleOptions,
+    bundle_rows,
+    is_bundle_file,
+    load_bundle,
+    read_label_map,
+)
 from exchange.client.submission import (
     InputError,
+    InputRow,
     SubmitSummary,
     read_rows,
     submit_file,
@@ -222,25 +230,98 @@ def _rotate(args: argparse.Namespace, client: CordialeClient) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if is_bundle_file(path):
+        return submit_bundle(args, path)
+    if any(getattr(args, name, None) is not None for name in BUNDLE_OPTIONS):
+        raise UsageError(
+            "--labels, --label-map, --default-tlp and --audience are for STIX bundles "
+            f"(.json files); {path.name} is read as CSV or JSONL"
+        )
     rows = read_rows(path)
     key = signing_key(args)
     with make_client(args) as client:
-        member = issuer(args, client)
-        with progress_bar(args, len(rows), "row") as bar:
-            summary = submit_file(
-                client,
-                path,
-                issuer=member,
-                private_key=key,
-                batch_size=args.batch_size,
-                on_rows=bar.update,
-                rows=rows,
-                retry_rejected=args.retry_rejected,
-            )
-    rejected_file = write_rejected(path, summary)
-    print_summary(summary, rejected_file)
+        summary = _submit_rows(args, client, path, rows, key)
     emit(summary.totals())
     return EXIT_FAILURE if summary.counts["rejected"] else 0
+
+
+def _submit_rows(
+    args: argparse.Namespace, client: CordialeClient, path: Path, rows: list[InputRow], key: Any
+) -> SubmitSummary:
+    """Sign and submit ``rows`` of ``path`` (resuming), print the table of results."""
+    member = issuer(args, client)
+    with progress_bar(args, len(rows), "row") as bar:
+        summary = submit_file(
+            client,
+            path,
+            issuer=member,
+            private_key=key,
+            batch_size=args.batch_size,
+            on_rows=bar.update,
+            rows=rows,
+            retry_rejected=args.retry_rejected,
+        )
+    print_summary(summary, write_rejected(path, summary))
+    return summary
+
+
+BUNDLE_OPTIONS = ("labels", "label_map", "default_tlp", "audience")
+
+
+def submit_bundle(args: argparse.Namespace, path: Path) -> int:
+    """``submit`` of a STIX bundle: its supported indicators become statements; the
+    unsupported objects are listed, with their reasons, on stderr and in the last line."""
+    objects = load_bundle(path)
+    key = signing_key(args)
+    with make_client(args) as client:
+        options = _bundle_options(args, client)
+        converted = bundle_rows(objects, options)
+        for unsupported in converted.unsupported:
+            say(f"unsupported: {unsupported.id}: {unsupported.reason}")
+        for note in converted.notes:
+            say(f"note: {note}")
+        say(
+            f"{path.name}: {len(objects)} objects, {converted.types['indicator']} indicators, "
+            f"{len(converted.rows)} to submit, {len(converted.unsupported)} unsupported"
+        )
+        summary = _submit_rows(args, client, path, converted.rows, key)
+    result: dict[str, Any] = {
+        **summary.totals(),
+        "indicators": len(converted.rows),
+        "unsupported": [item.as_dict() for item in converted.unsupported],
+    }
+    emit(result)
+    if not converted.rows:
+        say("nothing to submit: no indicator of the bundle names a supported value")
+        return EXIT_FAILURE
+    return EXIT_FAILURE if summary.counts["rejected"] else 0
+
+
+def _bundle_options(args: argparse.Namespace, client: CordialeClient) -> BundleOptions:
+    """The bundle options of the command line, checked against the forum's labels."""
+    known = {
+        str(label["slug"])
+        for label in client.labels()
+        if isinstance(label, dict) and label.get("active", True) and label.get("slug")
+    }
+    labels = tuple(_split_list((args.labels or "").replace("|", ",")) or ())
+    label_map = read_label_map(Path(args.label_map)) if args.label_map else {}
+    wrong = sorted(
+        {label for label in labels if label not in known}
+        | {slug for slugs in label_map.values() for slug in slugs if slug not in known}
+    )
+    if wrong:
+        raise UsageError(
+            f"not labels of the forum: {', '.join(wrong)}; `GET /api/v1/labels` lists them "
+            f"({', '.join(sorted(known)) or 'none'})"
+        )
+    return BundleOptions(
+        labels=labels,
+        label_map=label_map,
+        known_labels=frozenset(known),
+        default_tlp=args.default_tlp,
+        audience=args.audience or AUDIENCE_FORUM,
+    )
 
 
 def print_summary(summary: SubmitSummary, rejected_file: Path | None) -> None:
@@ -397,6 +478,115 @@ def cmd_match(args: argparse.Namespace) -> int:
                 print(json.dumps({"query": query, "matches": matches}))
     emit({"queries": len(queries), "matched": matched})
     return 0
+
+
+# What a member pastes in its threat-intelligence platform: never the key itself, which
+# stays where the member keeps it (the command does not echo secrets into logs).
+API_KEY_PLACEHOLDER = "<your API key (scope read)>"
+
+
+def cmd_taxii(args: argparse.Namespace) -> int:
+    """The forum's TAXII 2.1 URLs for this member, and the MISP and OpenCTI settings."""
+    with make_client(args) as client:
+        discovery = client.taxii_discovery()
+        roots = [str(root) for root in discovery.get("api_roots") or []]
+        root = str(discovery.get("default") or (roots[0] if roots else ""))
+        if not root:
+            raise CordialeError(
+                status=200, code="invalid_response", detail="the TAXII discovery names no API root"
+            )
+        root_path = client.same_origin_path(root)
+        api_root = client.taxii_url(root_path.rstrip("/") + "/")
+        info = client.taxii_api_root(root_path)
+        collections = [
+            _collection_settings(api_root, collection)
+            for collection in client.taxii_collections(root_path)
+        ]
+        discovery_url = client.taxii_url("/taxii2/")
+    username = _setting(args, "member", "CORDIALE_MEMBER") or "cordiale"
+    result: dict[str, Any] = {
+        "discovery": discovery_url,
+        "api_root": api_root,
+        "versions": info.get("versions") or [],
+        "collections": collections,
+        "misp": [
+            {
+                "module": "TAXII 2.1 Import",
+                "url": collection["url"],
+                "username": username,
+                "password": API_KEY_PLACEHOLDER,
+                "spec_version": "2.1",
+            }
+            for collection in collections
+        ],
+        "opencti": [
+            {
+                "uri": api_root,
+                "version": "v21",
+                "collection": collection["id"],
+                "authentication_type": "bearer",
+                "authentication_value": API_KEY_PLACEHOLDER,
+            }
+            for collection in collections
+        ],
+    }
+    say(describe_taxii(result))
+    emit(result)
+    return 0
+
+
+def _collection_settings(api_root: str, collection: dict[str, Any]) -> dict[str, Any]:
+    url = f"{api_root}collections/{collection.get('id')}/"
+    return {
+        "id": str(collection.get("id")),
+        "alias": collection.get("alias"),
+        "title": collection.get("title"),
+        "url": url,
+        "objects_url": url + "objects/",
+    }
+
+
+def describe_taxii(result: dict[str, Any]) -> str:
+    """The settings as a person pastes them, one block per platform."""
+    lines = [
+        f"TAXII 2.1 discovery: {result['discovery']}",
+        f"API root:            {result['api_root']}",
+        "Collections you may read:",
+    ]
+    for collection in result["collections"]:
+        lines.append(f"  {collection['alias'] or '':<20} {collection['id']}  {collection['title']}")
+        lines.append(f"  {'':<20} {collection['objects_url']}")
+    lines += [
+        "",
+        "MISP: misp-modules' import module 'TAXII 2.1 Import' (enable it in the server "
+        "settings' Plugin > Import tab; then, in an event, Populate from... > TAXII 2.1 Import),",
+        "one import per collection:",
+    ]
+    for collection, setting in zip(result["collections"], result["misp"], strict=True):
+        lines += [
+            f"  [{collection['alias']}]",
+            f"  url:          {setting['url']}",
+            f"  username:     {setting['username']}   (any name: the forum reads the password)",
+            f"  password:     {setting['password']}",
+            f"  spec_version: {setting['spec_version']}",
+            "  added_after:  empty the first time, then the time of your previous import",
+        ]
+    lines += [
+        "",
+        "OpenCTI: Data > Ingestion > TAXII feeds (Integrations > TAXII Feed in recent "
+        "versions) > Create, one feed per collection:",
+    ]
+    for collection, setting in zip(result["collections"], result["opencti"], strict=True):
+        lines += [
+            f"  [{collection['alias']}]",
+            f"  TAXII server URL:    {setting['uri']}",
+            "  TAXII version:       2.1",
+            f"  TAXII Collection:    {setting['collection']}",
+            f"  Authentication type: Bearer token; token: {setting['authentication_value']}",
+            "  Import from date:    empty for everything",
+        ]
+    lines.append("docs/taxii.md says what maps to what and how to verify a statement's JWS.")
+    return "\n".join(lines)
 
 
 def cmd_replica(args: argparse.Namespace) -> int:
@@ -579,14 +769,33 @@ def build_parser() -> argparse.ArgumentParser:
         "retire", parents=[common], help="retire a key (what it signed stays valid)"
     ).add_argument("kid")
 
-    p = command("submit", cmd_submit, "sign and submit every row of a CSV or JSONL file")
+    p = command(
+        "submit",
+        cmd_submit,
+        "sign and submit every row of a CSV or JSONL file, or the indicators of a STIX 2.1 "
+        "bundle (.json, as MISP and OpenCTI export them)",
+    )
     p.add_argument(
         "file",
         help="CSV (signal_type,value,labels,tlp,audience[,exp,content_type,"
-        "ref]; labels separated by |) or .jsonl with the same fields. Warning: ref is "
-        "signed into the statement and seen by every member that receives it; never put "
-        "a user, account or internal case identifier there",
+        "ref]; labels separated by |), .jsonl with the same fields, or a STIX 2.1 bundle "
+        "(.json). Warning: ref is signed into the statement and seen by every member that "
+        "receives it; never put a user, account or internal case identifier there",
     )
+    stix = p.add_argument_group("STIX bundles (docs/taxii.md)")
+    stix.add_argument("--labels", help="forum label slugs for every indicator, comma-separated")
+    stix.add_argument(
+        "--label-map",
+        metavar="FILE",
+        help="JSON object from STIX labels (MISP tags, OpenCTI labels) to forum label slugs, "
+        'e.g. {"tvec:recruitment": "recruitment"}',
+    )
+    stix.add_argument(
+        "--default-tlp",
+        choices=TLP_VALUES,
+        help="TLP of indicators without a TLP marking (default: they are unsupported)",
+    )
+    stix.add_argument("--audience", help="'forum' (the default) or 'group:<sharing-group slug>'")
     p.add_argument("--batch-size", type=int, default=MAX_BATCH, help="statements per request")
     p.add_argument(
         "--retry-rejected",
@@ -613,6 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
     p.add_argument("--max-distance", type=int, default=None, help="PDQ distance (default 31)")
+
+    command(
+        "taxii",
+        cmd_taxii,
+        "print the forum's TAXII 2.1 URLs for you and the MISP and OpenCTI feed settings",
+    )
 
     p = command("replica", cmd_replica, "read the local replica that sync keeps (offline)")
     replica_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

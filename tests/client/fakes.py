@@ -128,7 +128,7 @@ def snapshot(
 
 
 class FakeForum:
-    """Just enough of CONTRACT.md: /me, /jwks, /statements, /changes, /webhooks."""
+    """Just enough of CONTRACT.md: /me, /jwks, /labels, /statements, /changes, /webhooks."""
 
     def __init__(self, member: str = "acme", host: str = FORUM_HOST) -> None:
         self.member = member
@@ -144,6 +144,10 @@ class FakeForum:
         # Statement values the fake rejects, with the code it gives (e.g. unknown_key).
         self.rejecting: dict[str, str] = {}
         self.jwks_calls = 0
+        self.labels = [
+            {"slug": slug, "name": slug.title(), "kind": "behaviour", "active": True}
+            for slug in ("recruitment", "glorification", "violent-attack")
+        ]
 
     def transport(self) -> httpx.MockTransport:
         return forum_transport(self.handle, self.host)
@@ -156,6 +160,8 @@ class FakeForum:
         if path == "/jwks":
             self.jwks_calls += 1
             return httpx.Response(200, json={"keys": self.keys + self.forum_keys})
+        if path == "/labels":
+            return httpx.Response(200, json=self.labels)
         if path == "/statements":
             return self._submit(json.loads(request.content)["statements"])
         if path == "/changes":

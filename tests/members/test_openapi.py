@@ -52,6 +52,10 @@ NOT_FROM_THE_API = {
     "port_in_use": "manage.py demo, before it serves",
     "invalid_argument": "management commands' arguments (manage.py)",
     "unreadable_archive": "manage.py verify_audit --jsonl",
+    # The TAXII channel (exchange/taxii/) answers TAXII error messages, which TAXII's own
+    # specification describes; its views are not in the OpenAPI schema (docs/api.md).
+    "invalid_next": "TAXII: a next token this server did not issue for the collection",
+    "collection_not_found": "TAXII: a collection id that is not the caller's",
 }
 
 
