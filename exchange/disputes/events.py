@@ -28,6 +28,7 @@ import random
 from datetime import timedelta
 
 import orjson
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -106,6 +107,10 @@ def dispute_event_deliver(*, event_id: int) -> str:
             WebhookEndpoint.objects.select_related("member").filter(pk=event.endpoint_id).first()
         )
         if endpoint is None or not endpoint.deliverable:
+            # Paused (member suspended, endpoint off or disabled): the sweep looks again
+            # after the longest backoff, not at every round.
+            later = now + timedelta(seconds=float(settings.CORDIALE_WEBHOOK_RETRY_MAX))
+            DisputeEvent.objects.filter(pk=event_id).update(next_attempt_at=later)
             return "paused"
         with member_slot(endpoint.member_id) as slot:
             if not slot:

@@ -137,7 +137,12 @@ def test_parties_get_signed_dispute_events_and_nobody_else_does(
     )
     assert events(receiver, initech, secrets["initech"]) == []
     assert value not in str([r.body for r in receiver.at("/out")])
-    assert DisputeEvent.objects.filter(delivered_at__isnull=True).count() == 0
+    wait_for(
+        lambda: not DisputeEvent.objects.filter(delivered_at__isnull=True).exists(),
+        WAIT,
+        "every event recorded as delivered",
+    )
+    assert DisputeEvent.objects.filter(dropped=False).count() == 4
 
 
 @pytest.mark.django_db
