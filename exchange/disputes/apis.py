@@ -29,6 +29,7 @@ from .selectors import (
     dispute_get_visible,
     dispute_list_visible,
     dispute_view,
+    rfc3339,
 )
 from .services import NO_DISPUTE, dispute_open, dispute_respond
 
@@ -170,7 +171,7 @@ class DisputeResponsesApi(APIView):
             {
                 "member": member.slug,
                 "text": response.text,
-                "created_at": response.created_at.isoformat().replace("+00:00", "Z"),
+                "created_at": rfc3339(response.created_at),
             },
             status=201,
         )

@@ -103,7 +103,7 @@ def dispute_view(*, dispute: Dispute, member: Member) -> dict[str, Any]:
     seen_members = {r[1] for r in rows}
     party = dispute.parties.filter(member=member).exists()
     responses = [
-        {"member": r.member.slug, "text": r.text, "created_at": _time(r.created_at)}
+        {"member": r.member.slug, "text": r.text, "created_at": rfc3339(r.created_at)}
         for r in DisputeResponse.objects.filter(dispute=dispute).select_related("member")
         if r.member_id == member.pk or r.member.slug in seen_members
     ]
@@ -119,8 +119,8 @@ def dispute_view(*, dispute: Dispute, member: Member) -> dict[str, Any]:
         "opened_by": "member" if dispute.opener_id is not None else "threshold",
         "mine": dispute.opener_id == member.pk,
         "party": party,
-        "opened_at": _time(dispute.opened_at),
-        "decided_at": _time(dispute.decided_at) if dispute.decided_at else None,
+        "opened_at": rfc3339(dispute.opened_at),
+        "decided_at": rfc3339(dispute.decided_at) if dispute.decided_at else None,
         "responses": responses,
         "decision": None
         if final is None
@@ -128,11 +128,12 @@ def dispute_view(*, dispute: Dispute, member: Member) -> dict[str, Any]:
             "decision": final.decision,
             "labels": final.labels,
             "rationale": final.rationale,
-            "decided_at": _time(final.decided_at) if final.decided_at else None,
+            "decided_at": rfc3339(final.decided_at) if final.decided_at else None,
             "jws": final.jws,
         },
     }
 
 
-def _time(at: datetime) -> str:
+def rfc3339(at: datetime) -> str:
+    """The API's timestamps: RFC 3339, UTC, microseconds."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

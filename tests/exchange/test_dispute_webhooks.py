@@ -164,3 +164,31 @@ def test_an_event_owed_to_a_member_that_lost_sight_of_the_signal_is_dropped(
     assert receiver.at("/acme") == []
     assert DisputeEvent.objects.get(pk=event.pk).dropped is True
     assert dispute_event_deliver(event_id=event.pk) == "done"
+
+
+@pytest.mark.django_db
+def test_the_sweep_sends_an_event_whose_task_was_lost(
+    receiver: Receiver, tasks_in_process: None
+) -> None:
+    """An event still pending after its task should have run (a broker outage lost the
+    publication) is published again by the sweep and delivered, signed; a delivered one
+    is not sent again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from exchange.disputes.events import dispute_events_sweep
+
+    acme, globex = make_party("acme"), make_party("globex")
+    secret = subscribe(acme, receiver)
+    value = pdq()
+    acme.submit(acme.statement("pdq", value, iat=int(time.time()) - 5))
+    open_dispute(globex, value)  # in this test's transaction: its on-commit never runs
+    assert receiver.at("/acme") == []
+    DisputeEvent.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert dispute_events_sweep() == 1
+    [event] = events(receiver, acme, secret)
+    assert event["type"] == "dispute.opened" and event["dispute"]["value"] == value
+    assert dispute_events_sweep() == 0
+    assert len(receiver.at("/acme")) == 1
