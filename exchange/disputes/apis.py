@@ -73,6 +73,7 @@ class DisputesApi(APIView):
     throttle_scope = "feedback"
 
     @extend_schema(
+        operation_id="disputes_list",
         summary="Disputes on signals you may see, newest first",
         parameters=[
             OpenApiParameter("status", str, enum=["open", "decided"]),
