@@ -72,6 +72,9 @@ class Signal(models.Model):
     signal_type = models.CharField(max_length=32)
     value = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    # Set when forum staff overturned a dispute on it: withdrawn for every member on
+    # every read path (``exchange.selectors``), whatever its statements say.
+    overturned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         # On a digest of the value, not the value: a b-tree entry holds at most ~2.7 kB
@@ -246,4 +249,11 @@ class AudiencePeriod(models.Model):
         indexes = [models.Index(fields=["member", "audience"], name="period_member")]
 
 
+from .disputes.models import (  # noqa: E402, F401
+    Dispute,
+    DisputeDecision,
+    DisputeEvent,
+    DisputeParty,
+    DisputeResponse,
+)
 from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -104,8 +104,16 @@ class OpinionSummaryOut(serializers.Serializer[Any]):
     positive = serializers.IntegerField()
     negative = serializers.IntegerField()
     investigation = serializers.IntegerField()
-    disputed = serializers.BooleanField()
+    disputed = serializers.BooleanField(
+        help_text="A dispute is open, or members' opinions are mixed (positive and negative)"
+    )
     mine = OpinionOut(allow_null=True, help_text="The caller's own opinion, if any")
+
+
+class SnapshotDecisionOut(serializers.Serializer[Any]):
+    decision = serializers.ChoiceField(choices=["uphold", "overturn", "relabel"])
+    labels = serializers.ListField(child=serializers.CharField(), help_text="Relabel only")
+    jws = serializers.CharField(help_text="Compact JWS by the forum's key (docs/api.md)")
 
 
 class SnapshotOut(serializers.Serializer[Any]):
@@ -118,6 +126,9 @@ class SnapshotOut(serializers.Serializer[Any]):
     updated_at = serializers.CharField(help_text="RFC 3339, UTC")
     statements = SnapshotStatementOut(many=True)
     opinions = OpinionSummaryOut()
+    decisions = SnapshotDecisionOut(
+        many=True, required=False, help_text="The forum's decisions on disputes, oldest first"
+    )
 
     class Meta:
         ref_name = "SignalSnapshot"

@@ -4,7 +4,8 @@ Visibility rule (the only one; every read path goes through ``snapshots``): a me
 sees a statement when it is some member's current statement on the signal, a live
 assertion (not retracted, not withdrawn, not past its ``exp``), and addressed to the
 forum or to a group the member is in now. A member sees a signal when it sees at least
-one of its statements.
+one of its statements, unless forum staff overturned the signal (``overturned_at``):
+then nobody sees it, whatever its statements say (``exchange/disputes/``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def _visible_clause(reader: Reader, now: int) -> tuple[str, list[Any]]:
     return f"{aud_clause} AND {_UNEXPIRED}", [*aud_params, now]
 
 
+def visible_clause(reader: Reader, now: int) -> tuple[str, list[Any]]:
+    """The statement part of the visibility rule on ``exchange_currentstatement cs``,
+    without the overturn: who may see a dispute on the signal (``exchange/disputes/``)."""
+    return _visible_clause(reader, now)
+
+
+_NOT_OVERTURNED = "s.overturned_at IS NULL"
+
+
 def visible_signal_ids(
     *, reader: Reader, signal_type: str, values: Sequence[str], now: int | None = None
 ) -> dict[str, int]:
@@ -57,19 +67,26 @@ def visible_signal_ids(
     rows = fetchall(
         "SELECT DISTINCT s.id, s.value FROM exchange_signal s "
         "JOIN exchange_currentstatement cs ON cs.signal_id = s.id "
-        f"WHERE s.signal_type = %s AND {values_clause} AND {visible_clause}",
+        f"WHERE s.signal_type = %s AND {values_clause} AND {visible_clause} "
+        f"AND {_NOT_OVERTURNED}",
         [signal_type, *values_params, *visible_params],
     )
     return {value: int(signal_id) for signal_id, value in rows}
 
 
 def visible_statements(
-    *, reader: Reader, signal_ids: Sequence[int], now: int | None = None
+    *,
+    reader: Reader,
+    signal_ids: Sequence[int],
+    now: int | None = None,
+    include_overturned: bool = False,
 ) -> dict[int, list[tuple[Any, ...]]]:
     """Visible current statements per signal id, oldest first.
 
     Each row: signal id, member, kid, iat, labels (JSON text), tlp, audience, exp, jws,
-    received_at (RFC 3339 text), signal type, value, receipt.
+    received_at (RFC 3339 text), signal type, value, receipt. ``include_overturned``
+    also gives those of overturned signals, which no member sees: who could see them
+    but for the overturn may still read the dispute that overturned them.
     """
     if not signal_ids:
         return {}
@@ -84,6 +101,7 @@ def visible_statements(
         "JOIN exchange_statement st ON st.id = cs.statement_id "
         "JOIN exchange_signal s ON s.id = cs.signal_id "
         f"WHERE {ids_clause} AND {visible_clause} "
+        f"{'' if include_overturned else 'AND ' + _NOT_OVERTURNED} "
         "ORDER BY cs.signal_id, st.iat, st.id",
         [*ids_params, *visible_params],
     )
@@ -154,6 +172,7 @@ def snapshots(
         return {}
     visible_ids = list(statements)
     counts, mine, opinion_times = _opinion_summaries(reader=reader, signal_ids=visible_ids, now=now)
+    open_disputes, decisions = _dispute_states(visible_ids)
     out: dict[int, Snapshot] = {}
     for signal_id, rows in statements.items():
         signal_type, value = rows[0][10], rows[0][11]
@@ -185,13 +204,38 @@ def snapshots(
                 "positive": c.get("positive", 0),
                 "negative": c.get("negative", 0),
                 "investigation": c.get("investigation", 0),
-                "disputed": c.get("positive", 0) > 0 and c.get("negative", 0) > 0,
+                "disputed": signal_id in open_disputes
+                or (c.get("positive", 0) > 0 and c.get("negative", 0) > 0),
                 "mine": None
                 if own is None
                 else {"category": own[0], "tags": _json_fragment(own[1]), "reason": own[2]},
             },
+            "decisions": decisions.get(signal_id, []),
         }
     return out
+
+
+def _dispute_states(signal_ids: Sequence[int]) -> tuple[set[int], dict[int, list[Snapshot]]]:
+    """The signals among ``signal_ids`` with an open dispute, and the forum's signed
+    decisions on each, oldest first. Disputes follow the signal's visibility: the
+    caller passes only signals the reader sees."""
+    ids_clause, ids_params = in_list("d.signal_id", signal_ids)
+    open_ids: set[int] = set()
+    decisions: dict[int, list[Snapshot]] = {}
+    for signal_id, status, decision, labels, token in fetchall(
+        "SELECT d.signal_id, d.status, dd.decision, dd.labels, dd.jws "
+        "FROM exchange_dispute d LEFT JOIN exchange_disputedecision dd "
+        "ON dd.dispute_id = d.id AND dd.jws <> '' "
+        f"WHERE {ids_clause} ORDER BY d.signal_id, dd.decided_at, dd.id",
+        ids_params,
+    ):
+        if status == "open":
+            open_ids.add(int(signal_id))
+        if token:
+            decisions.setdefault(int(signal_id), []).append(
+                {"decision": decision, "labels": _json_fragment(labels), "jws": token}
+            )
+    return open_ids, decisions
 
 
 def live_audiences(signal_ids: Sequence[int]) -> list[tuple[int, int]]:

@@ -64,3 +64,18 @@ def take_audit_checkpoint() -> int | None:
 
     checkpoint = audit_checkpoint_take()
     return None if checkpoint is None else checkpoint.head_id
+
+
+@shared_task(name="exchange.tasks.deliver_dispute_event")
+def deliver_dispute_event(event_id: int) -> str:
+    from exchange.disputes.events import dispute_event_deliver
+
+    return dispute_event_deliver(event_id=event_id)
+
+
+@shared_task(name="exchange.tasks.sweep_dispute_events")
+def sweep_dispute_events() -> int:
+    """Publish dispute webhook events that are due and whose task may have been lost."""
+    from exchange.disputes.events import dispute_events_sweep
+
+    return dispute_events_sweep()

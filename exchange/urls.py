@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import apis
+from .disputes import apis as dispute_apis
 from .webhooks import apis as webhook_apis
 
 urlpatterns = [
@@ -11,6 +12,13 @@ urlpatterns = [
     path("match", apis.MatchApi.as_view(), name="match"),
     path("signals/<str:signal_type>/<path:value>", apis.SignalApi.as_view(), name="signal"),
     path("opinions/<str:signal_type>/<path:value>", apis.OpinionApi.as_view(), name="opinion"),
+    path("disputes", dispute_apis.DisputesApi.as_view(), name="disputes"),
+    path("disputes/<int:pk>", dispute_apis.DisputeApi.as_view(), name="dispute"),
+    path(
+        "disputes/<int:pk>/responses",
+        dispute_apis.DisputeResponsesApi.as_view(),
+        name="dispute-responses",
+    ),
     path("webhooks", webhook_apis.WebhookListApi.as_view(), name="webhooks"),
     path("webhooks/<int:pk>", webhook_apis.WebhookApi.as_view(), name="webhook"),
     path(

@@ -189,6 +189,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Signed audit checkpoints (members/checkpoints.py): how long a cut of the log's
     # tail may go unnoticed at most.
+    # Dispute webhook events whose task was lost (exchange/disputes/events.py).
+    "sweep-dispute-events": {
+        "task": "exchange.tasks.sweep_dispute_events",
+        "schedule": env.float("CORDIALE_WEBHOOK_SWEEP_INTERVAL", default=30.0),
+    },
     "audit-checkpoint": {
         "task": "exchange.tasks.take_audit_checkpoint",
         "schedule": env.float("CORDIALE_AUDIT_CHECKPOINT_INTERVAL", default=300.0),
@@ -313,6 +318,11 @@ CORDIALE_FORUM_PREVIOUS_KEYS = env.list("CORDIALE_FORUM_PREVIOUS_KEYS", default=
 # processes of a host through mmap: the project's var/ in debug mode, else a cache
 # directory outside the installed code (the image creates it, compose and Kubernetes
 # mount a volume there). Unwritable, the processes keep the index in memory only.
+# Disputes (exchange/disputes/): negative opinions from this many distinct members open
+# a dispute by themselves (0 turns that off); an overturn needs this many distinct
+# staff approvals before the forum signs it.
+CORDIALE_DISPUTE_NEGATIVE_THRESHOLD = env.int("CORDIALE_DISPUTE_NEGATIVE_THRESHOLD", default=3)
+CORDIALE_DISPUTE_OVERTURN_APPROVALS = env.int("CORDIALE_DISPUTE_OVERTURN_APPROVALS", default=2)
 CORDIALE_MATCH_INDEX_DIR = env.path(
     "CORDIALE_MATCH_INDEX_DIR",
     default=str(VAR_DIR / "match-index") if DEBUG else "/var/cache/cordiale/match-index",

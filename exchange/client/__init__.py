@@ -31,10 +31,12 @@ if TYPE_CHECKING:
         sign_statement,
     )
     from exchange.client.verify import (
+        DecisionInvalid,
         KeyReport,
         VerificationResult,
         check_jwks,
         index_jwks,
+        verify_decision,
         verify_snapshot,
         verify_statement,
     )
@@ -57,6 +59,8 @@ _EXPORTS = {
     "VerificationResult": "verify",
     "check_jwks": "verify",
     "index_jwks": "verify",
+    "DecisionInvalid": "verify",
+    "verify_decision": "verify",
     "verify_snapshot": "verify",
     "verify_statement": "verify",
 }
@@ -74,6 +78,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CordialeClient",
     "CordialeError",
+    "DecisionInvalid",
     "KeyReport",
     "Replica",
     "StatementError",
@@ -86,6 +91,7 @@ __all__ = [
     "key_id",
     "load_private_key",
     "sign_statement",
+    "verify_decision",
     "verify_snapshot",
     "verify_statement",
 ]

@@ -282,6 +282,45 @@ class CordialeClient:
     def _opinion_path(signal_type: str, value: str) -> str:
         return f"/opinions/{_path_value(signal_type)}/{_path_value(value)}"
 
+    # Disputes
+
+    def open_dispute(
+        self,
+        signal_type: str,
+        value: str,
+        *,
+        grounds: str,
+        reason: str,
+        proposed_labels: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """Open a dispute on a signal you may see (``not_tvec``, ``wrong_label``,
+        ``benign_collision`` or ``other``); the answer is the dispute."""
+        body = {
+            "signal_type": signal_type,
+            "value": value,
+            "grounds": grounds,
+            "reason": reason,
+            "proposed_labels": list(proposed_labels),
+        }
+        return _as_dict(self._request("POST", "/disputes", json=body, idempotent=False))
+
+    def disputes(
+        self, *, status: str | None = None, before: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """One page of the disputes on signals you may see, newest first."""
+        params = {
+            k: v for k, v in {"status": status, "before": before, "limit": limit}.items() if v
+        }
+        return _as_dict(self._request("GET", "/disputes", params=params))
+
+    def dispute(self, dispute_id: int) -> dict[str, Any]:
+        return _as_dict(self._request("GET", f"/disputes/{int(dispute_id)}"))
+
+    def respond_to_dispute(self, dispute_id: int, text: str) -> dict[str, Any]:
+        """Answer a dispute on your statement."""
+        path = f"/disputes/{int(dispute_id)}/responses"
+        return _as_dict(self._request("POST", path, json={"text": text}, idempotent=False))
+
     # Webhooks
 
     def create_webhook(

@@ -77,6 +77,23 @@ OP_ADD_KEY = "add_key"
 KEY_PROOF_CLAIMS = frozenset({"iss", "iat", "jti", "op", "kid"})
 KEY_PROOF_MAX_AGE = 600
 RECEIPT_CLAIMS = frozenset({"jti", "member", "kid", "received_at"})
+# The forum's signed decision on a dispute (exchange/disputes/decisions.py).
+DECISION_TYP = "cordiale-decision"
+DECISION_CLAIMS = frozenset(
+    {
+        "iss",
+        "iat",
+        "jti",
+        "dispute",
+        "signal_type",
+        "value",
+        "grounds",
+        "decision",
+        "labels",
+        "rationale",
+    }
+)
+DECISION_VALUES = ("uphold", "overturn", "relabel")
 
 
 def group_audience(slug: str) -> str:

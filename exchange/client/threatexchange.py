@@ -19,6 +19,7 @@ same signal replaces the earlier one and a tombstone (``deleted``) becomes a del
 arrives; one that does not verify is dropped, and a signal left with no verified statement
 is deleted, as in the ``cordiale sync`` replica. A collaboration may also drop signals
 that other members disputed or rated negative (``--drop DISPUTED`` or ``NEGATIVE``).
+A signal the forum overturned on a dispute arrives as a tombstone, hence a deletion.
 
 The checkpoint is the feed cursor plus the newest ``updated_at`` seen, in Unix seconds,
 which only grows; it is a plain dataclass, so HMA can store it as JSON. The forum keeps a
@@ -138,7 +139,7 @@ class DropPolicy(Enum):
     """Which signals a collaboration leaves out because of other members' feedback."""
 
     NONE = "none"
-    DISPUTED = "disputed"  # positive and negative feedback both
+    DISPUTED = "disputed"  # an open dispute, or positive and negative feedback both
     NEGATIVE = "negative"  # any negative feedback, disputed included
 
 

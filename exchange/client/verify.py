@@ -26,6 +26,11 @@ The JWKS itself is not taken on trust either: an entry whose ``kid`` is not the 
 thumbprint of its ``x`` is left out (``check_jwks`` says why), so a server cannot publish a
 second key under a kid that statements already name. Pinning keys across syncs lives in
 ``exchange.client.pins``.
+
+The forum's **decisions** on disputes (a snapshot's ``decisions[].jws``, a dispute's
+``decision.jws``) are compact JWS by the same forum key with ``typ``
+``cordiale-decision`` and exactly the claims ``DECISION_CLAIMS``; ``verify_decision``
+checks one and returns its claims.
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exchange.client import jws
-from exchange.client.statement_format import OP_ASSERT, RECEIPT_CLAIMS, RECEIPT_TYP
+from exchange.client.statement_format import (
+    DECISION_CLAIMS,
+    DECISION_TYP,
+    DECISION_VALUES,
+    OP_ASSERT,
+    RECEIPT_CLAIMS,
+    RECEIPT_TYP,
+)
 
 # Snapshot field -> claim that must carry the same value.
 _MIRRORED_CLAIMS = ("iat", "tlp", "audience")
@@ -315,3 +327,45 @@ def _parse_time(value: Any) -> float | None:
 
 def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class DecisionInvalid(Exception):
+    """A decision token that the forum's keys do not vouch for; ``code`` says why."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def verify_decision(token: str, keys: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The claims of a forum-signed dispute decision that verifies against ``keys``
+    (from ``index_jwks``); ``DecisionInvalid`` otherwise.
+
+    Checks: compact JWS, ``typ`` ``cordiale-decision``, signed by a key that the JWKS
+    marks as the forum's (active or retired), exactly the decision claims, with a known
+    ``decision`` and ``iss`` ``forum``.
+    """
+    try:
+        parsed = jws.parse_compact(token)
+    except jws.MalformedJWS as exc:
+        raise DecisionInvalid("malformed", exc.detail) from None
+    if parsed.header.get("typ") != DECISION_TYP:
+        raise DecisionInvalid("bad_typ", f"typ is {parsed.header.get('typ')!r}")
+    key = keys.get(parsed.kid)
+    if key is None or key.get("forum") is not True:
+        raise DecisionInvalid("unknown_key", f"{parsed.kid} is not a forum key in the JWKS")
+    if key.get("status") not in _RECEIPT_KEY_STATUSES:
+        raise DecisionInvalid("revoked_key", f"the forum key {parsed.kid} is {key.get('status')}")
+    if not _signature_ok(key, parsed):
+        raise DecisionInvalid("bad_signature", "the forum's signature does not verify")
+    claims = parsed.claims
+    if set(claims) != DECISION_CLAIMS:
+        raise DecisionInvalid(
+            "bad_claims", f"claims are {sorted(claims)}, not {sorted(DECISION_CLAIMS)}"
+        )
+    if claims["iss"] != "forum" or claims["decision"] not in DECISION_VALUES:
+        raise DecisionInvalid(
+            "bad_claims", f"iss {claims['iss']!r}, decision {claims['decision']!r}"
+        )
+    return claims

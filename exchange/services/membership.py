@@ -11,7 +11,9 @@ until PostgreSQL aborted one as a deadlock. ``membership_lock`` is therefore the
 these functions take the feed lock: row locks first, then the audit chain, then the feed
 (as late as possible, as ``feed_append`` wants). Feed writers that write no audit entry
 (statements, opinions, the lapse sweep) take the feed lock alone and never wait for the
-audit chain while holding it, so they cannot close a cycle either.
+audit chain while holding it, so they cannot close a cycle either; disputes
+(``exchange/disputes/services.py``, also when an opinion opens one by the threshold)
+write their audit entry before their feed rows, in the same order.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.disputes.services import dispute_open_if_threshold
 from exchange.feed import Reader, feed_append
 from exchange.models import Opinion
 from exchange.selectors import live_audiences, signal_find, visible_statements
@@ -56,6 +57,9 @@ def opinion_set(
                 "updated_at": timezone.now(),
             },
         )
+        if category == Opinion.Category.NEGATIVE:
+            # Before the feed append: it takes the audit chain's lock if it opens one.
+            dispute_open_if_threshold(signal_id=signal_id)
         feed_append(live_audiences([signal_id]))
     return opinion
 

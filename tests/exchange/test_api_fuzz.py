@@ -8,8 +8,9 @@ list of that status (``status_code_conformance``, ``content_type_conformance``,
 
 Generated path parameters mostly name nothing (404s); so that the success answers are
 fuzzed too, half the cases are pointed at what the member really has: a signal it
-submitted and sees, its webhook endpoint. Bodies stay generated. Examples are bounded
-(``FUZZ_EXAMPLES`` per operation) to keep the run within a few minutes on two cores.
+submitted and sees, its webhook endpoint, a dispute on its signal (a dispute body, at
+that signal). Bodies stay generated otherwise. Examples are bounded (``FUZZ_EXAMPLES``
+per operation) to keep the run within a few minutes on two cores.
 
 What the fuzzer cannot make: an accepted statement needs a valid JWS signed by the
 member's key, which random strings never are; half the submit cases carry one signed
@@ -75,6 +76,24 @@ class Fuzzed:
             endpoint, _ = webhook_create(member=self.member, url=self.webhook_url, actor="test")
         return endpoint.pk
 
+    def dispute_id(self) -> int:
+        """A dispute on the member's own signal (so that it is a party that may respond)."""
+        from exchange.disputes.services import dispute_open
+        from exchange.models import Dispute
+
+        dispute = Dispute.objects.filter(signal__value=self.signal[1]).order_by("pk").last()
+        if dispute is None:
+            signal_type, value = self.signal
+            dispute = dispute_open(
+                member=self.member,
+                signal_type=signal_type,
+                value=value,
+                grounds="other",
+                reason="fuzz",
+                actor="test",
+            )
+        return dispute.pk
+
 
 @pytest.fixture
 def fuzzed(
@@ -123,7 +142,8 @@ def _aim(case: Any, fuzzed: Fuzzed) -> None:
     that Hypothesis can shrink and replay them)."""
     params = case.path_parameters or {}
     if isinstance(params.get("id"), int) and params["id"] % 2 == 0:
-        params["id"] = fuzzed.webhook_id()
+        disputes = "/disputes/" in case.operation.path
+        params["id"] = fuzzed.dispute_id() if disputes else fuzzed.webhook_id()
     if isinstance(params.get("value"), str) and len(params["value"]) % 2 == 0:
         params["signal_type"], params["value"] = fuzzed.signal
     if isinstance(params.get("slug"), str) and len(params["slug"]) % 2 == 0:
@@ -132,6 +152,9 @@ def _aim(case: Any, fuzzed: Fuzzed) -> None:
     statements = body.get("statements")
     if isinstance(statements, list) and statements and _even(statements[0]):
         statements[0] = fuzzed.statement
+    if "grounds" in body and _even(body.get("value")):
+        body["signal_type"], body["value"] = fuzzed.signal
+        body.update(grounds="benign_collision", reason="fuzz")
     if "url" in body and _even(body["url"]):
         body["url"] = fuzzed.webhook_url
 

@@ -38,7 +38,6 @@ NOT_FROM_THE_API = {
     # Service guards behind a serializer that refuses first with invalid_request.
     "invalid_category": "OpinionInput refuses an unknown category first",
     "invalid_tags": "OpinionInput refuses bad tags first",
-    "invalid_reason": "OpinionInput refuses a long reason first",
     "invalid_start": "WebhookInput refuses an unknown start first",
     # The admin's and the command line's services (members/, exchange/services/incidents.py).
     "commitments_missing": "membership applications (admin)",
@@ -51,6 +50,11 @@ NOT_FROM_THE_API = {
     "audit_chain_broken": "audit checkpoints (celery beat, manage.py verify_audit)",
     "port_in_use": "manage.py demo, before it serves",
     "invalid_argument": "management commands' arguments (manage.py)",
+    # Deciding disputes: the admin and manage.py decide_dispute (exchange/disputes/).
+    "invalid_decision": "decide_dispute's argument choices, the admin's form",
+    "invalid_rationale": "dispute decisions (admin, manage.py)",
+    "decision_not_permitted": "dispute decisions by staff without the permission",
+    "already_approved": "the two-person rule of overturns (admin, manage.py)",
     "unreadable_archive": "manage.py verify_audit --jsonl",
     # The TAXII channel (exchange/taxii/) answers TAXII error messages, which TAXII's own
     # specification describes; its views are not in the OpenAPI schema (docs/api.md).
