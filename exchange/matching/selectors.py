@@ -9,7 +9,18 @@ Response, one result per query in input order, matches closest first (then by si
 id)::
 
     {"results": [{"index": 0, "truncated": false,
-                  "matches": [{"distance": 3, "signal": <signal snapshot>}]}]}
+                  "matches": [{"distance": 3, "near_benign": false, "signal": <snapshot>}],
+                  "benign": [{"distance": 9, "signal": <snapshot>}]}]}
+
+Known benign (``exchange.selectors``: statements with labels of kind ``benign``): the
+visible neighbours of a query are split. ``matches`` holds those with at least one
+visible TVEC statement, ``benign`` those with at least one visible benign statement (a
+signal with both is in both lists); a signal the caller sees only as benign is never a
+match, so a member acting on ``matches`` does not act on the known-benign list. A match
+carries ``near_benign: true`` when a value in ``benign`` lies within ``max_distance`` of
+it (``_near``): the content may be the news photo or the counter-speech video rather
+than the TVEC it resembles, and deserves a human look. ``limit`` counts neighbours of
+both kinds, closest first; ``truncated`` says more exist.
 
 - ``pdq`` queries return every active pdq signal within ``max_distance`` (0..64,
   default 31) bits, with its exact Hamming distance, and every vpdq signal with a
@@ -26,7 +37,7 @@ Visibility: candidates pass through ``exchange.selectors.snapshots`` for the cal
 the one visibility rule, and only then is ``limit`` (matches per query, 1..1,000,
 default 100; ``truncated`` says more visible matches exist) applied. So a query
 near only values the caller may not see gets exactly the answer of a query near
-nothing: ``{"index": i, "truncated": false, "matches": []}``.
+nothing: ``{"index": i, "truncated": false, "matches": [], "benign": []}``.
 
 Errors: a request that is not of this shape, has no queries or more than 1,000, or a
 bad ``max_distance`` or ``limit``, gets a 4xx problem; so does one whose PDQ search
@@ -34,7 +45,7 @@ would compare more indexed hashes than ``CORDIALE_MATCH_WORK_BUDGET`` (413
 ``match_too_costly``: query hashes x index size where the index cannot prune, see
 ``exchange.matching.service.match_search``). One bad query (unknown type,
 value not in canonical form) rejects that query only (DESIGN invariant 7): its result
-is ``{"index": i, "truncated": false, "matches": [], "error": {"code":
+is ``{"index": i, "truncated": false, "matches": [], "benign": [], "error": {"code":
 "invalid_value", "detail": "..."}}`` and the other queries are answered.
 """
 
@@ -161,16 +172,49 @@ def signals_match(
             candidates[query.index] = exact
     found = _visible(reader, candidates, limit + 1)
     results: list[dict[str, Any]] = []
-    for query, matches in zip(queries, found, strict=True):
+    for query, neighbours in zip(queries, found, strict=True):
+        matches, benign = _split(neighbours[:limit], max_distance)
         result: dict[str, Any] = {
             "index": query.index,
-            "truncated": len(matches) > limit,
-            "matches": [{"distance": d, "signal": s} for d, s in matches[:limit]],
+            "truncated": len(neighbours) > limit,
+            "matches": matches,
+            "benign": benign,
         }
         if query.error is not None:
             result["error"] = query.error
         results.append(result)
     return results
+
+
+def _split(
+    neighbours: list[tuple[int, Snapshot]], max_distance: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Matches (a visible TVEC statement) and benign neighbours (a visible benign one),
+    each closest first; a signal with both kinds of statement is in both lists."""
+    benign = [(d, s) for d, s in neighbours if any(st["benign"] for st in s["statements"])]
+    matches = [
+        {"distance": d, "signal": s, "near_benign": bool(benign) and _near(s, benign, max_distance)}
+        for d, s in neighbours
+        if not s["benign"]
+    ]
+    return matches, [{"distance": d, "signal": s} for d, s in benign]
+
+
+def _near(signal: Snapshot, benign: list[tuple[int, Snapshot]], max_distance: int) -> bool:
+    """Whether a benign neighbour of the query lies within ``max_distance`` of ``signal``:
+    the signal itself, a pdq value by Hamming distance, or, where a vpdq value is on
+    either side (frames have no single distance), any pdq/vpdq benign neighbour, since
+    both are that near the query."""
+    for _, other in benign:
+        if other["signal_type"] == signal["signal_type"] and other["value"] == signal["value"]:
+            return True
+        kinds = (signal["signal_type"], other["signal_type"])
+        if kinds == ("pdq", "pdq"):
+            if (int(signal["value"], 16) ^ int(other["value"], 16)).bit_count() <= max_distance:
+                return True
+        elif all(kind in NEAR_TYPES for kind in kinds):
+            return True
+    return False
 
 
 Candidates = list[tuple[int, int]]  # (signal id, distance), closest first
