@@ -13,13 +13,14 @@ id)::
                   "benign": [{"distance": 9, "signal": <snapshot>}]}]}
 
 Known benign (``exchange.selectors``: statements with labels of kind ``benign``): the
-visible neighbours of a query are split. ``matches`` holds those with at least one
-visible TVEC statement, ``benign`` those with at least one visible benign statement (a
-signal with both is in both lists); a signal the caller sees only as benign is never a
-match, so a member acting on ``matches`` does not act on the known-benign list. A match
-carries ``near_benign: true`` when a value in ``benign`` lies within ``max_distance`` of
-it (``_near``): the content may be the news photo or the counter-speech video rather
-than the TVEC it resembles, and deserves a human look. ``limit`` counts neighbours of
+visible neighbours of a query are split (``exchange.client.benign``, shared with the
+member's replica). ``matches`` holds those with at least one visible TVEC statement,
+``benign`` those with at least one visible benign statement (a signal with both is in
+both lists); a signal the caller sees only as benign is never a match, so a member
+acting on ``matches`` does not act on the known-benign list. A match carries
+``near_benign: true`` when a value in ``benign`` lies within ``max_distance`` of it:
+the content may be the news photo or the counter-speech video rather than the TVEC it
+resembles, and deserves a human look. ``limit`` counts neighbours of
 both kinds, closest first; ``truncated`` says more exist.
 
 - ``pdq`` queries return every active pdq signal within ``max_distance`` (0..64,
@@ -58,6 +59,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from exchange.client.benign import split_neighbours
 from exchange.client.signal_types import (
     query_value_error,
 )
@@ -173,7 +175,7 @@ def signals_match(
     found = _visible(reader, candidates, limit + 1)
     results: list[dict[str, Any]] = []
     for query, neighbours in zip(queries, found, strict=True):
-        matches, benign = _split(neighbours[:limit], max_distance)
+        matches, benign = split_neighbours(neighbours[:limit], max_distance)
         result: dict[str, Any] = {
             "index": query.index,
             "truncated": len(neighbours) > limit,
@@ -184,37 +186,6 @@ def signals_match(
             result["error"] = query.error
         results.append(result)
     return results
-
-
-def _split(
-    neighbours: list[tuple[int, Snapshot]], max_distance: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Matches (a visible TVEC statement) and benign neighbours (a visible benign one),
-    each closest first; a signal with both kinds of statement is in both lists."""
-    benign = [(d, s) for d, s in neighbours if any(st["benign"] for st in s["statements"])]
-    matches = [
-        {"distance": d, "signal": s, "near_benign": bool(benign) and _near(s, benign, max_distance)}
-        for d, s in neighbours
-        if not s["benign"]
-    ]
-    return matches, [{"distance": d, "signal": s} for d, s in benign]
-
-
-def _near(signal: Snapshot, benign: list[tuple[int, Snapshot]], max_distance: int) -> bool:
-    """Whether a benign neighbour of the query lies within ``max_distance`` of ``signal``:
-    the signal itself, a pdq value by Hamming distance, or, where a vpdq value is on
-    either side (frames have no single distance), any pdq/vpdq benign neighbour, since
-    both are that near the query."""
-    for _, other in benign:
-        if other["signal_type"] == signal["signal_type"] and other["value"] == signal["value"]:
-            return True
-        kinds = (signal["signal_type"], other["signal_type"])
-        if kinds == ("pdq", "pdq"):
-            if (int(signal["value"], 16) ^ int(other["value"], 16)).bit_count() <= max_distance:
-                return True
-        elif all(kind in NEAR_TYPES for kind in kinds):
-            return True
-    return False
 
 
 Candidates = list[tuple[int, int]]  # (signal id, distance), closest first
