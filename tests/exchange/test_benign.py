@@ -16,7 +16,16 @@ from exchange.matching.service import match_index_reset
 from exchange.models import Label, Statement
 from exchange.services.labels import label_save
 from forum.errors import DomainError
-from tests.factories import ACTOR, Party, make_group, make_party, pdq, random_hex
+from tests.factories import (
+    ACTOR,
+    Party,
+    make_group,
+    make_party,
+    make_staff,
+    pdq,
+    random_hex,
+    verified_admin_client,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -225,4 +234,16 @@ def test_a_label_never_changes_side() -> None:
     recruitment.kind = Label.Kind.CONTENT
     label_save(label=recruitment, actor=ACTOR)
     assert Label.objects.get(slug="recruitment").kind == Label.Kind.CONTENT
+    assert Label.objects.get(slug="satire").kind == Label.Kind.BENIGN
+
+
+def test_admin_refuses_moving_a_label_across_sides() -> None:
+    """The label admin shows ``label_kind_fixed``'s reason on the kind field instead of
+    saving a benign label as a TVEC kind; the label is unchanged."""
+    client = verified_admin_client(*make_staff())
+    satire = Label.objects.get(slug="satire")
+    form = {"name": satire.name, "kind": "content", "description": "x", "active": "on"}
+    response = client.post(f"/admin/exchange/label/{satire.pk}/change/", form)
+    assert response.status_code == 200
+    assert "cannot move between" in response.content.decode()
     assert Label.objects.get(slug="satire").kind == Label.Kind.BENIGN
