@@ -24,31 +24,32 @@ Snapshot = dict[str, Any]
 NEAR_TYPES = ("pdq", "vpdq")
 
 
-def has_benign(snapshot: Snapshot) -> bool:
-    """Some statement of the snapshot puts the value on the known-benign list."""
-    return any(statement.get("benign") is True for statement in snapshot["statements"])
-
-
-def has_tvec(snapshot: Snapshot) -> bool:
-    """Some statement of the snapshot asserts the value TVEC."""
-    return any(statement.get("benign") is not True for statement in snapshot["statements"])
-
-
 def split_neighbours(
     neighbours: list[tuple[int, Snapshot]], max_distance: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(matches, benign)`` of a query's neighbours, each closest first as given."""
-    benign = [(d, s) for d, s in neighbours if has_benign(s)]
-    matches = [
-        {
-            "distance": d,
-            "signal": s,
-            "near_benign": bool(benign) and near_benign(s, benign, max_distance),
-        }
-        for d, s in neighbours
-        if has_tvec(s)
-    ]
-    return matches, [{"distance": d, "signal": s} for d, s in benign]
+    """``(matches, benign)`` of a query's neighbours, each closest first as given.
+
+    On /match's hot path: one pass over the statements, ``near_benign`` only computed
+    when a benign neighbour exists (about 1 us per neighbour over building the list).
+    """
+    matches: list[dict[str, Any]] = []
+    benign: list[dict[str, Any]] = []
+    for d, s in neighbours:
+        tvec = known_benign = False
+        for statement in s["statements"]:
+            if statement.get("benign") is True:
+                known_benign = True
+            else:
+                tvec = True
+        if tvec:
+            matches.append({"distance": d, "signal": s, "near_benign": False})
+        if known_benign:
+            benign.append({"distance": d, "signal": s})
+    if benign:
+        near = [(b["distance"], b["signal"]) for b in benign]
+        for match in matches:
+            match["near_benign"] = near_benign(match["signal"], near, max_distance)
+    return matches, benign
 
 
 def near_benign(signal: Snapshot, benign: list[tuple[int, Snapshot]], max_distance: int) -> bool:
