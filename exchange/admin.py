@@ -23,11 +23,25 @@ from forum.admin_helpers import (
 
 from .models import Incident, Label, Signal, Statement
 from .services.incidents import incident_check_declarable, incident_declare, incident_end
-from .services.labels import label_save
+from .services.labels import label_check_kind, label_save
+
+
+class LabelForm(forms.ModelForm):
+    class Meta:
+        model = Label
+        fields = ["slug", "name", "kind", "description", "active"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "kind" in data:
+            with service_errors("kind"):
+                label_check_kind(label=self.instance, kind=data["kind"])
+        return data
 
 
 @admin.register(Label)
 class LabelAdmin(admin.ModelAdmin):
+    form = LabelForm
     list_display = ["slug", "name", "kind", "active"]
     list_filter = ["kind", "active"]
     search_fields = ["slug", "name", "description"]

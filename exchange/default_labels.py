@@ -1,7 +1,9 @@
-"""The default TVEC label taxonomy: (slug, name, kind, description).
+"""The default label taxonomy: (slug, name, kind, description).
 
-Seeded by a data migration; admins edit it afterwards. Plain data, so that the
-migration and the tests share it without importing models.
+``LABELS`` are the TVEC labels; ``BENIGN_LABELS``, of kind ``benign``, are for the
+known-benign list (a member or the forum asserting that a value is *not* TVEC, so that
+matches near it are flagged). Seeded by data migrations; admins edit them afterwards.
+Plain data, so that the migrations and the tests share it without importing models.
 """
 
 LABELS = [
@@ -71,5 +73,34 @@ LABELS = [
         "Violent extremist entity",
         "entity",
         "Attributed to a violent extremist group not (yet) designated.",
+    ),
+]
+
+BENIGN_KIND = "benign"
+
+BENIGN_LABELS = [
+    (
+        "news-reporting",
+        "News reporting",
+        BENIGN_KIND,
+        "Known benign: journalism or documentation about an attack or group, not by or for it.",
+    ),
+    (
+        "counter-speech",
+        "Counter-speech",
+        BENIGN_KIND,
+        "Known benign: content countering or rebutting terrorist and violent extremist messaging.",
+    ),
+    (
+        "satire",
+        "Satire",
+        BENIGN_KIND,
+        "Known benign: satire or parody that reuses terrorist imagery without endorsing it.",
+    ),
+    (
+        "benign-other",
+        "Other benign",
+        BENIGN_KIND,
+        "Known benign for another reason (say which in the statement's ref or an opinion).",
     ),
 ]

@@ -21,13 +21,21 @@ FORUM_AUDIENCE = 0
 
 
 class Label(models.Model):
-    """Admin-managed taxonomy. Deactivated labels are refused in new statements."""
+    """Admin-managed taxonomy. Deactivated labels are refused in new statements.
+
+    Labels of kind ``benign`` say the opposite of all others: a statement carrying them
+    asserts a value as *known benign* (news reporting, counter-speech, satire), the
+    forum's known-benign list. A statement carries labels of one side only
+    (``mixed_label_kinds``), and a label never crosses sides once it exists
+    (``exchange.services.labels``): what a signed statement means must not change.
+    """
 
     class Kind(models.TextChoices):
         BEHAVIOUR = "behaviour"
         ENTITY = "entity"
         CONTENT = "content"
         INCIDENT = "incident"
+        BENIGN = "benign"
 
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
@@ -133,6 +141,9 @@ class Statement(models.Model):
     receipt = models.TextField(blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawn_reason = models.CharField(max_length=32, blank=True)
+    # An assertion whose labels are of kind ``benign`` (the known-benign list). Fixed at
+    # ingest from the labels, which never change side, so reads need no label join.
+    benign = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [

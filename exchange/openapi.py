@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from .client.statement_format import MAX_BATCH
 from .matching.selectors import MAX_QUERIES
+from .models import Label
 
 TLPS = ["clear", "green", "amber", "amber+strict", "red"]
 CATEGORIES = ["positive", "negative", "investigation"]
@@ -28,6 +29,7 @@ SUBMIT_REJECTIONS = [
     "unknown_signal_type",
     "invalid_value",
     "unknown_label",
+    "mixed_label_kinds",
     "invalid_audience",
     "clock_skew",
     "too_old",
@@ -46,7 +48,11 @@ class SignalTypeOut(serializers.Serializer[Any]):
 class LabelOut(serializers.Serializer[Any]):
     slug = serializers.CharField()
     name = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=Label.Kind.values,
+        help_text="`benign` labels assert a value known benign (the known-benign list); "
+        "the others are TVEC labels. A statement carries labels of one side only.",
+    )
     description = serializers.CharField(allow_blank=True)
     active = serializers.BooleanField()
 
@@ -85,6 +91,9 @@ class SnapshotStatementOut(serializers.Serializer[Any]):
     kid = serializers.CharField(help_text="Thumbprint of the signing key")
     iat = serializers.IntegerField()
     labels = serializers.ListField(child=serializers.CharField())
+    benign = serializers.BooleanField(
+        help_text="The labels are of kind `benign`: the member asserts the value known benign"
+    )
     tlp = serializers.ChoiceField(choices=TLPS)
     audience = serializers.CharField(help_text="`forum` or `group:<slug>`")
     exp = serializers.IntegerField(allow_null=True)
@@ -123,6 +132,10 @@ class SnapshotOut(serializers.Serializer[Any]):
     signal_type = serializers.CharField()
     value = serializers.CharField()
     deleted = serializers.BooleanField()
+    benign = serializers.BooleanField(
+        help_text="Every statement the caller sees asserts the value known benign "
+        "(false for a tombstone)"
+    )
     updated_at = serializers.CharField(help_text="RFC 3339, UTC")
     statements = SnapshotStatementOut(many=True)
     opinions = OpinionSummaryOut()
@@ -157,9 +170,16 @@ class MatchIn(serializers.Serializer[Any]):
     )
 
 
-class MatchOut(serializers.Serializer[Any]):
+class BenignNeighbourOut(serializers.Serializer[Any]):
     distance = serializers.IntegerField(help_text="Hamming distance; 0 for exact types")
     signal = SnapshotOut()
+
+
+class MatchOut(BenignNeighbourOut):
+    near_benign = serializers.BooleanField(
+        help_text="A value in this result's `benign` list lies within `max_distance` of "
+        "this match (or is this signal): look before acting"
+    )
 
 
 class QueryErrorOut(serializers.Serializer[Any]):
@@ -170,7 +190,11 @@ class QueryErrorOut(serializers.Serializer[Any]):
 class MatchResultOut(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     truncated = serializers.BooleanField(help_text="More visible matches than `limit`")
-    matches = MatchOut(many=True, help_text="Closest first")
+    matches = MatchOut(many=True, help_text="Closest first; signals with a visible TVEC statement")
+    benign = BenignNeighbourOut(
+        many=True,
+        help_text="Closest first; signals with a visible statement asserting them known benign",
+    )
     error = QueryErrorOut(required=False, help_text="This query was not answered")
 
 

@@ -6,6 +6,11 @@ assertion (not retracted, not withdrawn, not past its ``exp``), and addressed to
 forum or to a group the member is in now. A member sees a signal when it sees at least
 one of its statements, unless forum staff overturned the signal (``overturned_at``):
 then nobody sees it, whatever its statements say (``exchange/disputes/``).
+
+Known benign: a statement is ``benign`` when its labels are of kind ``benign``
+(``Statement.benign``); a snapshot is ``benign`` when every statement the reader sees
+is. The same signal may be benign for one reader and not for another (a TVEC statement
+addressed to a group the first is not in), as any snapshot is the reader's own view.
 """
 
 from __future__ import annotations
@@ -84,9 +89,10 @@ def visible_statements(
     """Visible current statements per signal id, oldest first.
 
     Each row: signal id, member, kid, iat, labels (JSON text), tlp, audience, exp, jws,
-    received_at (RFC 3339 text), signal type, value, receipt. ``include_overturned``
-    also gives those of overturned signals, which no member sees: who could see them
-    but for the overturn may still read the dispute that overturned them.
+    received_at (RFC 3339 text), signal type, value, receipt, benign.
+    ``include_overturned`` also gives those of overturned signals, which no member
+    sees: who could see them but for the overturn may still read the dispute that
+    overturned them.
     """
     if not signal_ids:
         return {}
@@ -96,7 +102,7 @@ def visible_statements(
     rows = fetchall(
         "SELECT cs.signal_id, st.member_slug, st.kid, st.iat, st.labels, st.tlp, "
         f"st.audience, st.exp, st.jws, {rfc3339('st.received_at')}, s.signal_type, s.value, "
-        "st.receipt "
+        "st.receipt, st.benign "
         "FROM exchange_currentstatement cs "
         "JOIN exchange_statement st ON st.id = cs.statement_id "
         "JOIN exchange_signal s ON s.id = cs.signal_id "
@@ -185,6 +191,8 @@ def snapshots(
             "signal_type": signal_type,
             "value": value,
             "deleted": False,
+            # Known benign for this reader: every statement it sees says so.
+            "benign": all(r[13] for r in rows),
             "updated_at": updated,
             "statements": [
                 {
@@ -192,6 +200,7 @@ def snapshots(
                     "kid": r[2],
                     "iat": r[3],
                     "labels": _json_fragment(r[4]),
+                    "benign": bool(r[13]),
                     "tlp": r[5],
                     "audience": r[6],
                     "exp": r[7],
@@ -258,6 +267,7 @@ def tombstone(*, signal_type: str, value: str, at: str) -> Snapshot:
         "signal_type": signal_type,
         "value": value,
         "deleted": True,
+        "benign": False,
         "updated_at": at,
         "statements": [],
         "opinions": {

@@ -21,6 +21,7 @@ from typing import Any
 
 from exchange.client import jws
 from exchange.client.api import DEFAULT_MAX_RETRIES, CordialeClient, CordialeError
+from exchange.client.benign import split_neighbours
 from exchange.client.hashing import HashingUnavailable, file_hashes
 from exchange.client.replica import DB_NAME, PageResult, Replica
 from exchange.client.signal_types import SIGNAL_TYPES
@@ -453,12 +454,33 @@ def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
     return [({"signal_type": signal_type, "value": canonical}, argument)]
 
 
-def describe_match(match: dict[str, Any]) -> str:
+def describe_match(match: dict[str, Any], *, benign: bool = False) -> str:
+    """One line for a match, or with ``benign`` for a neighbour on the known-benign list
+    (its benign statements' members and labels)."""
     signal = match.get("signal", {})
-    members = sorted({str(s.get("member")) for s in signal.get("statements") or []})
+    statements = [
+        s for s in signal.get("statements") or [] if not benign or s.get("benign") is True
+    ]
+    members = sorted({str(s.get("member")) for s in statements})
     distance = match.get("distance")
     where = "exact" if distance in (None, 0) else f"distance {distance}"
-    return f"  {where}: {signal.get('signal_type')}:{signal.get('value')} from {', '.join(members)}"
+    line = f"  {where}: {signal.get('signal_type')}:{signal.get('value')} from {', '.join(members)}"
+    if benign:
+        labels = sorted({str(label) for s in statements for label in s.get("labels") or []})
+        return f"  known benign ({', '.join(labels)}), {line.strip()}"
+    if match.get("near_benign"):
+        line += "  [near a known-benign value: look before acting]"
+    return line
+
+
+def say_result(label: str, matches: list[Any], benign: list[Any], where: str = "") -> None:
+    """The human lines for one query: its matches, then its known-benign neighbours."""
+    note = f", {len(benign)} known benign" if benign else ""
+    say(f"{label}: {len(matches)} match(es){note}{where}")
+    for match in matches:
+        say(describe_match(match))
+    for neighbour in benign:
+        say(describe_match(neighbour, benign=True))
 
 
 def cmd_match(args: argparse.Namespace) -> int:
@@ -470,12 +492,12 @@ def cmd_match(args: argparse.Namespace) -> int:
             response = client.match([query for query, _ in chunk], args.max_distance)
             by_index = {item.get("index"): item for item in response.get("results") or []}
             for index, (query, label) in enumerate(chunk):
-                matches = by_index.get(index, {}).get("matches") or []
+                result = by_index.get(index, {})
+                matches = result.get("matches") or []
+                benign = result.get("benign") or []
                 matched += bool(matches)
-                say(f"{label}: {len(matches)} match(es)")
-                for match in matches:
-                    say(describe_match(match))
-                print(json.dumps({"query": query, "matches": matches}))
+                say_result(label, matches, benign)
+                print(json.dumps({"query": query, "matches": matches, "benign": benign}))
     emit({"queries": len(queries), "matched": matched})
     return 0
 
@@ -620,16 +642,14 @@ def cmd_replica(args: argparse.Namespace) -> int:
             for query, label in queries:
                 if query["signal_type"] == "pdq":
                     near = replica.search_pdq(query["value"], args.max_distance)
-                    matches = [{"distance": d, "signal": snap} for d, snap in near]
                 else:
                     exact = replica.signal(query["signal_type"], query["value"])
                     live = exact is not None and not exact["deleted"]
-                    matches = [{"distance": 0, "signal": exact}] if live else []
+                    near = [(0, exact)] if exact is not None and live else []
+                matches, benign = split_neighbours(near, args.max_distance)
                 found += bool(matches)
-                say(f"{label}: {len(matches)} match(es) in the replica")
-                for match in matches:
-                    say(describe_match(match))
-                print(json.dumps({"query": query, "matches": matches}))
+                say_result(label, matches, benign, " in the replica")
+                print(json.dumps({"query": query, "matches": matches, "benign": benign}))
             emit({"queries": len(queries), "matched": found})
     return 0
 

@@ -3,11 +3,11 @@ A member's local replica of the forum's feed, in SQLite inside a state directory
 
 ``replica.sqlite3`` holds the feed cursor, the cached JWKS, the pinned keys
 (``exchange.client.pins``), and the last snapshot of every signal: its statements (the
-verbatim JWS and the forum's receipt next to the fields the server showed) and its opinion
-counts. Applying a page of the feed is one SQLite transaction that writes the
-snapshots and the page's cursor together, so a sync interrupted at any point resumes from
-the last applied page: nothing is lost and, since the last snapshot of a signal wins,
-nothing is duplicated.
+verbatim JWS and the forum's receipt next to the fields the server showed, the
+known-benign mark included) and its opinion counts. Applying a page of the feed is one
+SQLite transaction that writes the snapshots and the page's cursor together, so a sync
+interrupted at any point resumes from the last applied page: nothing is lost and, since
+the last snapshot of a signal wins, nothing is duplicated.
 
 A forum restored from a backup may answer our cursor with ``resync_required`` (410): the
 cursor points at feed positions the restored forum does not hold. The replica then reads
@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS statements (
     exp INTEGER,
     jws TEXT NOT NULL,
     receipt TEXT,
+    benign INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (signal_type, value, member)
 );
 CREATE TABLE IF NOT EXISTS pinned_keys (
@@ -155,6 +156,7 @@ class Replica:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._add_receipts_column()
+        self._add_benign_column()
 
     def _add_receipts_column(self) -> None:
         """Upgrade a replica made before receipts: its statements cannot be verified any
@@ -164,6 +166,19 @@ class Replica:
             return
         with self._transaction() as db:
             db.execute("ALTER TABLE statements ADD COLUMN receipt TEXT")
+            for table in ("statements", "signals", "opinions"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM meta WHERE key = 'cursor'")
+
+    def _add_benign_column(self) -> None:
+        """Upgrade a replica made before the known-benign list: its statements carry no
+        benign mark (an older client dropped it), so it is emptied and the next sync
+        fetches the feed again from the start, as for receipts."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(statements)")}
+        if "benign" in columns:
+            return
+        with self._transaction() as db:
+            db.execute("ALTER TABLE statements ADD COLUMN benign INTEGER NOT NULL DEFAULT 0")
             for table in ("statements", "signals", "opinions"):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM meta WHERE key = 'cursor'")
@@ -342,7 +357,9 @@ class Replica:
         verdict: VerificationResult,
     ) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO statements (signal_type, value, member, kid, jti, iat, "
+            "labels, tlp, audience, exp, jws, receipt, benign) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 signal_type,
                 value,
@@ -356,6 +373,7 @@ class Replica:
                 statement.get("exp"),
                 statement["jws"],
                 statement["receipt"],
+                int(statement.get("benign") is True),
             ),
         )
 
@@ -425,12 +443,14 @@ class Replica:
         ).fetchone()
         if row is None:
             return None
+        statements = list(self._statements(signal_type, value))
         return {
             "signal_type": signal_type,
             "value": value,
             "deleted": bool(row[0]),
+            "benign": bool(statements) and all(s["benign"] for s in statements),
             "updated_at": row[1],
-            "statements": list(self._statements(signal_type, value)),
+            "statements": statements,
         }
 
     def list_signals(
@@ -528,16 +548,17 @@ def _make_private(path: Path, mode: int) -> None:
 
 
 # A stored statement as the server sends it: these columns, in this order, make one.
-_STATEMENT_COLUMNS = "member, kid, iat, labels, tlp, audience, exp, jws, receipt"
+_STATEMENT_COLUMNS = "member, kid, iat, labels, tlp, audience, exp, jws, receipt, benign"
 
 
 def _statement(row: Sequence[Any]) -> dict[str, Any]:
-    member, kid, iat, labels, tlp, audience, exp, token, receipt = row
+    member, kid, iat, labels, tlp, audience, exp, token, receipt, benign = row
     return {
         "member": member,
         "kid": kid,
         "iat": iat,
         "labels": json.loads(labels),
+        "benign": bool(benign),
         "tlp": tlp,
         "audience": audience,
         "exp": exp,

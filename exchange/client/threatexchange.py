@@ -30,7 +30,12 @@ says so: it is stale, so the next fetch clears the collaboration's fetched signa
 python-threatexchange does for any stale checkpoint, and reads the whole feed again.
 
 Opinions become ``SignalOpinion``s: each member's statement is a ``POSITIVE_CLASS``
-opinion tagged with its labels and ``member:<slug>``; the other members' feedback counts
+opinion tagged with its labels and ``member:<slug>``, except a statement on the forum's
+known-benign list (labels of kind ``benign``, ``"benign": true`` in the snapshot), which
+is a ``NEGATIVE_CLASS`` opinion with the same tags: a signal only asserted benign
+aggregates to ``NEGATIVE_CLASS`` and one asserted both TVEC and benign to ``DISPUTED``,
+so HMA does not act on either by default (``--drop NEGATIVE`` leaves both out of the
+fetch, ``--drop DISPUTED`` the second). The other members' feedback counts
 add a ``NEGATIVE_CLASS`` or ``INVESTIGATION_SEED`` opinion, so that python-threatexchange
 aggregates positive and negative feedback to ``DISPUTED`` as the forum does. Your own
 statements and feedback are the opinions marked ``is_mine``. ``report_opinion`` sets your
@@ -221,6 +226,7 @@ class CordialeStatementInfo:
     audience: str
     iat: int
     is_mine: bool = False
+    benign: bool = False  # on the known-benign list: labels of kind ``benign``
 
 
 @dataclass
@@ -238,11 +244,18 @@ class CordialeSignalMetadata(state.FetchedSignalMetadata):
     def labels(self) -> set[str]:
         return {label for statement in self.statements for label in statement.labels}
 
+    @property
+    def benign(self) -> bool:
+        """Some member put the value on the known-benign list."""
+        return any(statement.benign for statement in self.statements)
+
     def get_as_opinions(self) -> t.Sequence[state.SignalOpinion]:
         opinions = [
             state.SignalOpinion(
                 s.is_mine,
-                state.SignalOpinionCategory.POSITIVE_CLASS,
+                state.SignalOpinionCategory.NEGATIVE_CLASS
+                if s.benign
+                else state.SignalOpinionCategory.POSITIVE_CLASS,
                 {*s.labels, f"member:{s.member}"},
             )
             for s in self.statements
@@ -264,7 +277,8 @@ class CordialeSignalMetadata(state.FetchedSignalMetadata):
         members = ",".join(sorted({s.member for s in self.statements}))
         labels = ",".join(sorted(self.labels))
         feedback = f"+{self.positive}/-{self.negative}/?{self.investigation}"
-        return f"{aggregate.category.name} {labels} by {members} feedback {feedback}"
+        benign = " known-benign" if self.benign else ""
+        return f"{aggregate.category.name}{benign} {labels} by {members} feedback {feedback}"
 
 
 def _timestamp(text: t.Any) -> int:
@@ -384,6 +398,7 @@ class CordialeSignalExchangeAPI(
                 audience=str(s.get("audience")),
                 iat=int(s.get("iat") or 0),
                 is_mine=s.get("member") == me,
+                benign=s.get("benign") is True,
             )
             for s, verdict in zip(
                 snapshot.get("statements") or [], verify_snapshot(snapshot, keys), strict=True
@@ -405,9 +420,12 @@ class CordialeSignalExchangeAPI(
 
     def _wanted(self, metadata: CordialeSignalMetadata) -> bool:
         drop = self.collab.drop
-        if drop is DropPolicy.NEGATIVE and (metadata.negative or metadata.disputed):
+        benign = metadata.benign  # a member's statement says known benign: negative
+        if drop is DropPolicy.NEGATIVE and (metadata.negative or metadata.disputed or benign):
             return False
-        if drop is DropPolicy.DISPUTED and metadata.disputed:
+        # Benign and TVEC statements on one signal dispute each other.
+        disputed = benign and not all(s.benign for s in metadata.statements)
+        if drop is DropPolicy.DISPUTED and (metadata.disputed or disputed):
             return False
         return not self.collab.only_labels or bool(self.collab.only_labels & metadata.labels)
 

@@ -9,7 +9,19 @@ Response, one result per query in input order, matches closest first (then by si
 id)::
 
     {"results": [{"index": 0, "truncated": false,
-                  "matches": [{"distance": 3, "signal": <signal snapshot>}]}]}
+                  "matches": [{"distance": 3, "near_benign": false, "signal": <snapshot>}],
+                  "benign": [{"distance": 9, "signal": <snapshot>}]}]}
+
+Known benign (``exchange.selectors``: statements with labels of kind ``benign``): the
+visible neighbours of a query are split (``exchange.client.benign``, shared with the
+member's replica). ``matches`` holds those with at least one visible TVEC statement,
+``benign`` those with at least one visible benign statement (a signal with both is in
+both lists); a signal the caller sees only as benign is never a match, so a member
+acting on ``matches`` does not act on the known-benign list. A match carries
+``near_benign: true`` when a value in ``benign`` lies within ``max_distance`` of it:
+the content may be the news photo or the counter-speech video rather than the TVEC it
+resembles, and deserves a human look. ``limit`` counts neighbours of
+both kinds, closest first; ``truncated`` says more exist.
 
 - ``pdq`` queries return every active pdq signal within ``max_distance`` (0..64,
   default 31) bits, with its exact Hamming distance, and every vpdq signal with a
@@ -26,7 +38,7 @@ Visibility: candidates pass through ``exchange.selectors.snapshots`` for the cal
 the one visibility rule, and only then is ``limit`` (matches per query, 1..1,000,
 default 100; ``truncated`` says more visible matches exist) applied. So a query
 near only values the caller may not see gets exactly the answer of a query near
-nothing: ``{"index": i, "truncated": false, "matches": []}``.
+nothing: ``{"index": i, "truncated": false, "matches": [], "benign": []}``.
 
 Errors: a request that is not of this shape, has no queries or more than 1,000, or a
 bad ``max_distance`` or ``limit``, gets a 4xx problem; so does one whose PDQ search
@@ -34,7 +46,7 @@ would compare more indexed hashes than ``CORDIALE_MATCH_WORK_BUDGET`` (413
 ``match_too_costly``: query hashes x index size where the index cannot prune, see
 ``exchange.matching.service.match_search``). One bad query (unknown type,
 value not in canonical form) rejects that query only (DESIGN invariant 7): its result
-is ``{"index": i, "truncated": false, "matches": [], "error": {"code":
+is ``{"index": i, "truncated": false, "matches": [], "benign": [], "error": {"code":
 "invalid_value", "detail": "..."}}`` and the other queries are answered.
 """
 
@@ -47,6 +59,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from exchange.client.benign import split_neighbours
 from exchange.client.signal_types import (
     query_value_error,
 )
@@ -161,11 +174,13 @@ def signals_match(
             candidates[query.index] = exact
     found = _visible(reader, candidates, limit + 1)
     results: list[dict[str, Any]] = []
-    for query, matches in zip(queries, found, strict=True):
+    for query, neighbours in zip(queries, found, strict=True):
+        matches, benign = split_neighbours(neighbours[:limit], max_distance)
         result: dict[str, Any] = {
             "index": query.index,
-            "truncated": len(matches) > limit,
-            "matches": [{"distance": d, "signal": s} for d, s in matches[:limit]],
+            "truncated": len(neighbours) > limit,
+            "matches": matches,
+            "benign": benign,
         }
         if query.error is not None:
             result["error"] = query.error

@@ -101,6 +101,7 @@ def snapshot(
         "signal_type": signal_type,
         "value": claims["value"],
         "deleted": False,
+        "benign": False,
         "updated_at": "2025-11-29T08:00:00Z",
         "statements": [
             {
@@ -108,6 +109,7 @@ def snapshot(
                 "kid": jws.parse_compact(token).kid,
                 "iat": iat,
                 "labels": list(labels),
+                "benign": False,
                 "tlp": "green",
                 "audience": "forum",
                 "exp": None,

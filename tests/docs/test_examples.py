@@ -196,9 +196,9 @@ def test_json_block_parses(block: Block, tmp_path: Path) -> None:
 @pytest.mark.parametrize("block", blocks_of("csv"))
 def test_csv_block_is_valid_submit_input(block: Block, tmp_path: Path) -> None:
     """A ``csv`` block is a file ``cordiale submit`` accepts: every row makes valid claims."""
-    from exchange.default_labels import LABELS
+    from exchange.default_labels import BENIGN_LABELS, LABELS
 
-    known = {label[0] for label in LABELS}
+    known = {label[0] for label in [*LABELS, *BENIGN_LABELS]}
     data = tmp_path / "rows.csv"
     data.write_text(block.text)
     rows = read_rows(data)

@@ -81,7 +81,7 @@ def test_absent_and_invisible_send_the_same_queries(
         assert (
             absent.json()
             == invisible.json()
-            == {"results": [{"index": 0, "truncated": False, "matches": []}]}
+            == {"results": [{"index": 0, "truncated": False, "matches": [], "benign": []}]}
         )
         assert visible.json()["results"][0]["matches"][0]["signal"]["value"] == world["visible"]
     assert len(absent_sql) == len(invisible_sql)

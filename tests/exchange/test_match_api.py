@@ -119,7 +119,7 @@ def test_snapshot_in_match_is_the_signal_snapshot() -> None:
     acme.submit(token)
     (result,) = match(globex, [{"signal_type": "pdq", "value": value}])["results"]
     looked = globex.get(f"/api/v1/signals/pdq/{value}").json()
-    assert result["matches"] == [{"distance": 0, "signal": looked}]
+    assert result["matches"] == [{"distance": 0, "signal": looked, "near_benign": False}]
     assert result["matches"][0]["signal"]["statements"][0]["jws"] == token
 
 
@@ -174,7 +174,9 @@ def test_invisible_values_look_like_no_match() -> None:
         return response.content
 
     empty = answer(nothing)
-    assert json.loads(empty) == {"results": [{"index": 0, "truncated": False, "matches": []}]}
+    assert json.loads(empty) == {
+        "results": [{"index": 0, "truncated": False, "matches": [], "benign": []}]
+    }
     assert answer(near_hidden) == empty
     assert answer(hidden[0]) == empty
     assert answer(near_retracted) == empty

@@ -47,6 +47,7 @@ NOT_FROM_THE_API = {
     "invalid_scopes": "API key issue (admin, manage.py)",
     "group_exists": "sharing groups (admin, manage.py)",
     "conflict": "incidents and labels (admin)",
+    "label_kind_fixed": "labels (admin)",
     "audit_chain_broken": "audit checkpoints (celery beat, manage.py verify_audit)",
     "port_in_use": "manage.py demo, before it serves",
     "invalid_argument": "management commands' arguments (manage.py)",

@@ -12,7 +12,8 @@ Checks run in this order: the token's form (``malformed``), its key (``unknown_k
 ``revoked_key``), its signature (``bad_signature``), its issuer (``issuer_mismatch``),
 its ``jti`` (``duplicate``, ``jti_reused``: before the content checks, so that retrying an
 accepted statement is always ``duplicate``), the claims (``malformed``,
-``unknown_signal_type``, ``invalid_value``, ``unknown_label``, ``invalid_audience``), time
+``unknown_signal_type``, ``invalid_value``, ``unknown_label``, ``mixed_label_kinds``,
+``invalid_audience``), time
 (``clock_skew``, ``too_old``) and finally ``stale``.
 
 Signatures are verified before the database transaction (they are the CPU cost); the

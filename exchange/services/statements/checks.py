@@ -44,6 +44,7 @@ class Item:
     digest: str = ""
     group_id: int | None = None
     audience_key: int | None = None
+    benign: bool = False  # an assertion with labels of kind ``benign``
     result: dict[str, Any] | None = None
 
     def reject(self, code: str, detail: str) -> None:
@@ -131,10 +132,16 @@ def _storable(text: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class LabelInfo:
+    active: bool
+    benign: bool
+
+
 def _check_claims(
     item: Item,
     *,
-    labels: dict[str, bool],
+    labels: dict[str, LabelInfo],
     groups: dict[str, tuple[int, bool]],
     now: int,
 ) -> None:
@@ -195,7 +202,7 @@ def _check_time(iat: int, now: int) -> None:
 
 
 def _check_assertion(
-    item: Item, *, labels: dict[str, bool], groups: dict[str, tuple[int, bool]]
+    item: Item, *, labels: dict[str, LabelInfo], groups: dict[str, tuple[int, bool]]
 ) -> None:
     claims = item.claims
     given = claims.get("labels")
@@ -203,12 +210,13 @@ def _check_assertion(
         raise Rejection("malformed", "labels must be a non-empty list of label slugs.")
     if len(set(given)) != len(given):
         raise Rejection("malformed", "labels must not repeat.")
-    unknown = [slug for slug in given if not labels.get(slug, False)]
+    unknown = [slug for slug in given if slug not in labels or not labels[slug].active]
     if unknown:
         raise Rejection(
             "unknown_label",
             f"Unknown or inactive label(s): {', '.join(unknown)}; see GET /api/v1/labels.",
         )
+    item.benign = _benign(given, labels)
     if claims.get("tlp") not in TLP_VALUES:
         raise Rejection("malformed", f"tlp must be one of {', '.join(TLP_VALUES)}.")
     audience = claims.get("audience")
@@ -230,8 +238,27 @@ def _check_assertion(
         raise Rejection("malformed", "exp must be Unix seconds after iat, before the year 10000.")
 
 
-def _context(member: Member) -> tuple[dict[str, bool], dict[str, tuple[int, bool]]]:
-    labels = dict(Label.objects.values_list("slug", "active"))
+def _benign(given: list[str], labels: dict[str, LabelInfo]) -> bool:
+    """Whether the labels assert the value known benign; both sides at once is refused:
+    a statement says either "this is TVEC" or "this is known benign", and a consumer
+    acting on it (HMA, a match) must not have to guess which one wins."""
+    benign = [slug for slug in given if labels[slug].benign]
+    if benign and len(benign) < len(given):
+        others = [slug for slug in given if not labels[slug].benign]
+        raise Rejection(
+            "mixed_label_kinds",
+            f"Labels of kind 'benign' ({', '.join(benign)}) cannot be combined with TVEC "
+            f"labels ({', '.join(others)}): a statement asserts a value either TVEC or known "
+            "benign.",
+        )
+    return bool(benign)
+
+
+def _context(member: Member) -> tuple[dict[str, LabelInfo], dict[str, tuple[int, bool]]]:
+    labels = {
+        slug: LabelInfo(active=active, benign=kind == Label.Kind.BENIGN)
+        for slug, active, kind in Label.objects.values_list("slug", "active", "kind")
+    }
     mine = set(member.groups.values_list("pk", flat=True))
     groups = {slug: (pk, pk in mine) for pk, slug in SharingGroup.objects.values_list("pk", "slug")}
     return labels, groups

@@ -126,13 +126,14 @@ def _store(member: Member, items: list[Item]) -> None:
 
 _STATEMENT_COLUMNS = (
     "member_id, signing_key_id, signal_id, member_slug, kid, jti, iat, op, labels, tlp, "
-    "audience, group_id, exp, content_type, ref, jws, token_digest, receipt, received_at, "
-    "withdrawn_reason"
+    "audience, group_id, exp, content_type, ref, jws, token_digest, benign, receipt, "
+    "received_at, withdrawn_reason"
 )
 # The types of a ``_statement_row``, for reading it back from JSON.
 _STATEMENT_TYPES = (
     *("bigint", "bigint", "bigint", "text", "text", "text", "bigint", "text"),
-    *("jsonb", "text", "text", "bigint", "bigint", "text", "text", "text", "text", "text"),
+    *("jsonb", "text", "text", "bigint", "bigint", "text", "text", "text", "text", "boolean"),
+    "text",
 )
 
 
@@ -161,6 +162,7 @@ def _statement_row(
         c.get("ref") or "",
         item.token,
         item.digest,
+        item.benign,
         receipt_sign(
             jti=c["jti"], member=member.slug, kid=item.key.kid, received_at=received_at, key=forum
         ),
@@ -185,7 +187,7 @@ def _insert_statements(member: Member, accepted: list[tuple[int, Item]]) -> dict
         for row in rows:
             cursor.execute(
                 f"INSERT INTO exchange_statement ({_STATEMENT_COLUMNS}) "
-                f"VALUES ({', '.join(['%s'] * 19)}, '')",
+                f"VALUES ({', '.join(['%s'] * 20)}, '')",
                 [*row[:8], orjson.dumps(row[8]).decode(), *row[9:], now],
             )
             out[row[5]] = int(cursor.lastrowid)
