@@ -41,6 +41,15 @@ every query of a request in one call), then numpy aggregation of the (query fram
 entry) pairs per (query, signal): distinct query frames matched, distinct candidate
 frames matched, closest pair. Work: the searches (bounded by the match work budget like
 pdq queries) plus O(pairs log pairs).
+
+Measured (tests/bench/bench_video.py, 100,000 clustered videos of 60 frames = 5,993,420
+distinct good frames indexed, one thread, on 2 cores shared at load average ~9, so the
+absolute figures are several times slower than on an idle machine; the ratios are the
+point): recall of 160 transformed copies (re-encoded, frames dropped and added, trimmed)
+1.0 at the reference thresholds, no match for 40 unrelated videos; 1.2 video queries/s
+batched, p50 884 ms one by one; python-threatexchange's VPDQIndex p50 7,314 ms (0.1/s),
+faiss IndexBinaryFlat with the same aggregation p50 5,628 ms (0.2/s): 6.8 x the faster,
+with figures equal to both on every query compared (20).
 """
 
 from __future__ import annotations

@@ -274,7 +274,7 @@ def print_table(rows: Sequence[Row]) -> None:
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r.name:<24}{r.queries:>8,}{r.build_s:>9.1f}{r.p50_ms:>9.2f}{r.qps:>9,.1f}"
+            f"{r.name:<24}{r.queries:>8,}{r.build_s:>9.1f}{r.p50_ms:>9.1f}{r.qps:>9,.2f}"
             f"{r.recall:>8.3f}{r.false:>7}  {r.note}"
         )
     sys.stdout.flush()
