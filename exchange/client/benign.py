@@ -18,6 +18,7 @@ This module imports nothing from Django: the client imports it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Snapshot = dict[str, Any]
@@ -25,16 +26,21 @@ NEAR_TYPES = ("pdq", "vpdq")
 
 
 def split_neighbours(
-    neighbours: list[tuple[int, Snapshot]], max_distance: int
+    neighbours: Sequence[tuple[int | dict[str, Any], Snapshot]], max_distance: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(matches, benign)`` of a query's neighbours, each closest first as given.
+
+    A neighbour is ``(distance, snapshot)`` or ``(fields, snapshot)`` where ``fields`` is
+    the match's figures (``distance`` and, for a vpdq query, the two match percentages),
+    which both lists carry over.
 
     On /match's hot path: one pass over the statements, ``near_benign`` only computed
     when a benign neighbour exists (about 1 us per neighbour over building the list).
     """
     matches: list[dict[str, Any]] = []
     benign: list[dict[str, Any]] = []
-    for d, s in neighbours:
+    for figures, s in neighbours:
+        fields = {"distance": figures} if isinstance(figures, int) else figures
         tvec = known_benign = False
         for statement in s["statements"]:
             if statement.get("benign") is True:
@@ -42,9 +48,9 @@ def split_neighbours(
             else:
                 tvec = True
         if tvec:
-            matches.append({"distance": d, "signal": s, "near_benign": False})
+            matches.append({**fields, "signal": s, "near_benign": False})
         if known_benign:
-            benign.append({"distance": d, "signal": s})
+            benign.append({**fields, "signal": s})
     if benign:
         near = [(b["distance"], b["signal"]) for b in benign]
         for match in matches:
