@@ -21,7 +21,13 @@ from typing import Any
 
 from exchange.client import jws
 from exchange.client.api import DEFAULT_MAX_RETRIES, CordialeClient, CordialeError
-from exchange.client.hashing import HashingUnavailable, file_hashes
+from exchange.client.hashing import (
+    VPDQ_QUALITY_THRESHOLD,
+    HashingUnavailable,
+    UnreadableMedia,
+    VideoHash,
+    file_hashes,
+)
 from exchange.client.replica import DB_NAME, PageResult, Replica
 from exchange.client.signal_types import SIGNAL_TYPES
 from exchange.client.statement_format import MAX_BATCH, OP_RETRACT
@@ -344,6 +350,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed or key_failed else 0
 
 
+def cmd_hash(args: argparse.Namespace) -> int:
+    """Hash files locally, print one JSON line per hash: no network, no API key."""
+    count = 0
+    for argument in args.files:
+        path = Path(argument)
+        if not path.is_file():
+            raise UsageError(f"{argument} is not a file")
+        computed = file_hashes(path)
+        for signal_type, why in computed.notes.items():
+            say(f"{argument}: no {signal_type} hash: {why}")
+        if computed.video is not None:
+            say(f"{argument}: vpdq of {_describe_video(computed.video)}")
+        for signal_type, value in computed.hashes:
+            if args.signal_type and signal_type not in args.signal_type:
+                continue
+            print(json.dumps({"file": argument, "signal_type": signal_type, "value": value}))
+            count += 1
+    emit({"files": len(args.files), "hashes": count})
+    return 0
+
+
 def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
     """Match queries from a file (every hash type it supports) or ``type:value``, each with
     a label for messages. What cannot be computed for a file is said on stderr."""
@@ -357,6 +384,8 @@ def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
             label = f"{argument} {signal_type}"
             if signal_type == "pdq":
                 label += f" (quality {computed.pdq_quality})"
+            elif signal_type == "vpdq" and computed.video is not None:
+                label += f" ({_describe_video(computed.video)})"
             queries.append(({"signal_type": signal_type, "value": value}, label))
         return queries
     signal_type, sep, value = argument.partition(":")
@@ -372,12 +401,29 @@ def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
     return [({"signal_type": signal_type, "value": canonical}, argument)]
 
 
+def _describe_video(video: VideoHash) -> str:
+    text = f"{video.frames} frames"
+    if video.low_quality_frames:
+        text += f", {video.low_quality_frames} below quality {VPDQ_QUALITY_THRESHOLD}, not matched"
+    return text
+
+
 def describe_match(match: dict[str, Any]) -> str:
     signal = match.get("signal", {})
     members = sorted({str(s.get("member")) for s in signal.get("statements") or []})
     distance = match.get("distance")
     where = "exact" if distance in (None, 0) else f"distance {distance}"
-    return f"  {where}: {signal.get('signal_type')}:{signal.get('value')} from {', '.join(members)}"
+    value = str(signal.get("value"))
+    if signal.get("signal_type") == "vpdq":
+        where = f"closest frame at distance {distance}"
+        if "query_match_percent" in match:
+            where = (
+                f"{match['query_match_percent']:.0f}% of the query's frames in it, "
+                f"{match.get('compared_match_percent', 0):.0f}% of its frames matched; " + where
+            )
+        frames = value.count('",') + 1
+        value = f"[{frames} frames] {value[:24]}..." if len(value) > 80 else value
+    return f"  {where}: {signal.get('signal_type')}:{value} from {', '.join(members)}"
 
 
 def cmd_match(args: argparse.Namespace) -> int:
@@ -386,7 +432,12 @@ def cmd_match(args: argparse.Namespace) -> int:
     with make_client(args) as client:
         for start in range(0, len(queries), 1000):
             chunk = queries[start : start + 1000]
-            response = client.match([query for query, _ in chunk], args.max_distance)
+            response = client.match(
+                [query for query, _ in chunk],
+                args.max_distance,
+                vpdq_query_match_percent=args.vpdq_query_match_percent,
+                vpdq_compared_match_percent=args.vpdq_compared_match_percent,
+            )
             by_index = {item.get("index"): item for item in response.get("results") or []}
             for index, (query, label) in enumerate(chunk):
                 matches = by_index.get(index, {}).get("matches") or []
@@ -607,12 +658,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", required=True, help="state directory holding the replica")
 
     p = command(
+        "hash",
+        cmd_hash,
+        "hash files locally as match does (md5, sha256, PDQ for images, vPDQ for videos)",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--signal-type",
+        action="append",
+        choices=("md5", "sha256", "pdq", "vpdq"),
+        help="only this type (repeatable; default every type the file supports)",
+    )
+
+    p = command(
         "match",
         cmd_match,
-        "match files (md5, sha256, and PDQ for images; hashed locally) or TYPE:VALUE",
+        "match files (md5, sha256, PDQ for images, vPDQ for videos; hashed locally) or TYPE:VALUE",
     )
     p.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
-    p.add_argument("--max-distance", type=int, default=None, help="PDQ distance (default 31)")
+    p.add_argument(
+        "--max-distance", type=int, default=None, help="PDQ (and vPDQ frame) distance (31)"
+    )
+    p.add_argument(
+        "--vpdq-query-match-percent",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="videos: least share of the query's frames found in a candidate (forum default 80)",
+    )
+    p.add_argument(
+        "--vpdq-compared-match-percent",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="videos: least share of a candidate's frames found in the query (forum default 0)",
+    )
 
     p = command("replica", cmd_replica, "read the local replica that sync keeps (offline)")
     replica_actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -689,7 +769,7 @@ def main(argv: Sequence[str] | None = None, *, transport: Any = None) -> int:
         say(f"cordiale: usage error: {exc}")
         emit({"error": {"code": "usage", "detail": str(exc)}})
         return EXIT_USAGE
-    except (StatementError, InputError, HashingUnavailable, OSError) as exc:
+    except (StatementError, InputError, HashingUnavailable, UnreadableMedia, OSError) as exc:
         code = getattr(exc, "code", None) or ("file_error" if isinstance(exc, OSError) else "error")
         say(f"cordiale: error: {exc} ({code})")
         emit({"error": {"code": code, "detail": str(exc)}})
