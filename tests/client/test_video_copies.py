@@ -7,8 +7,6 @@ no unrelated video is; the figures are printed (``pytest -s``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from exchange.client.hashing import vpdq_hash_file

@@ -29,8 +29,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support.services import unavailable
 
 SIZE = "320x240"
