@@ -30,6 +30,7 @@ from .client import json_input
 from .client.signal_types import SIGNAL_TYPES, query_value_error
 from .feed import DEFAULT_LIMIT, MAX_LIMIT
 from .matching.selectors import (
+    MatchOptions,
     MatchQuery,
     match_request_cost,
     match_request_parse,
@@ -227,7 +228,8 @@ class MatchApi(APIView):
 
     @extend_schema(
         summary="Match 1 to 1,000 values: exact types by equality, pdq and vpdq by distance",
-        description="See exchange/matching/selectors.py: per-query errors, limit, vpdq frames.",
+        description="See exchange/matching/selectors.py: per-query errors, limit, "
+        "video-to-video matching of vpdq queries.",
         request=openapi.MatchIn,
         responses=openapi.MatchResultsOut,
         examples=[openapi.MATCH_EXAMPLE],
@@ -235,25 +237,27 @@ class MatchApi(APIView):
     @problems(RAW_BODY)
     @problems(
         {
-            400: ["invalid_request", "invalid_max_distance", "invalid_limit"],
+            400: [
+                "invalid_request",
+                "invalid_max_distance",
+                "invalid_limit",
+                "invalid_match_percent",
+            ],
             413: ["too_many_queries", "too_many_hashes", "match_too_costly"],
         }
     )
     def post(self, request: Request) -> HttpResponse:
 
         started = time.perf_counter()
-        queries, max_distance, limit = _match_request(request)
+        queries, options = _match_request(request)
         results = signals_match(
-            member_id=principal(request).member.pk,
-            queries=queries,
-            max_distance=max_distance,
-            limit=limit,
+            member_id=principal(request).member.pk, queries=queries, options=options
         )
         observe_match(time.perf_counter() - started)
         return json_response({"results": results})
 
 
-def _match_request(request: Request) -> tuple[list[MatchQuery], int, int]:
+def _match_request(request: Request) -> tuple[list[MatchQuery], MatchOptions]:
     return _once(request, "match", lambda: match_request_parse(_body(request)))
 
 

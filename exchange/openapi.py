@@ -144,10 +144,37 @@ class MatchIn(serializers.Serializer[Any]):
     limit = serializers.IntegerField(
         required=False, default=100, min_value=1, max_value=1000, help_text="Matches per query"
     )
+    vpdq_query_match_percent = serializers.FloatField(
+        required=False,
+        default=80.0,
+        min_value=0,
+        max_value=100,
+        help_text="vpdq queries: keep candidates with at least this query_match_percent "
+        "(python-threatexchange's default)",
+    )
+    vpdq_compared_match_percent = serializers.FloatField(
+        required=False,
+        default=0.0,
+        min_value=0,
+        max_value=100,
+        help_text="vpdq queries: keep candidates with at least this compared_match_percent",
+    )
 
 
 class MatchOut(serializers.Serializer[Any]):
-    distance = serializers.IntegerField(help_text="Hamming distance; 0 for exact types")
+    distance = serializers.IntegerField(
+        help_text="Hamming distance (vpdq queries: the closest pair of frames); 0 for exact types"
+    )
+    query_match_percent = serializers.FloatField(
+        required=False,
+        help_text="vpdq queries only: share (0-100) of the query's frames of quality >= 50 "
+        "(deduplicated) within max_distance of a frame of this signal",
+    )
+    compared_match_percent = serializers.FloatField(
+        required=False,
+        help_text="vpdq queries only: share (0-100) of this signal's frames of quality >= 50 "
+        "(deduplicated) within max_distance of a query frame; a pdq signal is one frame",
+    )
     signal = SnapshotOut()
 
 
@@ -159,7 +186,11 @@ class QueryErrorOut(serializers.Serializer[Any]):
 class MatchResultOut(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     truncated = serializers.BooleanField(help_text="More visible matches than `limit`")
-    matches = MatchOut(many=True, help_text="Closest first")
+    matches = MatchOut(
+        many=True,
+        help_text="Closest first; for vpdq queries by query_match_percent, then "
+        "compared_match_percent (descending), then distance",
+    )
     error = QueryErrorOut(required=False, help_text="This query was not answered")
 
 

@@ -3,7 +3,8 @@
 Request::
 
     {"queries": [{"signal_type": "pdq", "value": "f8f8...9b22"}],
-     "max_distance": 31, "limit": 100}
+     "max_distance": 31, "limit": 100,
+     "vpdq_query_match_percent": 80, "vpdq_compared_match_percent": 0}
 
 Response, one result per query in input order, matches closest first (then by signal
 id)::
@@ -14,12 +15,18 @@ id)::
 - ``pdq`` queries return every active pdq signal within ``max_distance`` (0..64,
   default 31) bits, with its exact Hamming distance, and every vpdq signal with a
   frame that near (at the distance of its closest frame).
-- ``vpdq`` queries search each distinct frame of the query the same way; a signal's
-  distance is the smallest over all (query frame, indexed hash) pairs. This answers
-  "does any frame of my video look like a flagged image or a frame of a flagged
-  video"; deciding that two videos are the same (share most frames, as
-  python-threatexchange's vpdq matcher does) is left to the member, who has both
-  frame lists.
+- ``vpdq`` queries match videos to videos, as python-threatexchange's vPDQ matcher does
+  (``exchange/matching/video.py``): each match also carries ``query_match_percent``
+  (share of the query's good frames, quality >= 50 and deduplicated, with a frame of the
+  candidate within ``max_distance``) and ``compared_match_percent`` (share of the
+  candidate's good frames matched by the query), and is kept when they reach
+  ``vpdq_query_match_percent`` and ``vpdq_compared_match_percent`` (numbers 0..100,
+  defaults 80 and 0, the reference's). Matches come by query_match_percent, then
+  compared_match_percent (both descending), then distance (the closest pair of good
+  frames) and signal id. A ``pdq`` signal is a one-frame video: it matches when enough
+  of the query's frames are near it. Frame-level answers: both thresholds 0 give every
+  video and image with at least one frame within ``max_distance`` of a good query frame;
+  a ``pdq`` query of one frame finds every video holding a frame near it (any quality).
 - Every other type matches by equality (distance 0).
 
 Visibility: candidates pass through ``exchange.selectors.snapshots`` for the caller,
@@ -29,7 +36,7 @@ near only values the caller may not see gets exactly the answer of a query near
 nothing: ``{"index": i, "truncated": false, "matches": []}``.
 
 Errors: a request that is not of this shape, has no queries or more than 1,000, or a
-bad ``max_distance`` or ``limit``, gets a 4xx problem; so does one whose PDQ search
+bad ``max_distance``, ``limit`` or vpdq threshold, gets a 4xx problem; so does one whose PDQ search
 would compare more indexed hashes than ``CORDIALE_MATCH_WORK_BUDGET`` (413
 ``match_too_costly``: query hashes x index size where the index cannot prune, see
 ``exchange.matching.service.match_search``). One bad query (unknown type,
@@ -40,6 +47,7 @@ is ``{"index": i, "truncated": false, "matches": [], "error": {"code":
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +60,8 @@ from exchange.client.signal_types import (
 )
 from exchange.feed import Reader
 from exchange.matching.pdq_index import DEFAULT_MAX_DISTANCE, HASH_BYTES, MAX_DISTANCE
-from exchange.matching.service import match_search, vpdq_frame_hashes
+from exchange.matching.service import match_state, vpdq_frame_hashes
+from exchange.matching.video import COMPARED_MATCH_PERCENT, QUERY_MATCH_PERCENT
 from exchange.selectors import Snapshot, snapshots, visible_signal_ids
 from forum.errors import DomainError
 
@@ -79,6 +88,30 @@ def _problem(detail: str, *, code: str, field: str, status: int = 400) -> Domain
     )
 
 
+@dataclass(frozen=True)
+class MatchOptions:
+    """The request's search parameters besides its queries."""
+
+    max_distance: int = DEFAULT_MAX_DISTANCE
+    limit: int = DEFAULT_LIMIT
+    vpdq_query_match_percent: float = QUERY_MATCH_PERCENT
+    vpdq_compared_match_percent: float = COMPARED_MATCH_PERCENT
+
+
+def _percent(body: dict[str, Any], name: str, default: float) -> float:
+    value = body.get(name, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= 100
+    ):
+        raise _problem(
+            f"{name} must be a number from 0 to 100.", code="invalid_match_percent", field=name
+        )
+    return float(value)
+
+
 def _bounded_int(
     body: dict[str, Any], name: str, default: int, low: int, high: int, *, code: str
 ) -> int:
@@ -88,8 +121,8 @@ def _bounded_int(
     return value
 
 
-def match_request_parse(body: Any) -> tuple[list[MatchQuery], int, int]:
-    """Queries, max_distance and limit of a request body; a DomainError if malformed."""
+def match_request_parse(body: Any) -> tuple[list[MatchQuery], MatchOptions]:
+    """Queries and options of a request body; a DomainError if malformed."""
     if not isinstance(body, dict) or not isinstance(body.get("queries"), list):
         raise _problem(
             'The body must be {"queries": [{"signal_type": ..., "value": ...}, ...]}.',
@@ -110,6 +143,12 @@ def match_request_parse(body: Any) -> tuple[list[MatchQuery], int, int]:
         body, "max_distance", DEFAULT_MAX_DISTANCE, 0, MAX_DISTANCE, code="invalid_max_distance"
     )
     limit = _bounded_int(body, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, code="invalid_limit")
+    options = MatchOptions(
+        max_distance,
+        limit,
+        _percent(body, "vpdq_query_match_percent", QUERY_MATCH_PERCENT),
+        _percent(body, "vpdq_compared_match_percent", COMPARED_MATCH_PERCENT),
+    )
     queries = [_parse_query(i, q) for i, q in enumerate(raw)]
     searched = sum(len(q.hashes) for q in queries)
     if searched > MAX_HASHES:
@@ -120,12 +159,12 @@ def match_request_parse(body: Any) -> tuple[list[MatchQuery], int, int]:
             field="queries",
             status=413,
         )
-    return queries, max_distance, limit
+    return queries, options
 
 
 def match_request_cost(queries: list[MatchQuery]) -> int:
-    """Units of the ``match_hashes`` throttle: one per query, or per distinct frame of a
-    vpdq query (each is a PDQ search)."""
+    """Units of the ``match_hashes`` throttle: one per query, or per distinct good frame
+    of a vpdq query (each is a PDQ search)."""
     return sum(max(1, len(q.hashes)) for q in queries)
 
 
@@ -151,21 +190,22 @@ def _parse_query(index: int, raw: Any) -> MatchQuery:
 
 
 def signals_match(
-    *, member_id: int, queries: list[MatchQuery], max_distance: int, limit: int
+    *, member_id: int, queries: list[MatchQuery], options: MatchOptions
 ) -> list[dict[str, Any]]:
-    """One result per query: the visible signals at or near its value, closest first."""
+    """One result per query: the visible signals at or near its value, best first."""
     reader = Reader(member_id)
-    candidates = _near_candidates(queries, max_distance)
+    candidates = _near_candidates(queries, options)
     for query, exact in zip(queries, _exact_candidates(reader, queries), strict=True):
         if exact is not None:
             candidates[query.index] = exact
+    limit = options.limit
     found = _visible(reader, candidates, limit + 1)
     results: list[dict[str, Any]] = []
     for query, matches in zip(queries, found, strict=True):
         result: dict[str, Any] = {
             "index": query.index,
             "truncated": len(matches) > limit,
-            "matches": [{"distance": d, "signal": s} for d, s in matches[:limit]],
+            "matches": [{**fields, "signal": s} for fields, s in matches[:limit]],
         }
         if query.error is not None:
             result["error"] = query.error
@@ -173,25 +213,42 @@ def signals_match(
     return results
 
 
-Candidates = list[tuple[int, int]]  # (signal id, distance), closest first
+# (signal id, the match's fields but the signal), best first
+Candidates = list[tuple[int, dict[str, Any]]]
 
 
-def _near_candidates(queries: list[MatchQuery], max_distance: int) -> list[Candidates]:
-    owners = [q.index for q in queries for _ in q.hashes]
+def _near_candidates(queries: list[MatchQuery], options: MatchOptions) -> list[Candidates]:
     out: list[Candidates] = [[] for _ in queries]
-    if not owners:
+    images = [q for q in queries if q.signal_type == "pdq" and q.hashes]
+    videos = [q for q in queries if q.signal_type == "vpdq" and q.hashes]
+    count = sum(len(q.hashes) for q in images + videos)
+    if not count:
         return out
-    raw = bytes.fromhex("".join(h for q in queries for h in q.hashes))
-    hashes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
-    best: dict[int, dict[int, int]] = {}
-    found_per_hash = match_search(hashes, max_distance, budget=settings.CORDIALE_MATCH_WORK_BUDGET)
-    for owner, found in zip(owners, found_per_hash, strict=True):
-        seen = best.setdefault(owner, {})
-        for signal_id, distance in found:
-            if distance < seen.get(signal_id, MAX_DISTANCE + 1):
-                seen[signal_id] = distance
-    for owner, seen in best.items():
-        out[owner] = sorted(seen.items(), key=lambda m: (m[1], m[0]))
+    state = match_state(count, options.max_distance, budget=settings.CORDIALE_MATCH_WORK_BUDGET)
+    if images:
+        raw = bytes.fromhex("".join(q.hashes[0] for q in images))
+        hashes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
+        for query, found in zip(images, state.search(hashes, options.max_distance), strict=True):
+            out[query.index] = [(signal_id, {"distance": d}) for signal_id, d in found]
+    if videos:
+        found_videos = state.search_videos(
+            [q.hashes for q in videos],
+            options.max_distance,
+            query_match_percent=options.vpdq_query_match_percent,
+            compared_match_percent=options.vpdq_compared_match_percent,
+        )
+        for query, matches in zip(videos, found_videos, strict=True):
+            out[query.index] = [
+                (
+                    m.signal_id,
+                    {
+                        "distance": m.distance,
+                        "query_match_percent": m.query_match_percent,
+                        "compared_match_percent": m.compared_match_percent,
+                    },
+                )
+                for m in matches
+            ]
     return out
 
 
@@ -218,13 +275,13 @@ def _exact_candidates(reader: Reader, queries: list[MatchQuery]) -> list[Candida
             out.append(None)
         else:
             signal_id = ids.get((q.signal_type, q.value))
-            out.append([] if signal_id is None else [(signal_id, 0)])
+            out.append([] if signal_id is None else [(signal_id, {"distance": 0})])
     return out
 
 
 def _visible(
     reader: Reader, candidates: list[Candidates], wanted: int
-) -> list[list[tuple[int, Snapshot]]]:
+) -> list[list[tuple[dict[str, Any], Snapshot]]]:
     """Per query, its first ``wanted`` candidates that the reader may see, with snapshots.
 
     Candidates are checked closest first, in rounds: each round asks for the snapshots
@@ -233,7 +290,7 @@ def _visible(
     """
     now = int(time.time())
     seen: dict[int, Snapshot | None] = {}
-    found: list[list[tuple[int, Snapshot]]] = [[] for _ in candidates]
+    found: list[list[tuple[dict[str, Any], Snapshot]]] = [[] for _ in candidates]
     pos = [0] * len(candidates)
     pending = [i for i, c in enumerate(candidates) if c]
     while pending:
@@ -252,10 +309,10 @@ def _visible(
         still: list[int] = []
         for i in pending:
             window = candidates[i][pos[i] : pos[i] + wanted - len(found[i])]
-            for signal_id, distance in window:
+            for signal_id, fields in window:
                 snapshot = seen[signal_id]
                 if snapshot is not None:
-                    found[i].append((distance, snapshot))
+                    found[i].append((fields, snapshot))
             pos[i] += len(window)
             if len(found[i]) < wanted and pos[i] < len(candidates[i]):
                 still.append(i)

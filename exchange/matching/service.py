@@ -11,10 +11,9 @@ a few stale entries (an assertion that lapsed a moment ago); it must never miss 
 active one.
 
 Entry ids (``PDQIndex`` keys are int64): a ``pdq`` signal is entry ``signal_id``; a
-``vpdq`` signal is one entry per distinct frame hash, ``-((signal_id << 20) | k) - 1``
-for its k-th distinct frame (first appearance order), so a frame maps back to its
-signal with ``(-entry - 1) >> 20``. A video with more than 2**20 distinct frame hashes is
-indexed by its first 2**20 (at one frame a second that is 12 days of video).
+``vpdq`` signal is one entry per distinct frame hash, its good frames (quality >= 50)
+first, in the layout of ``exchange/matching/video.py``, which also computes the
+video-to-video figures from them.
 
 Freshness
 ---------
@@ -90,7 +89,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import threading
 import time
@@ -108,6 +106,13 @@ from exchange.feed import feed_head
 from exchange.liveness import live_sql
 from exchange.matching import snapshots
 from exchange.matching.pdq_index import HASH_BYTES, PDQIndex, hashes_from_hex
+from exchange.matching.video import (
+    VideoMatch,
+    entry_signal_ids,
+    match_videos,
+    video_entries,
+    video_frames,
+)
 from exchange.metrics import record_snapshot_refused, set_index_size
 from forum.errors import DomainError
 
@@ -119,8 +124,6 @@ STALE_GRACE_SECONDS = 1.0
 SNAPSHOT_CHECK_SECONDS = 10.0
 FEED_BATCH = 20_000  # feed rows read per catch-up step
 CHECK_BATCH = 5_000  # signals re-checked per query
-FRAME_BITS = 20
-MAX_FRAMES = 1 << FRAME_BITS
 REWRITE_FEED_ROWS = 100_000  # feed positions past its snapshot before a process writes one
 SNAPSHOT_FILE = "pdq.snapshot"
 LOCK_FILE = ".lock"
@@ -132,27 +135,16 @@ Match = tuple[int, int]
 # --- entries ---------------------------------------------------------------------------
 
 
-def frame_entry_id(signal_id: int, frame: int) -> int:
-    return -((signal_id << FRAME_BITS) | frame) - 1
-
-
-def entry_signal_ids(entry_ids: IntArray) -> IntArray:
-    """The signal id of each entry id (pdq entries are signal ids, vpdq ones frames)."""
-    return np.where(entry_ids >= 0, entry_ids, (-entry_ids - 1) >> FRAME_BITS)
-
-
 def vpdq_frame_hashes(value: str) -> list[str]:
-    """Distinct frame PDQ hashes of a canonical vpdq value, in order of first appearance."""
-    frames = json.loads(value)
-    return list(dict.fromkeys(frame.split(",", 1)[0] for frame in frames))[:MAX_FRAMES]
+    """Distinct good frame hashes of a canonical vpdq value (what a video query searches)."""
+    return video_frames(value).good
 
 
 def signal_entries(signal_id: int, signal_type: str, value: str) -> tuple[list[int], list[str]]:
     """Entry ids and hex hashes of one pdq or vpdq signal."""
     if signal_type == "pdq":
         return [signal_id], [value]
-    hashes = vpdq_frame_hashes(value)
-    return [frame_entry_id(signal_id, k) for k in range(len(hashes))], hashes
+    return video_entries(signal_id, value)
 
 
 # --- database reads --------------------------------------------------------------------
@@ -321,6 +313,24 @@ class MatchIndex:
                         best[signal_id] = distance
             out.append(sorted(best.items(), key=lambda m: (m[1], m[0])))
         return out
+
+    def search_videos(
+        self,
+        queries: list[list[str]],
+        max_distance: int,
+        *,
+        query_match_percent: float,
+        compared_match_percent: float,
+    ) -> list[list[VideoMatch]]:
+        """Per video query (its distinct good frames), the signals meeting both
+        thresholds, best first (see ``exchange.matching.video.match_videos``)."""
+        return match_videos(
+            self.index,
+            queries,
+            max_distance,
+            query_match_percent=query_match_percent,
+            compared_match_percent=compared_match_percent,
+        )
 
 
 # --- the process's index ---------------------------------------------------------------
@@ -565,10 +575,16 @@ def match_search(
     per query hash): past it, ``MatchTooCostly`` before anything is searched. No lock is
     held while searching: other threads' searches run alongside.
     """
+    return match_state(len(hashes), max_distance, budget=budget).search(hashes, max_distance)
+
+
+def match_state(count: int, max_distance: int, *, budget: float | None = None) -> MatchIndex:
+    """The process's index, caught up as for ``match_search``, once a search of ``count``
+    hashes at ``max_distance`` is known to fit ``budget`` (else ``MatchTooCostly``)."""
     state = _fresh_state()
     if budget is not None:
-        _check_cost(state.index, len(hashes), max_distance, budget)
-    return state.search(hashes, max_distance)
+        _check_cost(state.index, count, max_distance, budget)
+    return state
 
 
 def _check_cost(index: PDQIndex, count: int, max_distance: int, budget: float) -> None:

@@ -18,7 +18,7 @@ Format
 
 The header, e.g.::
 
-    {"version": 1, "cursor": 123456, "database": "postgresql:cordiale",
+    {"version": 2, "cursor": 123456, "database": "postgresql:cordiale",
      "entries": 1000000, "pdq": 999000, "vpdq_frames": 1000, "byteorder": "little",
      "payload_bytes": 100663808, "sha256": "<64 hex digits of the payload>",
      "arrays": {"ids": {"dtype": "<i8", "shape": [1000000], "offset": 0}, ...},
@@ -67,7 +67,7 @@ import numpy.typing as npt
 from exchange.matching.pdq_index import PDQIndex
 
 MAGIC = b"CORDIALE-MATCH-INDEX\n"
-VERSION = 1
+VERSION = 2  # 2: vpdq entries keep good and poor frames apart (exchange/matching/video.py)
 HEADER_BYTES = 4096
 ALIGN = 64
 TMP_PREFIX = ".snapshot-"

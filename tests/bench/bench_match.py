@@ -1,12 +1,15 @@
 """Benchmark of PDQ matching in process: Cordiale's index against the usual alternatives.
 
-    python tests/bench/bench_match.py --sizes 1000000 10000000
+    python tests/bench/bench_match.py --sizes 1000000 10000000 [--data uniform clustered]
 
-For each size: random PDQ hashes plus one planted neighbour per query at distance 10,
-20 or 31 (in turn). For each index: build time, memory (bytes of its arrays where
-known, and the growth of the process's resident memory), single-query latency p50/p99,
-batched queries/s (median of --repeat runs) and recall of the planted neighbours at
-threshold 31, per planted distance. Competitors, each optional:
+For each size and kind of data (``--data``, default both): uniformly random PDQ hashes
+plus one planted neighbour per query at distance 10, 20 or 31 (in turn); or clustered
+hashes (tests/support/pdq_data.py: scenes of near-identical frames, per-bit biases of
+``--bias``) with each query a stored hash moved by 10, 20 or 31 bits. For each index:
+build time, memory (bytes of its arrays where known, and the growth of the process's
+resident memory), single-query latency p50/p99, batched queries/s (median of
+--repeat runs) and recall of the planted neighbours at threshold 31, per planted
+distance. Competitors, each optional:
 
 - `cordiale`: exchange.matching.PDQIndex (16 x 16-bit multi-index hashing, numpy);
 - `pytx`: python-threatexchange's default PDQIndex (faiss IndexBinaryMultiHash, the
@@ -42,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exchange.matching.pdq_index import PDQIndex
 from tests.bench import bench_match_http
+from tests.support.pdq_data import DEFAULT_BIAS, clustered_hashes, flip_bits
 
 PLANTED_DISTANCES = (10, 20, 31)
 THRESHOLD = 31
@@ -79,8 +83,12 @@ def anon_rss_bytes() -> int:
     return 0
 
 
-def make_data(size: int, n_queries: int, seed: int) -> tuple[I64, U8, U8, I64, I64]:
+def make_data(
+    size: int, n_queries: int, seed: int, kind: str = "uniform", bias: float = DEFAULT_BIAS
+) -> tuple[I64, U8, U8, I64, I64]:
     """(ids, hashes, queries, planted id per query, planted distance per query)."""
+    if kind == "clustered":
+        return make_clustered_data(size, n_queries, seed, bias)
     rng = np.random.default_rng(seed)
     hashes = rng.integers(0, 256, size=(size, 32), dtype=np.uint8)
     queries = rng.integers(0, 256, size=(n_queries, 32), dtype=np.uint8)
@@ -90,6 +98,21 @@ def make_data(size: int, n_queries: int, seed: int) -> tuple[I64, U8, U8, I64, I
         bits = np.unpackbits(queries[q])
         bits[rng.choice(256, size=int(d), replace=False)] ^= 1
         hashes[slot] = np.packbits(bits)
+    ids = np.arange(1, size + 1, dtype=np.int64)
+    return ids, hashes, queries, ids[slots], dists
+
+
+def make_clustered_data(
+    size: int, n_queries: int, seed: int, bias: float
+) -> tuple[I64, U8, U8, I64, I64]:
+    """`make_data` on clustered hashes (tests/support/pdq_data.py: scenes of 10 frames a
+    few bits apart, per-bit biases): each query is a stored hash moved by the planted
+    distance, so its scene's other frames are often within the threshold too."""
+    rng = np.random.default_rng(seed)
+    hashes = clustered_hashes(rng, size, bias=bias)
+    dists = np.array([PLANTED_DISTANCES[i % 3] for i in range(n_queries)], dtype=np.int64)
+    slots = rng.choice(size, size=n_queries, replace=False)
+    queries = flip_bits(rng, hashes[slots], dists)
     ids = np.arange(1, size + 1, dtype=np.int64)
     return ids, hashes, queries, ids[slots], dists
 
@@ -268,7 +291,7 @@ def fmt_bytes(n: int | None) -> str:
 
 def print_table(rows: Sequence[Row]) -> None:
     head = (
-        f"{'index':<26}{'size':>11}{'build s':>9}{'arrays':>10}{'RSS +':>10}"
+        f"{'index':<30}{'size':>11}{'build s':>9}{'arrays':>10}{'RSS +':>10}"
         f"{'p50 ms':>9}{'p99 ms':>9}{'batch q/s':>11}"
         + "".join(f"{'rec@' + str(d):>8}" for d in PLANTED_DISTANCES)
         + "  note"
@@ -280,7 +303,7 @@ def print_table(rows: Sequence[Row]) -> None:
             f"{r.recall[d]:>8.3f}" if d in r.recall else f"{'-':>8}" for d in PLANTED_DISTANCES
         )
         print(
-            f"{r.name:<26}{r.size:>11,}{r.build_s:>9.2f}{fmt_bytes(r.array_bytes):>10}"
+            f"{r.name:<30}{r.size:>11,}{r.build_s:>9.2f}{fmt_bytes(r.array_bytes):>10}"
             f"{fmt_bytes(r.rss_delta):>10}{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.batch_qps:>11,.0f}"
             f"{rec}  {r.note}"
         )
@@ -296,6 +319,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--faiss-single", type=int, default=200, help="cap for faiss-flat")
     parser.add_argument("--threads", type=int, default=1, help="faiss OpenMP threads")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        choices=["uniform", "clustered"],
+        default=["uniform", "clustered"],
+        help="uniformly random hashes, and/or clustered ones (scenes, per-bit biases)",
+    )
+    parser.add_argument("--bias", type=float, default=DEFAULT_BIAS, help="clustered bit bias")
     parser.add_argument(
         "--extra-distances",
         type=int,
@@ -317,10 +348,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"numpy {np.__version__}; threshold {THRESHOLD}; {n_queries} queries with planted")
     print(f"neighbours at {PLANTED_DISTANCES}; single {args.single}, batch {args.batch}")
     all_rows: list[Row] = []
-    for size in args.sizes:
+    for size, kind in ((size, kind) for size in args.sizes for kind in args.data):
         t = time.perf_counter()
-        data = make_data(size, n_queries, args.seed)
-        print(f"\n== {size:,} hashes (data {time.perf_counter() - t:.1f}s)", flush=True)
+        data = make_data(size, n_queries, args.seed, kind, args.bias)
+        print(f"\n== {size:,} {kind} hashes (data {time.perf_counter() - t:.1f}s)", flush=True)
         benches: list[Callable[[Any, argparse.Namespace], list[Row]]] = []
         if not args.no_cordiale:
             benches.append(bench_cordiale)
@@ -331,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows: list[Row] = []
         for bench in benches:
             new_rows = bench(data, args)
+            for r in new_rows:
+                r.name = f"{r.name} [{kind[0]}]"
             print_table(new_rows)
             print()
             rows += new_rows
@@ -343,7 +376,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         del data
         gc.collect()
     print("== summary (recall of planted neighbours at threshold 31; target 1.0)")
+    print("   [u] uniform hashes, [c] clustered (target: queries/s within 2 x of [u])")
     print_table(all_rows)
+    by_name = {(r.name, r.size): r for r in all_rows}
+    for r in all_rows:
+        uniform = by_name.get((r.name.replace(" [c]", " [u]"), r.size))
+        if r.name.endswith(" [c]") and uniform is not None:
+            print(
+                f"{r.name[:-4]} at {r.size:,}: clustered batch q/s = "
+                f"{r.batch_qps / uniform.batch_qps:.2f} x uniform, p50 "
+                f"{r.p50_ms / uniform.p50_ms:.2f} x"
+            )
 
 
 if __name__ == "__main__":

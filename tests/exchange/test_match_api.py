@@ -217,8 +217,10 @@ def vpdq(*hashes: str) -> str:
 
 
 def test_vpdq_matches_by_frames() -> None:
-    """A pdq query finds a video by its closest frame; a vpdq query finds images and
-    videos by the closest pair of frames."""
+    """A pdq query finds a video by its closest frame; a vpdq query with both thresholds
+    at 0 (the frame-level answer) finds images and videos sharing a frame, at the
+    distance of the closest pair of frames; at the default thresholds, an image near
+    one of two query frames (50 %) is no match for the video query."""
     rng = np.random.default_rng(5)
     acme, globex = make_party(), make_party()
     base = [rng.integers(0, 256, size=32, dtype=np.uint8) for _ in range(3)]
@@ -234,10 +236,14 @@ def test_vpdq_matches_by_frames() -> None:
             {"signal_type": "vpdq", "value": vpdq(to_hex(base[2]), to_hex(base[0]))},
             {"signal_type": "vpdq", "value": video},
         ],
+        vpdq_query_match_percent=0,
+        vpdq_compared_match_percent=0,
     )
     assert got(body["results"][0]) == [(4, video)]
     assert got(body["results"][1]) == [(3, video), (20, image)]
     assert got(body["results"][2])[0] == (0, video)
+    two_frames = {"signal_type": "vpdq", "value": vpdq(to_hex(base[2]), to_hex(base[0]))}
+    assert got(match(globex, [two_frames])["results"][0]) == [(3, video)]
 
 
 def problem(party: Party, body: Any, status: int = 400) -> dict[str, Any]:

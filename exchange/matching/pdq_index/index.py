@@ -70,6 +70,7 @@ class PDQIndex:
         self._delta_ids: IntArray = np.empty(0, dtype=np.int64)
         self._delta_hashes: U8Array = np.empty((0, HASH_BYTES), dtype=np.uint8)
         self._delta_n = 0
+        self._delta_sorted: IntArray | None = None  # cache of `count_between`
         self.meta: dict[str, Any] = {}
 
     # -- construction -------------------------------------------------------------
@@ -114,6 +115,7 @@ class PDQIndex:
         self._delta_ids = np.empty(0, dtype=np.int64)
         self._delta_hashes = np.empty((0, HASH_BYTES), dtype=np.uint8)
         self._delta_n = 0
+        self._delta_sorted = None
 
     # -- persistence --------------------------------------------------------------
 
@@ -212,6 +214,7 @@ class PDQIndex:
     def add(self, ids: npt.ArrayLike, hashes: U8Array) -> None:
         """Add entries to the delta; an id already present is replaced (last one wins)."""
         id_arr, hash_arr = _validated_entries(ids, hashes, unique=False)
+        self._delta_sorted = None
         in_base = self._base_contains(id_arr)
         self._ensure_delta_capacity(self._delta_n + len(id_arr))
         for i, (entry_id, present) in enumerate(
@@ -230,6 +233,7 @@ class PDQIndex:
     def remove(self, ids: npt.ArrayLike) -> None:
         """Remove entries by id from the base (hidden) and the delta; unknown ids are ignored."""
         id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self._delta_sorted = None
         in_base = self._base_contains(id_arr)
         for entry_id, present in zip(id_arr.tolist(), in_base.tolist(), strict=True):
             if present:
@@ -256,6 +260,7 @@ class PDQIndex:
         other._delta_pos = dict(self._delta_pos)
         other._delta_ids = self._delta_ids[: self._delta_n].copy()
         other._delta_hashes = self._delta_hashes[: self._delta_n].copy()
+        other._delta_sorted = None
         other.meta = dict(self.meta)
         return other
 
@@ -339,13 +344,26 @@ class PDQIndex:
         max_distance: int = DEFAULT_MAX_DISTANCE,
     ) -> list[list[Match]]:
         """`query` for each row of an (q, 32) uint8 array, in one vectorised pass."""
+        q = len(hashes)
+        qi, ids, dist = self.search_arrays(hashes, max_distance)
+        bounds = np.searchsorted(qi, np.arange(q + 1)).tolist()
+        pairs = list(zip(ids.tolist(), dist.tolist(), strict=True))
+        return [pairs[bounds[i] : bounds[i + 1]] for i in range(q)]
+
+    def search_arrays(
+        self,
+        hashes: U8Array | Sequence[bytes],
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+    ) -> tuple[IntArray, IntArray, IntArray]:
+        """`query_many` as three arrays (query row, id, distance), sorted by (query row,
+        distance, id): for callers that aggregate the matches with numpy."""
         d = _check_distance(max_distance)
         if not isinstance(hashes, np.ndarray):
             hashes = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, HASH_BYTES)
         queries = _as_hash_matrix(hashes)
-        q = len(queries)
-        if q == 0:
-            return []
+        if len(queries) == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty
         qi, rows, dist = self._search_base(queries, d)
         ids = np.asarray(self._ids[rows]) if rows.size else rows
         if self._hidden and ids.size:
@@ -357,10 +375,28 @@ class PDQIndex:
             ids = np.concatenate([ids, self._delta_ids[drow]])
             dist = np.concatenate([dist, ddist])
         order = np.lexsort((ids, dist, qi))
-        qi, ids, dist = qi[order], ids[order], dist[order]
-        bounds = np.searchsorted(qi, np.arange(q + 1)).tolist()
-        pairs = list(zip(ids.tolist(), dist.tolist(), strict=True))
-        return [pairs[bounds[i] : bounds[i + 1]] for i in range(q)]
+        return qi[order], ids[order], dist[order]
+
+    def count_between(self, low: IntArray, high: IntArray) -> IntArray:
+        """Per pair of bounds, the number of live entries with low <= id <= high."""
+        low = np.asarray(low, dtype=np.int64)
+        high = np.asarray(high, dtype=np.int64)
+        counts = np.searchsorted(self._ids, high, side="right") - np.searchsorted(
+            self._ids, low, side="left"
+        )
+        if self._hidden:
+            hidden = self._hidden_array()
+            counts -= np.searchsorted(hidden, high, side="right") - np.searchsorted(
+                hidden, low, side="left"
+            )
+        if self._delta_n:
+            if self._delta_sorted is None:
+                self._delta_sorted = np.sort(self._delta_ids[: self._delta_n])
+            delta = self._delta_sorted
+            counts += np.searchsorted(delta, high, side="right") - np.searchsorted(
+                delta, low, side="left"
+            )
+        return counts.astype(np.int64)
 
     def uses_tables(self, max_distance: int) -> bool:
         """Whether a search at this distance probes the tables (else it scans the base)."""
