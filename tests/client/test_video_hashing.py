@@ -154,7 +154,7 @@ def test_submit_rows_with_a_file_hash_it_locally(
 ) -> None:
     """A row with a ``file`` (relative to the input) is signed with the file's value for its
     signal type; a missing file, a value and a file together, or a type no file gives are
-    that row's rejection only."""
+    that row's rejection only. A re-run sends nothing again, unless the file changed."""
     main(["keygen", "--out", str(tmp_path / "k.pem")])
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -190,6 +190,18 @@ def test_submit_rows_with_a_file_hash_it_locally(
         ("clips/attack.mp4", "malformed"),
     ]
     assert "value or a file, not both" in rejected[1]["detail"]
+
+    # Run again: every row has its answer in the journal, nothing is sent (or hashed) again.
+    assert main(argv, transport=forum.transport()) == 1
+    assert len(forum.submitted) == 1
+    # The video replaced by another: its rows are hashed and signed afresh.
+    (clips / "attack.mp4").write_bytes(videos["life"].read_bytes())
+    assert main(argv, transport=forum.transport()) == 1
+    resent = [jws.parse_compact(token).claims for token in forum.submitted[-1]]
+    assert [(c["signal_type"], c["value"]) for c in resent] == [
+        ("vpdq", vpdq_hash_file(videos["life"]).value),
+        ("md5", hashlib.md5(videos["life"].read_bytes(), usedforsecurity=False).hexdigest()),
+    ]
 
 
 def test_submit_without_the_video_extra_stops_before_sending(
