@@ -482,6 +482,22 @@ def cmd_replica(args: argparse.Namespace) -> int:
                 if query["signal_type"] == "pdq":
                     near = replica.search_pdq(query["value"], args.max_distance)
                     matches = [{"distance": d, "signal": snap} for d, snap in near]
+                elif query["signal_type"] == "vpdq":
+                    videos = replica.search_vpdq(
+                        query["value"],
+                        args.max_distance,
+                        query_match_percent=args.vpdq_query_match_percent,
+                        compared_match_percent=args.vpdq_compared_match_percent,
+                    )
+                    matches = [
+                        {
+                            "distance": figures.distance,
+                            "query_match_percent": figures.query_match_percent,
+                            "compared_match_percent": figures.compared_match_percent,
+                            "signal": snap,
+                        }
+                        for figures, snap in videos
+                    ]
                 else:
                     exact = replica.signal(query["signal_type"], query["value"])
                     live = exact is not None and not exact["deleted"]
@@ -715,7 +731,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="look files (every hash they support) or TYPE:VALUE up in the replica",
     )
     search.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
-    search.add_argument("--max-distance", type=int, default=31, help="PDQ distance (31)")
+    search.add_argument(
+        "--max-distance", type=int, default=31, help="PDQ (and vPDQ frame) distance (31)"
+    )
+    search.add_argument(
+        "--vpdq-query-match-percent",
+        type=float,
+        default=80.0,
+        metavar="PERCENT",
+        help="videos: least share of the query's frames found in a candidate (80)",
+    )
+    search.add_argument(
+        "--vpdq-compared-match-percent",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="videos: least share of a candidate's frames found in the query (0)",
+    )
     for action_parser in (listing, show, search):
         action_parser.add_argument(
             "--state", required=True, help="state directory holding the replica"

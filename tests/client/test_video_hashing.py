@@ -16,7 +16,7 @@ from exchange.client import jws
 from exchange.client.cli import main
 from exchange.client.hashing import HashingUnavailable, vpdq_hash_file
 from exchange.client.signal_types import get_signal_type
-from tests.client.fakes import FakeForum, forum_transport
+from tests.client.fakes import FakeForum, forum_transport, jwk_for, snapshot
 from tests.support.videos import make_source, need_video_tools, transform
 
 
@@ -223,3 +223,36 @@ def test_submit_without_the_video_extra_stops_before_sending(
     assert lines(captured.out)[-1]["error"]["code"] == "vpdq_missing"  # type: ignore[index]
     assert "'video' extra" in captured.err
     assert forum.submitted == []
+
+
+def test_replica_search_matches_a_copy_offline_as_the_reference_does(
+    videos: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a sync, ``replica search VIDEO`` finds the synced video from a watermarked copy
+    with python-threatexchange's two figures, and an unrelated video finds nothing."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from threatexchange.extensions.vpdq.vpdq import VPDQSignal
+
+    original = vpdq_hash_file(videos["zoom"]).value
+    key = Ed25519PrivateKey.generate()
+    forum = FakeForum()
+    forum.keys = [jwk_for(key, "acme")]
+    forum.add_page([snapshot(key, signal_type="vpdq", value=original)], has_more=False)
+    state = str(tmp_path / "state")
+    assert main(["sync", "--state", state], transport=forum.transport()) == 0
+    capsys.readouterr()
+
+    argv = ["replica", "search", str(videos["copy"]), str(videos["life"]), "--state", state]
+    assert main(argv) == 0
+    out = lines(capsys.readouterr().out)
+    assert out[-1] == {"queries": 6, "matched": 1}
+    (video,) = [line for line in out[:-1] if line["query"]["signal_type"] == "vpdq"][:1]  # type: ignore[index]
+    (match,) = video["matches"]  # type: ignore[misc]
+    reference = VPDQSignal.compare_hash(vpdq_hash_file(videos["copy"]).value, original).distance
+    assert match["signal"]["value"] == original
+    assert (match["query_match_percent"], match["compared_match_percent"]) == (
+        reference.query_match_percent,
+        reference.compared_match_percent,
+    )
+    assert main([*argv, "--vpdq-compared-match-percent", "100.1"]) == 0
+    assert lines(capsys.readouterr().out)[-1] == {"queries": 6, "matched": 0}
