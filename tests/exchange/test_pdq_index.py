@@ -208,6 +208,32 @@ def test_removed_then_added_again() -> None:
     assert index.query(value) == [] and len(index) == 0
 
 
+def test_count_between_counts_live_entries() -> None:
+    """count_between counts the live ids in each closed range, whether they are in the
+    base, hidden from it, replaced through the delta or only in the delta, before and
+    after compaction and on a copy."""
+    rng = np.random.default_rng(3)
+    ids = np.arange(-500, 500, 3, dtype=np.int64)
+    index = PDQIndex.build(ids, rng.integers(0, 256, size=(len(ids), 32), dtype=np.uint8))
+    live = set(ids.tolist())
+    index.remove(ids[::4])
+    live -= set(ids[::4].tolist())
+    index.add(ids[1::5], np.zeros((len(ids[1::5]), 32), dtype=np.uint8))  # replaced
+    live |= set(ids[1::5].tolist())
+    extra = np.arange(1_000, 1_050, dtype=np.int64)
+    index.add(extra, np.zeros((len(extra), 32), dtype=np.uint8))
+    live |= set(extra.tolist())
+    index.remove(extra[:7])
+    live -= set(extra[:7].tolist())
+    low = rng.integers(-600, 1_100, size=200)
+    high = low + rng.integers(0, 400, size=200)
+    expected = [sum(lo <= i <= hi for i in live) for lo, hi in zip(low, high, strict=True)]
+    assert index.count_between(low, high).tolist() == expected
+    assert index.copy().count_between(low, high).tolist() == expected
+    index.compact()
+    assert index.count_between(low, high).tolist() == expected
+
+
 def test_empty_index() -> None:
     """An empty index answers no matches, and finds a hash once one is added."""
     index = PDQIndex()
