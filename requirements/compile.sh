@@ -1,7 +1,10 @@
 #!/bin/sh
 # Regenerates the hash-locked requirement files from pyproject.toml:
 #
-#   dev-lock.txt   the runtime dependencies and the dev extra (CI, developers)
+#   dev-lock.txt   the runtime dependencies, the dev extra and the video extra (CI,
+#                  developers; vpdq has no wheels and builds against FFmpeg's
+#                  development packages, so the dev extra leaves it out for a plain
+#                  `pip install -e '.[dev]'` on a machine without them)
 #   lock.txt       the runtime dependencies only (the container image), at the same
 #                  versions as dev-lock.txt
 #   bootstrap.txt  pip and the build backend (from bootstrap.in)
@@ -29,7 +32,7 @@ compile() {
         --no-emit-package cordiale-client "$@"
 }
 
-compile pyproject.toml --extra dev -o requirements/dev-lock.txt "$@"
+compile pyproject.toml --extra dev --extra video -o requirements/dev-lock.txt "$@"
 # Constrained by the dev lock, so that CI tests exactly the versions the image ships.
 compile pyproject.toml -c requirements/dev-lock.txt -o requirements/lock.txt "$@"
 compile requirements/bootstrap.in -o requirements/bootstrap.txt "$@"

@@ -250,12 +250,24 @@ class CordialeClient:
         return result
 
     def match(
-        self, queries: Iterable[dict[str, str]], max_distance: int | None = None
+        self,
+        queries: Iterable[dict[str, str]],
+        max_distance: int | None = None,
+        *,
+        vpdq_query_match_percent: float | None = None,
+        vpdq_compared_match_percent: float | None = None,
     ) -> dict[str, Any]:
-        """Match 1 to 1,000 ``{"signal_type", "value"}`` queries; closest matches first."""
+        """Match 1 to 1,000 ``{"signal_type", "value"}`` queries; closest matches first.
+
+        For vpdq queries the two percentages filter the candidate videos (unset: the
+        forum's defaults, python-threatexchange's matcher's)."""
         body: dict[str, Any] = {"queries": list(queries)}
         if max_distance is not None:
             body["max_distance"] = max_distance
+        if vpdq_query_match_percent is not None:
+            body["vpdq_query_match_percent"] = vpdq_query_match_percent
+        if vpdq_compared_match_percent is not None:
+            body["vpdq_compared_match_percent"] = vpdq_compared_match_percent
         result: dict[str, Any] = self._request("POST", "/match", json=body)
         return result
 

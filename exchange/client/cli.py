@@ -22,7 +22,13 @@ from typing import Any
 from exchange.client import jws
 from exchange.client.api import DEFAULT_MAX_RETRIES, CordialeClient, CordialeError
 from exchange.client.benign import split_neighbours
-from exchange.client.hashing import HashingUnavailable, file_hashes
+from exchange.client.hashing import (
+    VPDQ_QUALITY_THRESHOLD,
+    HashingUnavailable,
+    UnreadableMedia,
+    VideoHash,
+    file_hashes,
+)
 from exchange.client.replica import DB_NAME, PageResult, Replica
 from exchange.client.signal_types import SIGNAL_TYPES
 from exchange.client.statement_format import AUDIENCE_FORUM, MAX_BATCH, OP_RETRACT, TLP_VALUES
@@ -426,6 +432,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed or key_failed else 0
 
 
+def cmd_hash(args: argparse.Namespace) -> int:
+    """Hash files locally, print one JSON line per hash: no network, no API key."""
+    count = 0
+    for argument in args.files:
+        path = Path(argument)
+        if not path.is_file():
+            raise UsageError(f"{argument} is not a file")
+        computed = file_hashes(path)
+        for signal_type, why in computed.notes.items():
+            say(f"{argument}: no {signal_type} hash: {why}")
+        if computed.video is not None:
+            say(f"{argument}: vpdq of {_describe_video(computed.video)}")
+        for signal_type, value in computed.hashes:
+            if args.signal_type and signal_type not in args.signal_type:
+                continue
+            print(json.dumps({"file": argument, "signal_type": signal_type, "value": value}))
+            count += 1
+    emit({"files": len(args.files), "hashes": count})
+    return 0
+
+
 def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
     """Match queries from a file (every hash type it supports) or ``type:value``, each with
     a label for messages. What cannot be computed for a file is said on stderr."""
@@ -439,6 +466,8 @@ def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
             label = f"{argument} {signal_type}"
             if signal_type == "pdq":
                 label += f" (quality {computed.pdq_quality})"
+            elif signal_type == "vpdq" and computed.video is not None:
+                label += f" ({_describe_video(computed.video)})"
             queries.append(({"signal_type": signal_type, "value": value}, label))
         return queries
     signal_type, sep, value = argument.partition(":")
@@ -454,6 +483,13 @@ def parse_targets(argument: str) -> list[tuple[dict[str, str], str]]:
     return [({"signal_type": signal_type, "value": canonical}, argument)]
 
 
+def _describe_video(video: VideoHash) -> str:
+    text = f"{video.frames} frames"
+    if video.low_quality_frames:
+        text += f", {video.low_quality_frames} below quality {VPDQ_QUALITY_THRESHOLD}, not matched"
+    return text
+
+
 def describe_match(match: dict[str, Any], *, benign: bool = False) -> str:
     """One line for a match, or with ``benign`` for a neighbour on the known-benign list
     (its benign statements' members and labels)."""
@@ -464,7 +500,17 @@ def describe_match(match: dict[str, Any], *, benign: bool = False) -> str:
     members = sorted({str(s.get("member")) for s in statements})
     distance = match.get("distance")
     where = "exact" if distance in (None, 0) else f"distance {distance}"
-    line = f"  {where}: {signal.get('signal_type')}:{signal.get('value')} from {', '.join(members)}"
+    value = str(signal.get("value"))
+    if signal.get("signal_type") == "vpdq":
+        where = f"closest frame at distance {distance}"
+        if "query_match_percent" in match:
+            where = (
+                f"{match['query_match_percent']:.0f}% of the query's frames in it, "
+                f"{match.get('compared_match_percent', 0):.0f}% of its frames matched; " + where
+            )
+        frames = value.count('",') + 1
+        value = f"[{frames} frames] {value[:24]}..." if len(value) > 80 else value
+    line = f"  {where}: {signal.get('signal_type')}:{value} from {', '.join(members)}"
     if benign:
         labels = sorted({str(label) for s in statements for label in s.get("labels") or []})
         return f"  known benign ({', '.join(labels)}), {line.strip()}"
@@ -489,7 +535,12 @@ def cmd_match(args: argparse.Namespace) -> int:
     with make_client(args) as client:
         for start in range(0, len(queries), 1000):
             chunk = queries[start : start + 1000]
-            response = client.match([query for query, _ in chunk], args.max_distance)
+            response = client.match(
+                [query for query, _ in chunk],
+                args.max_distance,
+                vpdq_query_match_percent=args.vpdq_query_match_percent,
+                vpdq_compared_match_percent=args.vpdq_compared_match_percent,
+            )
             by_index = {item.get("index"): item for item in response.get("results") or []}
             for index, (query, label) in enumerate(chunk):
                 result = by_index.get(index, {})
@@ -641,7 +692,27 @@ def cmd_replica(args: argparse.Namespace) -> int:
             queries = [q for argument in args.targets for q in parse_targets(argument)]
             for query, label in queries:
                 if query["signal_type"] == "pdq":
-                    near = replica.search_pdq(query["value"], args.max_distance)
+                    near: list[tuple[int | dict[str, Any], dict[str, Any]]] = list(
+                        replica.search_pdq(query["value"], args.max_distance)
+                    )
+                elif query["signal_type"] == "vpdq":
+                    videos = replica.search_vpdq(
+                        query["value"],
+                        args.max_distance,
+                        query_match_percent=args.vpdq_query_match_percent,
+                        compared_match_percent=args.vpdq_compared_match_percent,
+                    )
+                    near = [
+                        (
+                            {
+                                "distance": figures.distance,
+                                "query_match_percent": figures.query_match_percent,
+                                "compared_match_percent": figures.compared_match_percent,
+                            },
+                            snap,
+                        )
+                        for figures, snap in videos
+                    ]
                 else:
                     exact = replica.signal(query["signal_type"], query["value"])
                     live = exact is not None and not exact["deleted"]
@@ -836,12 +907,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", required=True, help="state directory holding the replica")
 
     p = command(
+        "hash",
+        cmd_hash,
+        "hash files locally as match does (md5, sha256, PDQ for images, vPDQ for videos)",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--signal-type",
+        action="append",
+        choices=("md5", "sha256", "pdq", "vpdq"),
+        help="only this type (repeatable; default every type the file supports)",
+    )
+
+    p = command(
         "match",
         cmd_match,
-        "match files (md5, sha256, and PDQ for images; hashed locally) or TYPE:VALUE",
+        "match files (md5, sha256, PDQ for images, vPDQ for videos; hashed locally) or TYPE:VALUE",
     )
     p.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
-    p.add_argument("--max-distance", type=int, default=None, help="PDQ distance (default 31)")
+    p.add_argument(
+        "--max-distance", type=int, default=None, help="PDQ (and vPDQ frame) distance (31)"
+    )
+    p.add_argument(
+        "--vpdq-query-match-percent",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="videos: least share of the query's frames found in a candidate (forum default 80)",
+    )
+    p.add_argument(
+        "--vpdq-compared-match-percent",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="videos: least share of a candidate's frames found in the query (forum default 0)",
+    )
 
     command(
         "taxii",
@@ -870,7 +970,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="look files (every hash they support) or TYPE:VALUE up in the replica",
     )
     search.add_argument("targets", nargs="+", metavar="FILE_OR_HASH")
-    search.add_argument("--max-distance", type=int, default=31, help="PDQ distance (31)")
+    search.add_argument(
+        "--max-distance", type=int, default=31, help="PDQ (and vPDQ frame) distance (31)"
+    )
+    search.add_argument(
+        "--vpdq-query-match-percent",
+        type=float,
+        default=80.0,
+        metavar="PERCENT",
+        help="videos: least share of the query's frames found in a candidate (80)",
+    )
+    search.add_argument(
+        "--vpdq-compared-match-percent",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="videos: least share of a candidate's frames found in the query (0)",
+    )
     for action_parser in (listing, show, search):
         action_parser.add_argument(
             "--state", required=True, help="state directory holding the replica"
@@ -924,7 +1040,7 @@ def main(argv: Sequence[str] | None = None, *, transport: Any = None) -> int:
         say(f"cordiale: usage error: {exc}")
         emit({"error": {"code": "usage", "detail": str(exc)}})
         return EXIT_USAGE
-    except (StatementError, InputError, HashingUnavailable, OSError) as exc:
+    except (StatementError, InputError, HashingUnavailable, UnreadableMedia, OSError) as exc:
         code = getattr(exc, "code", None) or ("file_error" if isinstance(exc, OSError) else "error")
         say(f"cordiale: error: {exc} ({code})")
         emit({"error": {"code": code, "detail": str(exc)}})

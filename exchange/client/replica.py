@@ -47,6 +47,13 @@ from exchange.client.verify import (
     verify_snapshot,
     verify_statement,
 )
+from exchange.client.video_match import (
+    COMPARED_MATCH_PERCENT,
+    QUERY_MATCH_PERCENT,
+    VideoComparison,
+    compare_videos,
+    good_frames,
+)
 
 if TYPE_CHECKING:
     from exchange.client.api import CordialeClient
@@ -513,6 +520,39 @@ class Replica:
                 near.append((distance, candidate))
         near.sort()
         return [(d, snapshot) for d, v in near if (snapshot := self.signal("pdq", v)) is not None]
+
+    def search_vpdq(
+        self,
+        value: str,
+        max_distance: int,
+        *,
+        query_match_percent: float = QUERY_MATCH_PERCENT,
+        compared_match_percent: float = COMPARED_MATCH_PERCENT,
+    ) -> list[tuple[VideoComparison, dict[str, Any]]]:
+        """Live vpdq signals matching the video ``value`` as the reference matcher decides
+        (exchange/client/video_match.py), by query_match_percent, compared_match_percent
+        (both descending), then distance. A linear scan, like ``search_pdq``."""
+        query = good_frames(value)
+        found = []
+        rows = self._db.execute(
+            "SELECT value FROM signals WHERE signal_type = 'vpdq' AND deleted = 0"
+        )
+        for (candidate,) in rows:
+            figures = compare_videos(query, good_frames(candidate), max_distance)
+            if (
+                figures is not None
+                and figures.query_match_percent >= query_match_percent
+                and figures.compared_match_percent >= compared_match_percent
+            ):
+                found.append((figures, candidate))
+        found.sort(
+            key=lambda item: (
+                -item[0].query_match_percent,
+                -item[0].compared_match_percent,
+                item[0].distance,
+            )
+        )
+        return [(f, snapshot) for f, v in found if (snapshot := self.signal("vpdq", v)) is not None]
 
     def _statements(self, signal_type: str, value: str) -> Iterator[dict[str, Any]]:
         rows = self._db.execute(

@@ -2,8 +2,21 @@
 Submitting a file of statements: input parsing, batching, and resuming after interruption.
 
 The input is CSV with the header ``signal_type,value,labels,tlp,audience`` plus optional
-``exp,content_type,ref`` (labels separated by ``|``), or JSONL with the same fields
+``exp,content_type,ref,file`` (labels separated by ``|``), or JSONL with the same fields
 (``labels`` a list or a ``|``-separated string). A ``.jsonl``/``.ndjson`` suffix means JSONL.
+
+Hashing files. A row may name a ``file`` instead of giving a ``value``: the value of its
+``signal_type`` is then computed locally from the file (``md5``, ``sha256``, ``pdq`` of an
+image, ``vpdq`` of a video; exchange/client/hashing.py) when the row is signed. A relative
+path is relative to the input file's directory; the file itself never leaves the machine::
+
+    signal_type,file,labels,tlp,audience
+    vpdq,videos/attack.mp4,violent-attack,amber,forum
+    md5,videos/attack.mp4,violent-attack,amber,forum
+
+A row's digest (below) covers the file's size and modification time, so a file replaced
+between two runs is hashed and signed afresh; an unchanged one is not hashed again once
+its result is recorded.
 
 Resuming. Beside ``INPUT`` we keep ``INPUT.progress.jsonl``, an append-only log flushed to
 disk at each step:
@@ -31,7 +44,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +52,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client.api import CordialeClient
+from exchange.client.hashing import FILE_SIGNAL_TYPES, UnreadableMedia, file_value
 from exchange.client.statement_format import MAX_BATCH, OP_ASSERT
 from exchange.client.statements import StatementError, build_statement, key_id, sign_statement
 
 REQUIRED_FIELDS = ("signal_type", "value", "labels", "tlp", "audience")
-OPTIONAL_FIELDS = ("exp", "content_type", "ref")
+OPTIONAL_FIELDS = ("exp", "content_type", "ref", "file")
 ALL_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 STATUSES = ("accepted", "duplicate", "stale", "rejected")
 # Rejections that a later run may not repeat: the row was fine, the forum did not know the
@@ -59,14 +73,32 @@ class InputError(ValueError):
 
 @dataclass
 class InputRow:
-    """One data row: ``number`` counts data rows from 1; ``fields`` are strings."""
+    """One data row: ``number`` counts data rows from 1; ``fields`` are strings; ``base``
+    is the directory a relative ``file`` is found in."""
 
     number: int
     fields: dict[str, str]
+    base: Path | None = None
+
+    @property
+    def file(self) -> Path | None:
+        name = self.fields.get("file")
+        if not name:
+            return None
+        path = Path(name).expanduser()
+        return path if path.is_absolute() or self.base is None else self.base / path
 
     @property
     def digest(self) -> str:
-        canonical = json.dumps(self.fields, sort_keys=True, ensure_ascii=False)
+        content: dict[str, Any] = dict(self.fields)
+        if (path := self.file) is not None:
+            try:
+                stat = path.stat()
+            except OSError:
+                content["_file"] = None
+            else:
+                content["_file"] = [stat.st_size, stat.st_mtime_ns]
+        canonical = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
@@ -117,7 +149,7 @@ def _read_csv(path: Path) -> Iterator[InputRow]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in reader.fieldnames or []]
-        missing = [name for name in REQUIRED_FIELDS if name not in header]
+        missing = [name for name in _required(header) if name not in header]
         if missing:
             raise InputError(
                 f"{path}: the CSV header lacks {', '.join(missing)} "
@@ -125,7 +157,7 @@ def _read_csv(path: Path) -> Iterator[InputRow]:
             )
         reader.fieldnames = header
         for number, record in enumerate(reader, start=1):
-            yield InputRow(number, _clean(record))
+            yield InputRow(number, _clean(record), path.parent)
 
 
 def _read_jsonl(path: Path) -> Iterator[InputRow]:
@@ -141,11 +173,20 @@ def _read_jsonl(path: Path) -> Iterator[InputRow]:
                 record = None
             if not isinstance(record, dict):
                 # Kept as a row so that it is reported as rejected with its line.
-                yield InputRow(number, {"value": line.strip(), "_error": "not a JSON object"})
+                yield InputRow(
+                    number, {"value": line.strip(), "_error": "not a JSON object"}, path.parent
+                )
                 continue
             if isinstance(record.get("labels"), list):
                 record["labels"] = "|".join(str(label) for label in record["labels"])
-            yield InputRow(number, _clean(record))
+            yield InputRow(number, _clean(record), path.parent)
+
+
+def _required(present: Iterable[str]) -> tuple[str, ...]:
+    """The fields a row must fill: ``file`` stands in for ``value``."""
+    if "file" in present:
+        return tuple(name for name in REQUIRED_FIELDS if name != "value")
+    return REQUIRED_FIELDS
 
 
 def _clean(record: dict[str, Any]) -> dict[str, str]:
@@ -163,9 +204,15 @@ def row_claims(
     fields = row.fields
     if "_error" in fields:
         raise StatementError("malformed", fields["_error"])
-    missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
+    present = [name for name, text in fields.items() if text]
+    missing = [name for name in _required(present) if not fields.get(name)]
     if missing:
         raise StatementError("malformed", f"missing {', '.join(missing)}")
+    value = fields.get("value", "")
+    if (path := row.file) is not None:
+        if value:
+            raise StatementError("malformed", "give a value or a file, not both")
+        value = _file_value(path, fields["signal_type"])
     exp: int | None = None
     if fields.get("exp"):
         try:
@@ -175,7 +222,7 @@ def row_claims(
     return build_statement(
         issuer=issuer,
         signal_type=fields["signal_type"],
-        value=fields["value"],
+        value=value,
         op=OP_ASSERT,
         labels=fields["labels"].split("|"),
         tlp=fields["tlp"].lower(),
@@ -186,6 +233,25 @@ def row_claims(
         iat=iat,
         jti=jti,
     )
+
+
+def _file_value(path: Path, signal_type: str) -> str:
+    """The ``signal_type`` value of a file; StatementError if the file cannot give one.
+
+    A missing optional extra (HashingUnavailable) is not a row's fault: it stops the run
+    before anything is sent."""
+    if signal_type not in FILE_SIGNAL_TYPES:
+        raise StatementError(
+            "malformed",
+            f"a {signal_type} value cannot be computed from a file (only "
+            f"{', '.join(FILE_SIGNAL_TYPES)}); give its value",
+        )
+    try:
+        return file_value(path, signal_type)
+    except UnreadableMedia as exc:
+        raise StatementError("unreadable_file", str(exc)) from exc
+    except OSError as exc:
+        raise StatementError("unreadable_file", f"cannot read {path}: {exc.strerror}") from exc
 
 
 class ProgressLog:

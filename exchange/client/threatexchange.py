@@ -3,7 +3,15 @@ The Cordiale forum as a python-threatexchange extension, for the ``threatexchang
 and Meta's Hasher-Matcher-Actioner (HMA).
 
 ``TX_MANIFEST`` offers one exchange, ``cordiale``, and the signal types the forum shares
-that python-threatexchange lacks (``md5`` and ``sha256`` of any file). A collaboration
+that python-threatexchange's core lacks: ``md5`` and ``sha256`` of any file, and ``vpdq``,
+which is python-threatexchange's own ``VPDQSignal`` (its extension
+``threatexchange.extensions.vpdq``, whose hashing and matching need the ``vpdq`` package:
+the client's ``video`` extra). Without that package the manifest leaves ``vpdq`` out and
+the forum's videos are skipped by the fetch, as any signal type the CLI does not know.
+Adding ``threatexchange.extensions.vpdq`` as well is then neither needed nor possible (two
+extensions may not both name a type). HMA takes its signal types from its own settings:
+list ``VPDQSignal`` there, and the forum's ``vpdq`` signals arrive as that type. A
+collaboration
 names the forum's base URL; the API key comes from ``TX_CORDIALE_API_KEY`` or
 ``CORDIALE_API_KEY``, else from the file ``~/.tx_cordiale_api_key``::
 
@@ -444,7 +452,18 @@ class CordialeSignalExchangeAPI(
         )
 
 
+def _video_signal_types() -> tuple[type[SignalType], ...]:
+    """python-threatexchange's vPDQ type, when the ``vpdq`` package it needs is installed."""
+    try:
+        from threatexchange.extensions.vpdq.vpdq import VPDQSignal
+    except ImportError:  # the optional extra 'video' is not installed
+        return ()
+    # The feed names the type ``vpdq``, as VPDQSignal.get_name() does: pytx's
+    # naive_convert_to_signal_type pairs them by that name.
+    return (VPDQSignal,)
+
+
 TX_MANIFEST = ThreatExchangeExtensionManifest(
-    signal_types=(FileMD5Signal, FileSHA256Signal),
+    signal_types=(FileMD5Signal, FileSHA256Signal, *_video_signal_types()),
     apis=(CordialeSignalExchangeAPI,),
 )
