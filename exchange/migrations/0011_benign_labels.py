@@ -26,7 +26,7 @@ def unseed(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exchange", "0008_signal_value_digest"),
+        ("exchange", "0010_disputes"),
     ]
 
     operations = [
