@@ -243,4 +243,5 @@ class AudiencePeriod(models.Model):
         indexes = [models.Index(fields=["member", "audience"], name="period_member")]
 
 
+from .sightings.models import Sighting  # noqa: E402, F401
 from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import apis
+from .sightings import apis as sighting_apis
 from .webhooks import apis as webhook_apis
 
 urlpatterns = [
@@ -11,6 +12,12 @@ urlpatterns = [
     path("match", apis.MatchApi.as_view(), name="match"),
     path("signals/<str:signal_type>/<path:value>", apis.SignalApi.as_view(), name="signal"),
     path("opinions/<str:signal_type>/<path:value>", apis.OpinionApi.as_view(), name="opinion"),
+    path("sightings", sighting_apis.SightingsApi.as_view(), name="sightings"),
+    path(
+        "sightings/<str:signal_type>/<path:value>",
+        sighting_apis.SignalSightingsApi.as_view(),
+        name="signal-sightings",
+    ),
     path("webhooks", webhook_apis.WebhookListApi.as_view(), name="webhooks"),
     path("webhooks/<int:pk>", webhook_apis.WebhookApi.as_view(), name="webhook"),
     path(
