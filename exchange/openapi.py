@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from .client.statement_format import MAX_BATCH
 from .matching.selectors import MAX_QUERIES
+from .sightings.openapi import SightingSummaryOut
 
 TLPS = ["clear", "green", "amber", "amber+strict", "red"]
 CATEGORIES = ["positive", "negative", "investigation"]
@@ -118,6 +119,7 @@ class SnapshotOut(serializers.Serializer[Any]):
     updated_at = serializers.CharField(help_text="RFC 3339, UTC")
     statements = SnapshotStatementOut(many=True)
     opinions = OpinionSummaryOut()
+    sightings = SightingSummaryOut()
 
     class Meta:
         ref_name = "SignalSnapshot"
