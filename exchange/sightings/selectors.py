@@ -3,6 +3,7 @@ threshold counts, and a member's own reports."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from exchange.feed import Reader
@@ -12,20 +13,20 @@ from members.models import Member
 from .models import Sighting
 
 
-def sightings_false_positive_members(*, signal_id: int) -> set[int]:
+def sightings_false_positive_members(*, signal_id: int, since: datetime | None = None) -> set[int]:
     """Ids of the active members that reported a false positive on the signal (a count
-    above zero in some period): each is one member towards the dispute threshold, as a
-    negative opinion is, however many false positives it reported."""
-    return set(
-        Sighting.objects.filter(
-            signal_id=signal_id,
-            outcome=Sighting.Outcome.FALSE_POSITIVE,
-            count__gt=0,
-            member__status=Member.Status.ACTIVE,
-        )
-        .values_list("member_id", flat=True)
-        .distinct()
+    above zero in some period), with ``since`` only those reported or changed after it
+    (the last decision on the signal): each is one member towards the dispute
+    threshold, as a negative opinion is, however many false positives it reported."""
+    reports = Sighting.objects.filter(
+        signal_id=signal_id,
+        outcome=Sighting.Outcome.FALSE_POSITIVE,
+        count__gt=0,
+        member__status=Member.Status.ACTIVE,
     )
+    if since is not None:
+        reports = reports.filter(updated_at__gt=since)
+    return set(reports.values_list("member_id", flat=True).distinct())
 
 
 MAX_OWN_REPORTS = 1000

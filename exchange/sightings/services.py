@@ -144,20 +144,22 @@ def sightings_report(*, member: Member, items: list[Any]) -> dict[str, Any]:
             results[index] = _rejected(index, exc)
     signal_ids = _visible(member, reports, results)
     reports = [r for r in reports if r.index not in results]
-    false_positives_changed: set[int] = set()
     if reports:
         with transaction.atomic():
             # One member's batches apply one after another, as its statements do: the
             # overlap check reads committed state.
             Member.objects.select_for_update().filter(pk=member.pk).first()
             changed = _apply(member, reports, signal_ids, now, results)
+            _false_positives_reported(
+                sorted(
+                    {
+                        signal_ids[_key(r)]
+                        for r in changed
+                        if r.outcome == Sighting.Outcome.FALSE_POSITIVE
+                    }
+                )
+            )
             feed_append(live_audiences(sorted({signal_ids[_key(r)] for r in changed})))
-            false_positives_changed = {
-                signal_ids[_key(r)] for r in changed if r.outcome == Sighting.Outcome.FALSE_POSITIVE
-            }
-    # After the commit, in a transaction of its own: opening a dispute writes the audit
-    # log, whose lock is taken before the feed's (exchange/services/membership.py).
-    _false_positives_reported(sorted(false_positives_changed))
     ordered = [results[i] for i in range(len(items))]
     totals = {status: 0 for status in ("accepted", "unchanged", "rejected")}
     for result in ordered:
@@ -166,14 +168,16 @@ def sightings_report(*, member: Member, items: list[Any]) -> dict[str, Any]:
 
 
 def _false_positives_reported(signal_ids: list[int]) -> None:
-    """INTEGRATION POINT (issue #18: disputes). The one call site through which
-    false-positive sightings feed the dispute threshold: ``signal_ids`` are the signals
-    whose false-positive reports just changed. The disputes branch's
-    ``dispute_open_if_threshold(signal_id=...)`` is to be called here for each; it counts
-    ``exchange.sightings.selectors.sightings_false_positive_members`` with the negative
-    opinions. Until that branch is merged there is no dispute to open."""
-    for _signal_id in signal_ids:
-        pass
+    """INTEGRATION POINT (issue #18, disputes): the one place where false-positive
+    sightings feed the dispute threshold. ``signal_ids`` are the signals whose
+    false-positive reports just changed, in the reporting transaction after the member
+    row's lock and before the feed's, the lock order the dispute service needs (row
+    locks, audit chain, feed). Once the disputes branch is merged, call
+    ``exchange.disputes.services.dispute_open_if_threshold(signal_id=...)`` here for
+    each, and have it count the members of
+    ``exchange.sightings.selectors.sightings_false_positive_members`` with the members
+    holding a negative opinion. Until then there is no dispute to open."""
+    del signal_ids
 
 
 def _key(report: Report) -> tuple[str, str]:

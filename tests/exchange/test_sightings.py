@@ -355,7 +355,8 @@ def test_own_reports_listed(forum: dict[str, Party]) -> None:
 
 def test_false_positive_members_for_the_dispute_threshold(forum: dict[str, Party]) -> None:
     """Distinct active members with a false-positive count above zero, however many
-    periods or counts; zero counts, other outcomes and expelled members do not count."""
+    periods or counts, optionally only those reported since a time (the last decision);
+    zero counts, other outcomes and expelled members do not count."""
     acme, bravo, charlie, delta, echo = (forum[s] for s in forum)
     value = asserted(acme)
     report(bravo, item(value, "false_positive", 3))
@@ -370,6 +371,10 @@ def test_false_positive_members_for_the_dispute_threshold(forum: dict[str, Party
         bravo.member.pk,
         echo.member.pk,
     }
+    later = datetime.now(UTC)
+    assert sightings_false_positive_members(signal_id=signal_id, since=later) == set()
+    report(echo, item(value, "false_positive", 2))
+    assert sightings_false_positive_members(signal_id=signal_id, since=later) == {echo.member.pk}
     services.member_set_status(member=echo.member, status="expelled", actor="t")
     assert sightings_false_positive_members(signal_id=signal_id) == {bravo.member.pk}
 
