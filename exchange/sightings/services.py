@@ -142,14 +142,15 @@ def sightings_report(*, member: Member, items: list[Any]) -> dict[str, Any]:
             reports.append(sighting_parse(index, item, now))
         except Rejected as exc:
             results[index] = _rejected(index, exc)
-    signal_ids = _visible(member, reports, results)
-    reports = [r for r in reports if r.index not in results]
     if reports:
         with transaction.atomic():
             # One member's batches apply one after another, as its statements do: the
-            # overlap check reads committed state.
+            # overlap check reads committed state. Visibility is judged in the same
+            # transaction, as an opinion's is.
             Member.objects.select_for_update().filter(pk=member.pk).first()
-            changed = _apply(member, reports, signal_ids, now, results)
+            signal_ids = _visible(member, reports, results)
+            reports = [r for r in reports if r.index not in results]
+            changed = _apply(member, reports, signal_ids, now, results) if reports else []
             _false_positives_reported(
                 sorted(
                     {
