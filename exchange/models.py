@@ -267,4 +267,5 @@ from .disputes.models import (  # noqa: E402, F401
     DisputeParty,
     DisputeResponse,
 )
+from .sightings.models import Sighting  # noqa: E402, F401
 from .webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

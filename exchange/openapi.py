@@ -16,6 +16,7 @@ from rest_framework import serializers
 from .client.statement_format import MAX_BATCH
 from .matching.selectors import MAX_QUERIES
 from .models import Label
+from .sightings.openapi import SightingSummaryOut
 
 TLPS = ["clear", "green", "amber", "amber+strict", "red"]
 CATEGORIES = ["positive", "negative", "investigation"]
@@ -142,6 +143,7 @@ class SnapshotOut(serializers.Serializer[Any]):
     decisions = SnapshotDecisionOut(
         many=True, required=False, help_text="The forum's decisions on disputes, oldest first"
     )
+    sightings = SightingSummaryOut()
 
     class Meta:
         ref_name = "SignalSnapshot"

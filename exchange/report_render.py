@@ -37,9 +37,21 @@ def _csv_rows(report: dict[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
                     yield (section, str(row[key]), metric, value)
     for reason, value in report["withdrawals"].items():
         yield ("withdrawals", reason, "statements", value)
-    for part in ("opinions", "membership", "webhooks", "audit_checkpoint"):
+    for part in ("opinions", "membership", "webhooks", "audit_checkpoint", "benign_list"):
         for metric, value in (report[part] or {}).items():
             yield (part, "", metric, "" if value is None else value)
+    yield from _sightings_rows(report["sightings"])
+
+
+def _sightings_rows(sightings: dict[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
+    for metric, value in sightings.items():
+        if not isinstance(value, list):
+            yield ("sightings", "", metric, "" if value is None else value)
+    for section, key in (("by_signal_type", "signal_type"), ("by_label", "label")):
+        for row in sightings[section]:
+            for metric, value in row.items():
+                if metric != key:
+                    yield (f"sightings_{section}", str(row[key]), metric, value)
 
 
 def report_csv(report: dict[str, Any]) -> str:
@@ -122,6 +134,10 @@ def report_charts(report: dict[str, Any]) -> dict[str, SafeString]:
         "opinions": svg_bar_chart(
             [(c, opinions[c]) for c in ("positive", "negative", "investigation")],
             title="Opinions by category",
+        ),
+        "actions_by_label": svg_bar_chart(
+            [(r["label"], r["actioned"]) for r in report["sightings"]["by_label"]],
+            title="Actions reported by label",
         ),
     }
 

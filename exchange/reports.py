@@ -20,6 +20,7 @@ Definitions, for a period of whole UTC days ``[start, end]``:
   active members at the end of the period reconstructed from it.
 - *webhooks*: delivery attempts of change batches in the period and how many the
   receivers accepted, when the webhook models are installed.
+- *sightings* and the *known-benign list*: see ``exchange/sightings/reports.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from exchange.models import CurrentStatement, Opinion, Signal, Statement, WebhookDelivery
+from exchange.sightings.reports import benign_list_size, sightings_summary
 from members.checkpoints import checkpoint_document
 from members.models import AuditCheckpoint, AuditEntry, Member
 
@@ -234,6 +236,8 @@ def transparency_report(*, start: date, end: date) -> dict[str, Any]:
         "opinions": opinion_summary(since=since, until=until),
         "membership": membership_changes(since=since, until=until),
         "webhooks": webhook_summary(since=since, until=until),
+        "sightings": sightings_summary(since=since, until=until),
+        "benign_list": benign_list_size(),
         "audit_checkpoint": audit_checkpoint_until(until=until),
     }
 

@@ -27,6 +27,7 @@ from .db import fetchall, in_list, rfc3339, signal_value_in
 from .feed import Cursor, Reader, advance, cursor_check, cursor_issue, feed_rows
 from .liveness import live_q, unexpired_sql
 from .models import FORUM_AUDIENCE, CurrentStatement, Signal
+from .sightings.summaries import empty_summary, sighting_summaries
 
 Snapshot = dict[str, Any]
 
@@ -179,12 +180,14 @@ def snapshots(
     visible_ids = list(statements)
     counts, mine, opinion_times = _opinion_summaries(reader=reader, signal_ids=visible_ids, now=now)
     open_disputes, decisions = _dispute_states(visible_ids)
+    sightings, sighting_times = sighting_summaries(reader=reader, signal_ids=visible_ids, now=now)
     out: dict[int, Snapshot] = {}
     for signal_id, rows in statements.items():
         signal_type, value = rows[0][10], rows[0][11]
         updated = max(r[9] for r in rows)
-        if signal_id in opinion_times and opinion_times[signal_id] > updated:
-            updated = opinion_times[signal_id]
+        for times in (opinion_times, sighting_times):
+            if signal_id in times and times[signal_id] > updated:
+                updated = times[signal_id]
         c = counts.get(signal_id, {})
         own = mine.get(signal_id)
         out[signal_id] = {
@@ -220,6 +223,7 @@ def snapshots(
                 else {"category": own[0], "tags": _json_fragment(own[1]), "reason": own[2]},
             },
             "decisions": decisions.get(signal_id, []),
+            "sightings": sightings.get(signal_id) or empty_summary(),
         }
     return out
 
@@ -277,6 +281,7 @@ def tombstone(*, signal_type: str, value: str, at: str) -> Snapshot:
             "disputed": False,
             "mine": None,
         },
+        "sightings": empty_summary(),
     }
 
 

@@ -2,6 +2,7 @@ from django.urls import path
 
 from . import apis
 from .disputes import apis as dispute_apis
+from .sightings import apis as sighting_apis
 from .webhooks import apis as webhook_apis
 
 urlpatterns = [
@@ -18,6 +19,12 @@ urlpatterns = [
         "disputes/<int:pk>/responses",
         dispute_apis.DisputeResponsesApi.as_view(),
         name="dispute-responses",
+    ),
+    path("sightings", sighting_apis.SightingsApi.as_view(), name="sightings"),
+    path(
+        "sightings/<str:signal_type>/<path:value>",
+        sighting_apis.SignalSightingsApi.as_view(),
+        name="signal-sightings",
     ),
     path("webhooks", webhook_apis.WebhookListApi.as_view(), name="webhooks"),
     path("webhooks/<int:pk>", webhook_apis.WebhookApi.as_view(), name="webhook"),

@@ -267,10 +267,11 @@ REST_FRAMEWORK = {
         "feedback": env.str("CORDIALE_THROTTLE_FEEDBACK", default="1200/min"),
         "manage": env.str("CORDIALE_THROTTLE_MANAGE", default="120/min"),
         # Work budgets (docs/limits.md): statements submitted, PDQ hashes and values
-        # matched, feed rows asked for.
+        # matched, feed rows asked for, sighting reports.
         "statements": env.str("CORDIALE_THROTTLE_STATEMENTS", default="100000/min"),
         "match_hashes": env.str("CORDIALE_THROTTLE_MATCH_HASHES", default="60000/min"),
         "feed_rows": env.str("CORDIALE_THROTTLE_FEED_ROWS", default="2000000/min"),
+        "sightings": env.str("CORDIALE_THROTTLE_SIGHTINGS", default="100000/min"),
     },
     "EXCEPTION_HANDLER": "forum.api.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "forum.openapi.AutoSchema",
@@ -308,6 +309,9 @@ SPECTACULAR_SETTINGS = {
 # how old a statement may be when it reaches the server.
 CORDIALE_CLOCK_SKEW = env.int("CORDIALE_CLOCK_SKEW", default=300)
 CORDIALE_MAX_STATEMENT_AGE = env.int("CORDIALE_MAX_STATEMENT_AGE", default=30 * 24 * 3600)
+# Anonymous sighting reporters (other than the reader) needed before their figures show
+# in a snapshot (exchange/sightings/summaries.py).
+CORDIALE_SIGHTINGS_MIN_REPORTERS = env.int("CORDIALE_SIGHTINGS_MIN_REPORTERS", default=2)
 # The forum's own Ed25519 key (members/forum_key.py): it signs receipts and audit
 # checkpoints. A PEM private key file, required unless DJANGO_DEBUG (then generated
 # under var/ on first use); earlier keys' public halves stay in the JWKS.

@@ -15,8 +15,9 @@ Rules the API leaves to us (documented in docs/api.md, "Disputes"):
   dispute opened by the threshold); their members are the dispute's *parties*: they are
   notified, and only they may respond;
 - the threshold opens a dispute when ``CORDIALE_DISPUTE_NEGATIVE_THRESHOLD`` distinct
-  members hold a negative opinion on a visible, undisputed signal, counting only
-  opinions set since the signal's last decision (an upheld signal is not re-opened by
+  members hold a negative opinion on a visible, undisputed signal or reported a false
+  positive on it (sightings), counting only opinions and reports since the signal's
+  last decision (an upheld signal is not re-opened by
   the opinions that were already weighed);
 - an overturn needs ``CORDIALE_DISPUTE_OVERTURN_APPROVALS`` distinct staff approvals:
   the first is a proposal (a decision without signature), a second *different* staff
@@ -45,6 +46,7 @@ from exchange.models import (
     Signal,
 )
 from exchange.selectors import live_audiences, signal_find, visible_statements
+from exchange.sightings.selectors import sightings_false_positive_members
 from forum.actors import COMMAND_ACTOR, SYSTEM_ACTOR, actor_for_user
 from forum.errors import ConflictError, DomainError, NotFoundError
 from members.audit import audit_record
@@ -216,7 +218,11 @@ def dispute_open_if_threshold(*, signal_id: int) -> Dispute | None:
     )
     if last is not None:
         negatives = negatives.filter(updated_at__gt=last)
-    if negatives.values("member_id").distinct().count() < threshold:
+    against = set(negatives.values_list("member_id", flat=True).distinct())
+    # A member that reported a false positive on the signal counts as one that holds a
+    # negative opinion (once, whatever it sent); both since the last decision.
+    against |= sightings_false_positive_members(signal_id=signal_id, since=last)
+    if len(against) < threshold:
         return None
     parties = _live_authors(signal_id)
     if not parties:
@@ -228,7 +234,8 @@ def dispute_open_if_threshold(*, signal_id: int) -> Dispute | None:
                 opener=None,
                 parties=parties,
                 grounds=Dispute.Grounds.OTHER,
-                reason=f"{threshold} or more members hold a negative opinion on this signal.",
+                reason=f"{threshold} or more members hold a negative opinion on this signal "
+                "or reported a false positive on it.",
                 proposed_labels=[],
                 actor=SYSTEM_ACTOR,
             )

@@ -29,7 +29,14 @@ from django.utils import timezone
 from exchange.db import fetchall
 from exchange.feed import FeedChange, before_change, feed_append, feed_head, feed_lock
 from exchange.liveness import live, unexpired_sql
-from exchange.models import FORUM_AUDIENCE, AudiencePeriod, CurrentStatement, Opinion, Statement
+from exchange.models import (
+    FORUM_AUDIENCE,
+    AudiencePeriod,
+    CurrentStatement,
+    Opinion,
+    Sighting,
+    Statement,
+)
 from exchange.selectors import live_audiences
 from exchange.services.lapse import statements_lapse_sweep
 from members.audit import audit_chain_lock
@@ -76,14 +83,17 @@ def member_joined_group(*, group: SharingGroup, member_id: int) -> None:
 
 
 def _opinion_rows(audience: int, member_id: int) -> list[FeedChange]:
-    """Rows for the signals live in ``audience`` on which the member has an opinion: its
-    opinion starts or stops counting for that audience's readers (see
-    ``exchange.selectors._opinion_summaries``)."""
+    """Rows for the signals live in ``audience`` on which the member has an opinion or
+    a sighting report: it starts or stops counting for that audience's readers (see
+    ``exchange.selectors._opinion_summaries``, ``exchange.sightings.summaries``)."""
     rows = fetchall(
         "SELECT DISTINCT cs.signal_id FROM exchange_currentstatement cs "
-        "JOIN exchange_opinion o ON o.signal_id = cs.signal_id AND o.member_id = %s "
-        f"WHERE cs.audience = %s AND {unexpired_sql('cs')}",
-        [member_id, audience, int(time.time())],
+        f"WHERE cs.audience = %s AND {unexpired_sql('cs')} AND ("
+        "EXISTS (SELECT 1 FROM exchange_opinion o "
+        "WHERE o.signal_id = cs.signal_id AND o.member_id = %s) OR "
+        "EXISTS (SELECT 1 FROM exchange_sighting g "
+        "WHERE g.signal_id = cs.signal_id AND g.member_id = %s))",
+        [audience, int(time.time()), member_id, member_id],
     )
     return [(audience, int(r[0])) for r in rows]
 
@@ -212,6 +222,10 @@ def member_expelled(*, member: Member) -> None:
     opinions = Opinion.objects.filter(member=member)
     signal_ids = list(opinions.values_list("signal_id", flat=True))
     opinions.delete()
+    # Its sighting reports stay, for the transparency report, but stop counting.
+    signal_ids += list(
+        Sighting.objects.filter(member=member).values_list("signal_id", flat=True).distinct()
+    )
     membership_lock()
     feed_append(live_audiences(signal_ids), now=now)
     for audience in AudiencePeriod.objects.filter(member=member, end_seq__isnull=True).values_list(

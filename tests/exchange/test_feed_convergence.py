@@ -1,14 +1,15 @@
 """The change feed converges and never leaks (DESIGN.md invariants 3, 4 and 5).
 
 Random histories of asserts (forum and group audiences, some already lapsed),
-retractions, opinions, group membership changes, key compromises, suspensions,
-expulsions and lapse sweeps, by several members, while every member follows the feed at
+retractions, opinions, sighting reports, group membership changes, key compromises,
+suspensions, expulsions and lapse sweeps, by several members, while every member follows the feed at
 random points with random page sizes. A small reference model says what each member may
 see. Checked on every page, not only at the end:
 
 - a snapshot's statements are exactly those the model says the reader may see now;
 - a tombstone names only a value the reader could see at some point (else it leaks);
-- after a final sync, each reader's replica equals the model's view, opinions included.
+- after a final sync, each reader's replica equals the model's view, opinions included,
+  and each signal's sightings summary is the one a lookup answers now.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from hypothesis import strategies as st
 
 from exchange.client import jws
 from exchange.models import Statement
-from exchange.selectors import feed_page
+from exchange.selectors import feed_page, signal_snapshot_for
 from exchange.services.lapse import statements_lapse_sweep
 from exchange.services.opinions import opinion_delete, opinion_set
 from exchange.services.statements import statement_submit
+from exchange.sightings.services import sightings_report
+from forum.errors import NotFoundError
 from members.models import Member, SharingGroup, SigningKey
 from members.services import (
     member_set_status,
@@ -51,6 +54,8 @@ KINDS = (
     "retract",
     "opinion",
     "unopinion",
+    "sighting",
+    "sighting",
     "join",
     "leave",
     "compromise",
@@ -217,9 +222,26 @@ def _apply(model: Model, followers: list[Follower], op: tuple[str, int, int, int
                 reason="",
             )
             model.opinions[(m, v)] = category
-        else:
+        elif (m, v) in model.opinions:
             opinion_delete(member=party.member, signal_type="pdq", value=model.values[v])
-            model.opinions.pop((m, v), None)
+            del model.opinions[(m, v)]
+        else:
+            # Nothing to withdraw: the same 404 whatever the signal's state.
+            with pytest.raises(NotFoundError):
+                opinion_delete(member=party.member, signal_type="pdq", value=model.values[v])
+    elif kind == "sighting" and active:
+        # Whatever the reporter sees now: an invisible signal is rejected, changing nothing.
+        day = _utc(model.now - 86400 * (2 + d) - model.now % 86400).date()
+        item = {
+            "signal_type": "pdq",
+            "value": model.values[v],
+            "outcome": ("matched", "actioned", "false_positive")[c % 3],
+            "count": 1 + c,
+            "period_start": day.isoformat(),
+            "period_end": (day + (_utc(86400) - _utc(0))).isoformat(),
+        }
+        result = sightings_report(member=party.member, items=[item])["results"][0]
+        assert (result["status"] == "rejected") == (not model.visible_statements(m, v)), result
     elif kind in ("join", "leave") and model.status[m] != Member.Status.EXPELLED:
         members = set(model.in_group[g])
         if kind == "join":
@@ -333,6 +355,10 @@ def test_random_histories_converge_without_leaks(
         followers = [Follower() for _ in range(N_MEMBERS)]
         for op in ops:
             _apply(model, followers, op)
+        # Reports last of all: only the feed can bring their figures to the replicas.
+        for m in range(N_MEMBERS):
+            for v in range(N_SIGNALS):
+                _apply(model, followers, ("sighting", m, v, m + v, 5))
         for reader, follower in enumerate(followers):
             if model.status[reader] == Member.Status.EXPELLED:
                 continue
@@ -349,4 +375,8 @@ def test_random_histories_converge_without_leaks(
                 assert got["disputed"] == (counts["positive"] > 0 and counts["negative"] > 0)
                 mine = model.opinions.get((reader, v))
                 assert (got["mine"] or {}).get("category") == mine
+                now = signal_snapshot_for(
+                    member_id=model.parties[reader].member.pk, signal_type="pdq", value=value
+                )
+                assert now is not None and snapshot["sightings"] == now["sightings"]
         transaction.set_rollback(True)
