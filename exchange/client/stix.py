@@ -115,7 +115,9 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 def uuid5(name: str) -> str:
     """``str(uuid.uuid5(NAMESPACE, name))``, several times faster: a page of 10,000
     indicators computes 10,000 of them."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    # SHA-1 because UUIDv5 is defined with it: an id, not a security property.
+    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
+    digest = bytearray(sha1.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
