@@ -22,6 +22,7 @@ from exchange.client import stix
 from exchange.client.statement_format import AUDIENCE_FORUM
 from exchange.db import fetchall, in_list, rfc3339
 from exchange.feed import FeedRow, Reader
+from exchange.liveness import unexpired_sql
 from exchange.models import FORUM_AUDIENCE, FeedEntry
 from exchange.selectors import _visible_clause, signal_values
 from members.models import Member, SharingGroup
@@ -139,6 +140,15 @@ class Filters:
     versions: frozenset[str] = frozenset({"last"})
     spec_versions: frozenset[str] | None = None
 
+    @property
+    def everything(self) -> bool:
+        return (
+            self.types is None
+            and self.ids is None
+            and self.spec_versions is None
+            and bool(self.versions & {"last", "all"})
+        )
+
     def accepts(self, obj: dict[str, Any]) -> bool:
         if self.types is not None and obj["type"] not in self.types:
             return False
@@ -208,8 +218,11 @@ def objects_page(
     if not rows:
         return page
     builder = _Builder(member=member, collection=collection, rows=rows[:room])
+    everything = filters.everything
     for row in rows[:room]:
-        objects = [o for o in builder.objects_for(row) if filters.accepts(o)]
+        objects = builder.objects_for(row)
+        if not everything:
+            objects = [o for o in objects if filters.accepts(o)]
         if page.objects and len(page.objects) + len(objects) > limit:
             page.more = True
             return page
@@ -268,18 +281,26 @@ class _Builder:
             return {}
         ids_clause, ids_params = in_list("cs.signal_id", ids)
         visible, visible_params = _visible_clause(self.reader, self.now)
+        aud, aud_params = self.collection.statement_filter("f")
+        # created: the member's first assertion on the signal to this audience.
+        first = (
+            "(SELECT MIN(f.received_at) FROM exchange_statement f "
+            "WHERE f.signal_id = cs.signal_id AND f.member_id = cs.member_id "
+            f"AND f.op = 'assert' AND {aud})"
+        )
         rows = fetchall(
             "SELECT cs.signal_id, st.member_slug, st.iat, st.labels, st.tlp, st.exp, st.jws, "
-            f"st.receipt, {rfc3339('st.received_at')}, s.signal_type, s.value "
-            "FROM exchange_currentstatement cs "
+            f"st.receipt, {rfc3339('st.received_at')}, s.signal_type, s.value, "
+            f"{rfc3339(first)} FROM exchange_currentstatement cs "
             "JOIN exchange_statement st ON st.id = cs.statement_id "
             "JOIN exchange_signal s ON s.id = cs.signal_id "
             f"WHERE {ids_clause} AND {visible} AND cs.audience = %s "
             "ORDER BY cs.signal_id, st.iat, st.id",
-            [*ids_params, *visible_params, self.collection.audience],
+            [*aud_params, *ids_params, *visible_params, self.collection.audience],
         )
         out: dict[int, list[dict[str, Any]]] = {}
-        for signal_id, slug, iat, labels, tlp, exp, jws, receipt, received, kind, value in rows:
+        for row in rows:
+            signal_id, slug, iat, labels, tlp, exp, jws, receipt, received, kind, value, first = row
             if kind not in stix.PATTERN_PATHS:
                 continue
             if isinstance(labels, str):
@@ -297,23 +318,36 @@ class _Builder:
                     jws=jws,
                     exp=exp,
                     receipt=receipt or None,
+                    created=first if first is not None and first < received else received,
                     modified=received,
                 )
             )
         return out
 
     def _created(self, ids: list[int]) -> dict[int, dict[str, str]]:
-        """When each member first addressed each signal to this audience."""
+        """For members whose current statement on a signal is not visible in this
+        audience: when they first addressed the signal to it, if ever (their indicator
+        then gets a revoked version). Most pages have none, so this asks the current
+        statements first and the history only for those signals."""
         if not ids:
             return {}
-        ids_clause, ids_params = in_list("st.signal_id", ids)
-        aud, aud_params = self.collection.statement_filter("st")
+        ids_clause, ids_params = in_list("cs.signal_id", ids)
+        candidates = fetchall(
+            "SELECT DISTINCT cs.signal_id FROM exchange_currentstatement cs "
+            f"WHERE {ids_clause} AND NOT (COALESCE(cs.audience = %s, FALSE) "
+            f"AND {unexpired_sql('cs')})",
+            [*ids_params, self.collection.audience, self.now],
+        )
         out: dict[int, dict[str, str]] = {}
+        if not candidates:
+            return out
+        signals_clause, signals_params = in_list("st.signal_id", [int(r[0]) for r in candidates])
+        aud, aud_params = self.collection.statement_filter("st")
         for signal_id, slug, first in fetchall(
             f"SELECT st.signal_id, st.member_slug, {rfc3339('MIN(st.received_at)')} "
-            f"FROM exchange_statement st WHERE {ids_clause} AND st.op = 'assert' AND {aud} "
-            "GROUP BY st.signal_id, st.member_slug",
-            [*ids_params, *aud_params],
+            f"FROM exchange_statement st WHERE {signals_clause} AND st.op = 'assert' "
+            f"AND {aud} GROUP BY st.signal_id, st.member_slug",
+            [*signals_params, *aud_params],
         ):
             out.setdefault(int(signal_id), {})[slug] = first
         return out
@@ -349,12 +383,6 @@ class _Builder:
             if slug not in self.identities:
                 self.identities.add(slug)
                 out.append(stix.identity_for(slug))
-            first = created.get(slug)
-            indicator["created"] = (
-                first
-                if first is not None and first < indicator["modified"]
-                else indicator["modified"]
-            )
             out.append(indicator)
         gone = [m for m in created if m not in members]
         if gone and self.reader.may_tombstone(row):

@@ -4,6 +4,7 @@ stix2-validator, with deterministic ids, the patterns per signal type and the JW
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -78,6 +79,9 @@ def test_ids_are_deterministic_and_distinct() -> None:
     assert a != stix.indicator_id("beta", "md5", VALUES["md5"])
     assert a != stix.indicator_id("acme", "pdq", VALUES["md5"])
     assert stix.identity_id("acme") == stix.identity_for("acme")["id"]
+    for name in ("", "member:acme", "indicator:acme:url:https://example.com/\u00e9"):
+        assert stix.uuid5(name) == str(uuid.uuid5(stix.NAMESPACE, name))
+    assert a == f"indicator--{uuid.uuid5(stix.NAMESPACE, 'indicator:acme:md5:' + VALUES['md5'])}"
     assert stix.opinion_id(b"k", "acme", "md5", "x") != stix.opinion_id(b"j", "acme", "md5", "x")
 
 
