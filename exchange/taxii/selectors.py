@@ -295,6 +295,7 @@ class _Builder:
             "JOIN exchange_statement st ON st.id = cs.statement_id "
             "JOIN exchange_signal s ON s.id = cs.signal_id "
             f"WHERE {ids_clause} AND {visible} AND cs.audience = %s "
+            "AND s.overturned_at IS NULL "
             "ORDER BY cs.signal_id, st.iat, st.id",
             [*aud_params, *ids_params, *visible_params, self.collection.audience],
         )
@@ -332,10 +333,13 @@ class _Builder:
         if not ids:
             return {}
         ids_clause, ids_params = in_list("cs.signal_id", ids)
+        # An overturned signal (exchange/disputes/) is withdrawn for everyone: each of
+        # its indicators gets its revoked version, as for a retraction.
         candidates = fetchall(
             "SELECT DISTINCT cs.signal_id FROM exchange_currentstatement cs "
-            f"WHERE {ids_clause} AND NOT (COALESCE(cs.audience = %s, FALSE) "
-            f"AND {unexpired_sql('cs')})",
+            "JOIN exchange_signal s ON s.id = cs.signal_id "
+            f"WHERE {ids_clause} AND (s.overturned_at IS NOT NULL OR NOT "
+            f"(COALESCE(cs.audience = %s, FALSE) AND {unexpired_sql('cs')}))",
             [*ids_params, self.collection.audience, self.now],
         )
         out: dict[int, dict[str, str]] = {}
@@ -413,7 +417,8 @@ class _Builder:
 
     def _revoked(self, signal_id: int, members: list[str], row: FeedRow) -> list[dict[str, Any]]:
         """Last, revoked versions of the indicators of members whose statement left this
-        collection's audience (retracted, lapsed, withdrawn, moved, or its author gone)."""
+        collection's audience (retracted, lapsed, withdrawn, moved, its author gone, or
+        the signal overturned by the forum)."""
         if signal_id not in self.values:
             return []
         kind, value = self.values[signal_id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import pytest
 
@@ -265,3 +266,56 @@ def test_next_of_another_collection_is_refused() -> None:
     token = taxii_get(beta, collection_url(FORUM), limit=1).json()["next"]
     refused = taxii_get(beta, collection_url(collection_id(group.pk)), next=token)
     assert refused.status_code == 400
+
+
+def test_an_overturned_signal_is_revoked_for_its_readers_and_never_shown_again(
+    settings: Any,
+) -> None:
+    """When forum staff overturn a disputed signal, every reader of the forum collection
+    gets the last version of each of its indicators with ``revoked: true`` (after the
+    version it saw), a fresh reader gets nothing of it, and an outsider of a group never
+    learns of an overturned group signal."""
+    from exchange.disputes.services import dispute_decide, dispute_open
+
+    settings.CORDIALE_DISPUTE_OVERTURN_APPROVALS = 1
+    acme, globex, reader = make_party(), make_party(), make_party()
+    value = pdq()
+    acme.submit(acme.statement("pdq", value, iat=int(time.time()) - 10))
+    globex.submit(globex.statement("pdq", value, iat=int(time.time()) - 10))
+    before = indicators(all_objects(reader, FORUM))
+    assert len(before) == 2 and not any("revoked" in o for o in before)
+    last = taxii_get(reader, collection_url(FORUM))["X-TAXII-Date-Added-Last"]
+    dispute = dispute_open(
+        member=reader.member,
+        signal_type="pdq",
+        value=value,
+        grounds="not_tvec",
+        reason="A news photograph.",
+        actor="test",
+    )
+    dispute_decide(dispute=dispute, decision="overturn", rationale="News.", staff_user=None)
+    after = indicators(taxii_get(reader, collection_url(FORUM), added_after=last).json()["objects"])
+    assert sorted(o["id"] for o in after) == sorted(o["id"] for o in before)
+    assert all(o["revoked"] is True for o in after)
+    assert min(o["modified"] for o in after) > max(o["modified"] for o in before)
+    assert_valid(after)
+    # Nothing of it for a member that never saw it, nor in any later poll as live.
+    assert indicators(all_objects(make_party(), FORUM)) == []
+    assert all(o.get("revoked") for o in indicators(all_objects(reader, FORUM)))
+
+    member, outsider = make_party(), make_party()
+    make_group("g-over", member)
+    hidden = pdq()
+    member.submit(member.statement("pdq", hidden, audience="group:g-over"))
+    secret = dispute_open(
+        member=member.member,
+        signal_type="pdq",
+        value=hidden,
+        grounds="not_tvec",
+        reason="Mine was wrong.",
+        actor="test",
+    )
+    dispute_decide(dispute=secret, decision="overturn", rationale="x", staff_user=None)
+    for collection in taxii_get(outsider, f"{ROOT}collections/").json().get("collections", []):
+        objects = all_objects(outsider, collection["id"])
+        assert not any(hidden in str(o.get("pattern", "")) for o in objects)
