@@ -157,3 +157,31 @@ def test_relabel_through_the_form(root_client: Any) -> None:
     decide(root_client, dispute, decision="relabel", rationale="r", labels=f" {label.slug} ,")
     final = DisputeDecision.objects.get(dispute=dispute)
     assert final.decision == "relabel" and final.labels == [label.slug] and final.jws
+
+
+def test_the_member_page_shows_its_dispute_record(viewer_client: Any, settings: Any) -> None:
+    """acme's page counts the disputes it opened and those against its statements, by
+    outcome, and links each; globex's page shows its own record, not acme's."""
+    settings.CORDIALE_DISPUTE_OVERTURN_APPROVALS = 1
+    from exchange.disputes.services import dispute_decide
+    from members.selectors_admin import member_dispute_record
+
+    acme, globex, initech = (make_party(s) for s in ("acme", "globex", "initech"))
+    _, against_1 = disputed(globex, acme)
+    _, against_2 = disputed(initech, acme)
+    _, opened = disputed(acme, initech)
+    dispute_decide(dispute=against_1, decision="overturn", rationale="r", staff_user=None)
+    dispute_decide(dispute=opened, decision="uphold", rationale="r", staff_user=None)
+
+    record = member_dispute_record(member=acme.member)
+    assert (record["against"]["total"], record["against"]["open"]) == (2, 1)
+    assert record["against"]["outcomes"] == {"uphold": 0, "overturn": 1, "relabel": 0}
+    assert record["against"]["overturned_share"] == 1.0
+    assert (record["opened"]["total"], record["opened"]["outcomes"]["uphold"]) == (1, 1)
+    assert member_dispute_record(member=globex.member)["against"]["total"] == 0
+
+    page = viewer_client.get(f"/admin/members/member/{acme.member.pk}/change/").content.decode()
+    assert "Dispute record" in page
+    for dispute in (against_1, against_2, opened):
+        assert f'/admin/exchange/dispute/{dispute.pk}/change/"' in page
+    assert "<th>against its statements</th><td>2</td><td>1</td>" in page
