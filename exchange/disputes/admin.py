@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
@@ -87,9 +88,13 @@ class DisputeAdmin(ReadOnlyAdmin):
         hours = int((end - obj.opened_at).total_seconds() // 3600) % 24
         return f"{days} d {hours} h"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Dispute]:
+        proposals = DisputeDecision.objects.filter(dispute=OuterRef("pk"), jws="", superseded=False)
+        return super().get_queryset(request).annotate(has_proposal=Exists(proposals))
+
     @admin.display(boolean=True, description="overturn proposed")
     def pending(self, obj: Dispute) -> bool:
-        return obj.decisions.filter(jws="", superseded=False).exists()
+        return bool(getattr(obj, "has_proposal", False))
 
     def get_urls(self) -> list[URLPattern]:
         return [

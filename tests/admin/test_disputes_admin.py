@@ -116,10 +116,12 @@ def test_overturn_needs_a_second_staff_user(settings: Any) -> None:
     bob = verified_admin_client(*make_decider("bob"))
     url = f"/admin/exchange/dispute/{dispute.pk}/change/"
     assert 'id="dispute-decide"' in alice.get(url).content.decode()
+    assert 'alt="True"' not in alice.get("/admin/exchange/dispute/").content.decode()
 
     decide(alice, dispute, decision="overturn", rationale="A news photo.")
     page = alice.get(url).content.decode()
     assert "proposal pending confirmation" in page and "Another staff user must" in page
+    assert 'alt="True"' in alice.get("/admin/exchange/dispute/").content.decode()
     assert Signal.objects.get(value=value).overturned_at is None
 
     decide(alice, dispute, decision="overturn", rationale="Again.")
