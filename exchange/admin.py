@@ -21,7 +21,8 @@ from forum.admin_helpers import (
     staff_action,
 )
 
-from .models import Incident, Label, Signal, Statement
+from .disputes.admin import DisputeAdmin
+from .models import Dispute, Incident, Label, Signal, Statement
 from .services.incidents import incident_check_declarable, incident_declare, incident_end
 from .services.labels import label_check_kind, label_save
 
@@ -166,3 +167,6 @@ class StatementAdmin(ReadOnlyAdmin):
     search_fields = ["=jti", "=member_slug", "=kid", "=signal__value"]
     list_select_related = ["signal"]
     raw_id_fields = ["member", "signing_key", "signal", "group"]
+
+
+admin.site.register(Dispute, DisputeAdmin)

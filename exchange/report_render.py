@@ -41,6 +41,7 @@ def _csv_rows(report: dict[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
         for metric, value in (report[part] or {}).items():
             yield (part, "", metric, "" if value is None else value)
     yield from _sightings_rows(report["sightings"])
+    yield from _dispute_csv_rows(report.get("disputes"))
 
 
 def _sightings_rows(sightings: dict[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
@@ -52,6 +53,21 @@ def _sightings_rows(sightings: dict[str, Any]) -> Iterator[tuple[str, str, str, 
             for metric, value in row.items():
                 if metric != key:
                     yield (f"sightings_{section}", str(row[key]), metric, value)
+
+
+def _dispute_csv_rows(disputes: dict[str, Any] | None) -> Iterator[tuple[str, str, str, Any]]:
+    """``disputes`` figures, then ``disputes_by_grounds`` / ``_by_label`` / ``_by_member``
+    rows keyed by the grounds, label or member."""
+    if not disputes:
+        return
+    for metric, value in disputes.items():
+        if not isinstance(value, list):
+            yield ("disputes", "", metric, "" if value is None else value)
+    for part, key in (("by_grounds", "grounds"), ("by_label", "label"), ("by_member", "member")):
+        for row in disputes[part]:
+            for metric, value in row.items():
+                if metric != key:
+                    yield (f"disputes_{part}", str(row[key]), metric, value)
 
 
 def report_csv(report: dict[str, Any]) -> str:
@@ -152,8 +168,22 @@ def report_html(report: dict[str, Any], *, standalone: bool = True) -> str:
         "membership_rows": [
             (name.replace("_", " ").capitalize(), n) for name, n in report["membership"].items()
         ],
+        "dispute_tables": _dispute_tables(report.get("disputes")),
     }
     return render_to_string("exchange/transparency_report.html", context)
+
+
+def _dispute_tables(disputes: dict[str, Any] | None) -> list[tuple[str, list[Any], str]]:
+    if not disputes:
+        return []
+    return [
+        (title, [{**row, "name": row[key]} for row in disputes[part]], key)
+        for title, part, key in (
+            ("grounds", "by_grounds", "grounds"),
+            ("label", "by_label", "label"),
+            ("member", "by_member", "member"),
+        )
+    ]
 
 
 _STYLES = """

@@ -21,10 +21,18 @@ Definitions, for a period of whole UTC days ``[start, end]``:
 - *webhooks*: delivery attempts of change batches in the period and how many the
   receivers accepted, when the webhook models are installed.
 - *sightings* and the *known-benign list*: see ``exchange/sightings/reports.py``.
+- *disputes* (``dispute_summary``): disputes opened in the period, decided in the
+  period (by their final, signed decision), and open at its end (opened before it
+  ended, not decided by then); outcomes of the decided ones by grounds and by label;
+  the median time from opening to decision; and per member (a party: its statements
+  were disputed) and per label, how many decided disputes ended in an overturn. A
+  dispute's labels are the labels of the assertions on its signal (one dispute counts
+  once for each label).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -33,7 +41,16 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from exchange.models import CurrentStatement, Opinion, Signal, Statement, WebhookDelivery
+from exchange.models import (
+    CurrentStatement,
+    Dispute,
+    DisputeDecision,
+    DisputeParty,
+    Opinion,
+    Signal,
+    Statement,
+    WebhookDelivery,
+)
 from exchange.sightings.reports import benign_list_size, sightings_summary
 from members.checkpoints import checkpoint_document
 from members.models import AuditCheckpoint, AuditEntry, Member
@@ -238,6 +255,7 @@ def transparency_report(*, start: date, end: date) -> dict[str, Any]:
         "webhooks": webhook_summary(since=since, until=until),
         "sightings": sightings_summary(since=since, until=until),
         "benign_list": benign_list_size(),
+        "disputes": dispute_summary(since=since, until=until),
         "audit_checkpoint": audit_checkpoint_until(until=until),
     }
 
@@ -247,3 +265,92 @@ def audit_checkpoint_until(*, until: datetime) -> dict[str, Any] | None:
     later ask whether the log still holds that head (members/checkpoints.py)."""
     last = AuditCheckpoint.objects.filter(created_at__lt=until).order_by("-head_id").first()
     return None if last is None else checkpoint_document(last)
+
+
+# --- disputes (issue #18) -------------------------------------------------------------
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _signal_labels(signal_ids: set[int]) -> dict[int, set[str]]:
+    labels: dict[int, set[str]] = {}
+    rows = Statement.objects.filter(signal_id__in=signal_ids, op=Statement.Op.ASSERT).values_list(
+        "signal_id", "labels"
+    )
+    for signal_id, values in rows.iterator(chunk_size=5000):
+        labels.setdefault(signal_id, set()).update(values or [])
+    return labels
+
+
+def dispute_summary(*, since: datetime, until: datetime) -> dict[str, Any]:
+    """Disputes opened, decided and open; outcomes; median time to decision; overturned
+    shares per member and per label (the module docstring defines each)."""
+    opened = Dispute.objects.filter(opened_at__gte=since, opened_at__lt=until).count()
+    open_at_end = (
+        Dispute.objects.filter(opened_at__lt=until)
+        .filter(Q(decided_at__isnull=True) | Q(decided_at__gte=until))
+        .count()
+    )
+    finals = list(
+        DisputeDecision.objects.filter(
+            decided_at__gte=since, decided_at__lt=until, dispute__decided_at__isnull=False
+        )
+        .exclude(jws="")
+        .values_list(
+            "dispute_id",
+            "decision",
+            "dispute__grounds",
+            "dispute__signal_id",
+            "dispute__opened_at",
+            "decided_at",
+        )
+    )
+    labels = _signal_labels({row[3] for row in finals})
+    parties: dict[int, list[str]] = {}
+    for dispute_id, slug in DisputeParty.objects.filter(
+        dispute_id__in=[row[0] for row in finals]
+    ).values_list("dispute_id", "member__slug"):
+        parties.setdefault(dispute_id, []).append(slug)
+    decisions = [d.value for d in DisputeDecision.Decision]
+    by_grounds: dict[str, Counter[str]] = {}
+    by_label: dict[str, Counter[str]] = {}
+    by_member: dict[str, Counter[str]] = {}
+    durations: list[float] = []
+    for dispute_id, decision, grounds, signal_id, opened_at, decided_at in finals:
+        by_grounds.setdefault(grounds, Counter())[decision] += 1
+        for label in labels.get(signal_id, ()):
+            by_label.setdefault(label, Counter())[decision] += 1
+        for slug in parties.get(dispute_id, []):
+            by_member.setdefault(slug, Counter())[decision] += 1
+        if decided_at is not None:  # a final decision has one (the query asks for it)
+            durations.append((decided_at - opened_at).total_seconds())
+
+    def outcomes(groups: dict[str, Counter[str]], key: str) -> list[dict[str, Any]]:
+        rows = []
+        for name in sorted(groups):
+            counts = groups[name]
+            decided = sum(counts.values())
+            rows.append(
+                {
+                    key: name,
+                    "decided": decided,
+                    **{d: counts.get(d, 0) for d in decisions},
+                    "overturned_share": _share(counts.get("overturn", 0), decided),
+                }
+            )
+        return rows
+
+    return {
+        "opened": opened,
+        "decided": len(finals),
+        "open_at_end": open_at_end,
+        **{d: sum(1 for row in finals if row[1] == d) for d in decisions},
+        "median_hours_to_decision": (
+            round(statistics.median(durations) / 3600, 2) if durations else None
+        ),
+        "by_grounds": outcomes(by_grounds, "grounds"),
+        "by_label": outcomes(by_label, "label"),
+        "by_member": outcomes(by_member, "member"),
+    }

@@ -10,7 +10,15 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from exchange.liveness import live_q
-from exchange.models import FORUM_AUDIENCE, CurrentStatement, Opinion, Statement, WebhookEndpoint
+from exchange.models import (
+    FORUM_AUDIENCE,
+    CurrentStatement,
+    Dispute,
+    DisputeDecision,
+    Opinion,
+    Statement,
+    WebhookEndpoint,
+)
 
 from .models import ApiKey, AuditEntry, GroupMembership, Member, SigningKey
 
@@ -82,9 +90,41 @@ def member_overview(*, member: Member, limit: int = 20) -> dict[str, Any]:
             .select_related("signal")
             .order_by("-updated_at")[:limit]
         ),
+        "disputes": member_dispute_record(member=member, limit=limit),
         "audit": list(
             AuditEntry.objects.filter(
                 Q(object_type="member", object_id=member.slug) | Q(after__member=member.slug)
             ).order_by("-id")[: limit * 2]
         ),
+    }
+
+
+def member_dispute_record(*, member: Member, limit: int = 20) -> dict[str, Any]:
+    """The member's dispute record (issue #18): disputes it opened and disputes against
+    its statements (it is a party), each with counts by outcome and the latest ones."""
+
+    def record(disputes: QuerySet[Dispute]) -> dict[str, Any]:
+        finals = dict(
+            DisputeDecision.objects.filter(dispute__in=disputes)
+            .exclude(jws="")
+            .values_list("dispute_id", "decision")
+        )
+        outcomes = {d.value: 0 for d in DisputeDecision.Decision}
+        for decision in finals.values():
+            outcomes[decision] += 1
+        latest = list(disputes.select_related("signal").order_by("-opened_at", "-id")[:limit])
+        for dispute in latest:
+            dispute.outcome = finals.get(dispute.pk, "")  # type: ignore[attr-defined]
+        total = disputes.count()
+        return {
+            "total": total,
+            "open": disputes.filter(status=Dispute.Status.OPEN).count(),
+            "outcomes": outcomes,
+            "overturned_share": round(outcomes["overturn"] / len(finals), 4) if finals else None,
+            "latest": latest,
+        }
+
+    return {
+        "opened": record(Dispute.objects.filter(opener=member)),
+        "against": record(Dispute.objects.filter(parties__member=member).distinct()),
     }

@@ -100,7 +100,13 @@ class MemberAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         member = self.get_object(request, object_id)
         if member is not None:
-            extra_context = {**(extra_context or {}), **member_overview(member=member)}
+            overview = member_overview(member=member)
+            disputes = overview["disputes"]
+            overview["dispute_rows"] = [
+                ("opened by it", disputes["opened"]),
+                ("against its statements", disputes["against"]),
+            ]
+            extra_context = {**(extra_context or {}), **overview}
         return super().change_view(request, object_id, form_url, extra_context)
 
     @staff_action(permissions=["change"], description="Suspend selected members…")
