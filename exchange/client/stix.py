@@ -113,11 +113,11 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
 def uuid5(name: str) -> str:
-    """``str(uuid.uuid5(NAMESPACE, name))``, several times faster: a page of 10,000
-    indicators computes 10,000 of them."""
-    # SHA-1 because UUIDv5 is defined with it: an id, not a security property.
-    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
-    digest = bytearray(sha1.digest()[:16])
+    """``str(uuid.uuid5(NAMESPACE, name))`` without building a ``UUID`` object: a page
+    of 10,000 indicators spent a quarter of its time in ``uuid.UUID.__init__``."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
@@ -152,7 +152,7 @@ def pattern_for(signal_type: str, value: str) -> str:
     return f"[{path} = '{escape_pattern_string(value)}']"
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)  # a batch of statements shares its iat
 def unix_timestamp(seconds: int | float) -> str:
     """Unix seconds as a STIX timestamp (UTC, with the ``Z``)."""
     moment = datetime.fromtimestamp(seconds, UTC)

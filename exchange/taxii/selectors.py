@@ -22,7 +22,6 @@ from exchange.client import stix
 from exchange.client.statement_format import AUDIENCE_FORUM
 from exchange.db import fetchall, in_list, rfc3339
 from exchange.feed import FeedRow, Reader
-from exchange.liveness import unexpired_sql
 from exchange.models import FORUM_AUDIENCE, FeedEntry
 from exchange.selectors import _visible_clause, signal_values
 from members.models import Member, SharingGroup
@@ -259,8 +258,8 @@ class _Builder:
         self.signals: dict[int, tuple[str, str]] = {}
         self.members: dict[int, list[str]] = {}
         ids = list(dict.fromkeys(row.signal_id for row in rows))
+        self.created, self.withdrawn = self._history(ids)
         self.indicators = self._indicators(ids)
-        self.created = self._created(ids)
         self.opinions = self._opinions(list(self.indicators))
         # Signals with a member whose statement left the audience: their revoked versions.
         gone = [
@@ -268,6 +267,7 @@ class _Builder:
             for s, first in self.created.items()
             if any(m not in self.members.get(s, ()) for m in first)
         ]
+        self.visible_elsewhere = self._visible_elsewhere(gone)
         self.values = dict(self.signals)
         missing = [s for s in gone if s not in self.signals]
         if missing:
@@ -308,6 +308,11 @@ class _Builder:
                 labels = orjson.loads(labels)
             self.signals[signal_id] = (kind, value)
             self.members.setdefault(signal_id, []).append(slug)
+            # A statement current again since a newer one was withdrawn (a compromised
+            # key's) is a new version as of that withdrawal, later than the withdrawn one.
+            withdrawn = self.withdrawn.get((signal_id, slug))
+            if withdrawn is not None and withdrawn > received:
+                received = withdrawn
             out.setdefault(signal_id, []).append(
                 stix.indicator_for(
                     member=slug,
@@ -325,36 +330,46 @@ class _Builder:
             )
         return out
 
-    def _created(self, ids: list[int]) -> dict[int, dict[str, str]]:
-        """For members whose current statement on a signal is not visible in this
-        audience: when they first addressed the signal to it, if ever (their indicator
-        then gets a revoked version). Most pages have none, so this asks the current
-        statements first and the history only for those signals."""
+    def _visible_elsewhere(self, ids: list[int]) -> set[tuple[int, str]]:
+        """(signal, member) whose current statement the reader sees in another audience."""
         if not ids:
-            return {}
+            return set()
         ids_clause, ids_params = in_list("cs.signal_id", ids)
-        # An overturned signal (exchange/disputes/) is withdrawn for everyone: each of
-        # its indicators gets its revoked version, as for a retraction.
-        candidates = fetchall(
-            "SELECT DISTINCT cs.signal_id FROM exchange_currentstatement cs "
-            "JOIN exchange_signal s ON s.id = cs.signal_id "
-            f"WHERE {ids_clause} AND (s.overturned_at IS NOT NULL OR NOT "
-            f"(COALESCE(cs.audience = %s, FALSE) AND {unexpired_sql('cs')}))",
-            [*ids_params, self.collection.audience, self.now],
-        )
-        out: dict[int, dict[str, str]] = {}
-        if not candidates:
-            return out
-        signals_clause, signals_params = in_list("st.signal_id", [int(r[0]) for r in candidates])
+        visible, visible_params = _visible_clause(self.reader, self.now)
+        return {
+            (int(signal_id), slug)
+            for signal_id, slug in fetchall(
+                "SELECT cs.signal_id, st.member_slug FROM exchange_currentstatement cs "
+                "JOIN exchange_statement st ON st.id = cs.statement_id "
+                f"WHERE {ids_clause} AND {visible} AND cs.audience <> %s",
+                [*ids_params, *visible_params, self.collection.audience],
+            )
+        }
+
+    def _history(
+        self, ids: list[int]
+    ) -> tuple[dict[int, dict[str, str]], dict[tuple[int, str], str]]:
+        """When each member first addressed each signal to this audience, and when its
+        latest withdrawn statement on each signal was withdrawn: one scan of the
+        signals' statements."""
+        if not ids:
+            return {}, {}
+        ids_clause, ids_params = in_list("st.signal_id", ids)
         aud, aud_params = self.collection.statement_filter("st")
-        for signal_id, slug, first in fetchall(
-            f"SELECT st.signal_id, st.member_slug, {rfc3339('MIN(st.received_at)')} "
-            f"FROM exchange_statement st WHERE {signals_clause} AND st.op = 'assert' "
-            f"AND {aud} GROUP BY st.signal_id, st.member_slug",
-            [*signals_params, *aud_params],
+        first = rfc3339(f"MIN(CASE WHEN st.op = 'assert' AND {aud} THEN st.received_at END)")
+        created: dict[int, dict[str, str]] = {}
+        withdrawn: dict[tuple[int, str], str] = {}
+        for signal_id, slug, added, gone in fetchall(
+            f"SELECT st.signal_id, st.member_slug, {first}, {rfc3339('MAX(st.withdrawn_at)')} "
+            f"FROM exchange_statement st WHERE {ids_clause} "
+            "GROUP BY st.signal_id, st.member_slug",
+            [*aud_params, *ids_params],
         ):
-            out.setdefault(int(signal_id), {})[slug] = first
-        return out
+            if added is not None:
+                created.setdefault(int(signal_id), {})[slug] = added
+            if gone is not None:
+                withdrawn[(int(signal_id), slug)] = gone
+        return created, withdrawn
 
     def _opinions(self, ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
         """Opinions on signals seen in this collection, by authors in its audience now."""
@@ -388,7 +403,12 @@ class _Builder:
                 self.identities.add(slug)
                 out.append(stix.identity_for(slug))
             out.append(indicator)
-        gone = [m for m in created if m not in members]
+        # A statement re-addressed to another audience the reader sees is no revocation
+        # for it: its live version there is the object's latest (same id, later or
+        # equal ``modified``), which a revoked one here would contradict.
+        gone = [
+            m for m in created if m not in members and (signal_id, m) not in self.visible_elsewhere
+        ]
         if gone and self.reader.may_tombstone(row):
             out.extend(self._revoked(signal_id, gone, row))
         if indicators:
@@ -400,6 +420,11 @@ class _Builder:
         out = []
         for _, author, category, tags, reason, updated in self.opinions.get(signal_id, []):
             own = author == self.member.pk
+            if own and self.member.slug not in self.identities:
+                # Its created_by_ref must resolve in the collection, as STIX consumers
+                # (OpenCTI) require of every reference.
+                self.identities.add(self.member.slug)
+                out.append(stix.identity_for(self.member.slug))
             if isinstance(tags, str):
                 tags = orjson.loads(tags)
             out.append(

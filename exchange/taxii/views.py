@@ -319,12 +319,23 @@ class ObjectsView(ObjectsBase):
         return _paged_response(collection, page, "objects", [o for _, o in page.objects])
 
 
+OBJECT_NOT_FOUND = "No object with this id is available to you in this collection."
+
+
+def _found(page: selectors.Page) -> selectors.Page:
+    """TAXII's 404 for an object the listing does not hold: the same whether nobody
+    served the id or the caller may not see it."""
+    if not page.objects and not page.more:
+        raise TaxiiError(OBJECT_NOT_FOUND, code="object_not_found", status=404)
+    return page
+
+
 class ObjectView(ObjectsBase):
     """One object by id: the objects listing filtered to that id (``next`` pages on)."""
 
     def get(self, request: Request, collection_id: str, object_id: str) -> HttpResponse:
         collection = _collection(request, collection_id)
-        page = _page(request, collection, _filters(request, object_id))
+        page = _found(_page(request, collection, _filters(request, object_id)))
         return _paged_response(collection, page, "objects", [o for _, o in page.objects])
 
 
@@ -333,7 +344,7 @@ class VersionsView(ObjectsBase):
         collection = _collection(request, collection_id)
         filters = _filters(request, object_id)
         filters.versions = frozenset({"all"})
-        page = _page(request, collection, filters)
+        page = _found(_page(request, collection, filters))
         versions = [_version(o) for _, o in page.objects]
         return _paged_response(collection, page, "versions", versions)
 

@@ -61,6 +61,7 @@ NOT_FROM_THE_API = {
     # specification describes; its views are not in the OpenAPI schema (docs/api.md).
     "invalid_next": "TAXII: a next token this server did not issue for the collection",
     "collection_not_found": "TAXII: a collection id that is not the caller's",
+    "object_not_found": "TAXII: an object id the caller's collection does not hold",
 }
 
 
