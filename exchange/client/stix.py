@@ -253,9 +253,12 @@ def indicator_for(
     created: str | None = None,
     modified: str | None = None,
     revoked: bool = False,
+    benign: bool = False,
 ) -> dict[str, Any]:
     """The indicator of one member statement. ``created``/``modified`` are STIX
-    timestamps (default: ``iat``)."""
+    timestamps (default: ``iat``). A statement on the known-benign list (labels of kind
+    ``benign``) says so in ``indicator_types`` (STIX's ``benign``), so that a platform
+    does not take the value for something to act on."""
     valid_from = unix_timestamp(iat)
     name = f"{signal_type}:{value}"
     if len(name) > _NAME_LIMIT:
@@ -278,6 +281,8 @@ def indicator_for(
     }
     if exp is not None and exp > iat:
         out["valid_until"] = unix_timestamp(exp)
+    if benign:
+        out["indicator_types"] = ["benign"]
     if labels:
         out["labels"] = list(labels)
     if tlp in TLP_MARKINGS:

@@ -291,7 +291,7 @@ class _Builder:
         rows = fetchall(
             "SELECT cs.signal_id, st.member_slug, st.iat, st.labels, st.tlp, st.exp, st.jws, "
             f"st.receipt, {rfc3339('st.received_at')}, s.signal_type, s.value, "
-            f"{rfc3339(first)} FROM exchange_currentstatement cs "
+            f"{rfc3339(first)}, st.benign FROM exchange_currentstatement cs "
             "JOIN exchange_statement st ON st.id = cs.statement_id "
             "JOIN exchange_signal s ON s.id = cs.signal_id "
             f"WHERE {ids_clause} AND {visible} AND cs.audience = %s "
@@ -301,7 +301,8 @@ class _Builder:
         )
         out: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
-            signal_id, slug, iat, labels, tlp, exp, jws, receipt, received, kind, value, first = row
+            signal_id, slug, iat, labels, tlp, exp, jws, receipt, received, kind, value = row[:11]
+            first, benign = row[11], bool(row[12])
             if kind not in stix.PATTERN_PATHS:
                 continue
             if isinstance(labels, str):
@@ -324,6 +325,7 @@ class _Builder:
                     jws=jws,
                     exp=exp,
                     receipt=receipt or None,
+                    benign=benign,
                     created=first if first is not None and first < received else received,
                     modified=received,
                 )
@@ -454,7 +456,7 @@ class _Builder:
         for slug in members:
             found = fetchall(
                 "SELECT st.id, st.iat, st.labels, st.tlp, st.exp, st.jws, st.receipt, "
-                "st.received_at, st.withdrawn_at, cur.received_at, cs.statement_id "
+                "st.received_at, st.withdrawn_at, cur.received_at, cs.statement_id, st.benign "
                 "FROM exchange_statement st "
                 "LEFT JOIN exchange_currentstatement cs "
                 "ON cs.member_id = st.member_id AND cs.signal_id = st.signal_id "
@@ -466,8 +468,9 @@ class _Builder:
             if not found:
                 continue
             pk, iat, labels, tlp, exp, jws, receipt, received, withdrawn, current, current_pk = (
-                found[0]
+                found[0][:11]
             )
+            benign = bool(found[0][11])
             if isinstance(labels, str):
                 labels = orjson.loads(labels)
             received = _aware(received)
@@ -494,6 +497,7 @@ class _Builder:
                 receipt=receipt or None,
                 created=self.created[signal_id][slug],
                 modified=stix.stix_timestamp(received) if received else None,
+                benign=benign,
             )
             out.append(stix.revoked_version(indicator, modified=stix.stix_timestamp(ended)))
         return out

@@ -320,3 +320,26 @@ def test_an_overturned_signal_is_revoked_for_its_readers_and_never_shown_again(
     for collection in taxii_get(outsider, f"{ROOT}collections/").json().get("collections", []):
         objects = all_objects(outsider, collection["id"])
         assert not any(hidden in str(o.get("pattern", "")) for o in objects)
+
+
+def test_a_known_benign_statement_is_a_benign_indicator() -> None:
+    """A statement on the known-benign list is served with ``indicator_types``
+    ``["benign"]`` (live and, once retracted, revoked), a TVEC one without it, so a
+    platform importing the collection does not take a news photo for something to act
+    on; both pass the validator."""
+    acme, globex, reader = make_party(), make_party(), make_party()
+    value = pdq()
+    now = int(time.time())
+    acme.submit(acme.statement("pdq", value, labels=["news-reporting"], iat=now - 10))
+    globex.submit(globex.statement("pdq", value, labels=["recruitment"], iat=now - 10))
+    served = {o["created_by_ref"]: o for o in indicators(all_objects(reader, FORUM))}
+    benign = served[stix.identity_id(acme.member.slug)]
+    tvec = served[stix.identity_id(globex.member.slug)]
+    assert benign["indicator_types"] == ["benign"] and benign["labels"] == ["news-reporting"]
+    assert "indicator_types" not in tvec
+    assert_valid([benign, tvec])
+    last = taxii_get(reader, collection_url(FORUM))["X-TAXII-Date-Added-Last"]
+    assert acme.submit(acme.statement("pdq", value, op="retract", iat=now))["accepted"] == 1
+    after = indicators(taxii_get(reader, collection_url(FORUM), added_after=last).json()["objects"])
+    [revoked] = [o for o in after if o.get("revoked")]
+    assert revoked["id"] == benign["id"] and revoked["indicator_types"] == ["benign"]
