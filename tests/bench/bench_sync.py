@@ -212,15 +212,9 @@ def ceiling_pass(url: str) -> tuple[float, int]:
     return time.perf_counter() - start, total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--signals", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--keep", action="store_true", help="keep the database for profiling")
-    args = parser.parse_args()
-    admin = args.pg
-    url = database_recreate(admin, DB)
+def server_env(url: str) -> dict[str, str]:
+    """The environment of a benchmark's forum processes: its own database, no Redis,
+    throttles out of the way, quiet logs (bench_taxii.py shares it)."""
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -232,6 +226,19 @@ def main() -> None:
         "DJANGO_LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--signals", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--keep", action="store_true", help="keep the database for profiling")
+    args = parser.parse_args()
+    admin = args.pg
+    url = database_recreate(admin, DB)
+    env = server_env(url)
     server = None
     try:
         manage(env, "migrate", "-v0")

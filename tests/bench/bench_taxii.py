@@ -24,7 +24,6 @@ same work. The database is dropped at the end. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import tests.bench  # noqa: E402, F401  (run as a script: the throwaway forum key)
-from tests.bench.bench_sync import load, manage  # noqa: E402
+from tests.bench.bench_sync import load, manage, server_env  # noqa: E402
 from tests.support.database import database_drop, database_recreate  # noqa: E402
 from tests.support.processes import start_gunicorn, stop_gunicorn  # noqa: E402
 
@@ -106,17 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     admin = args.pg
     url = database_recreate(admin, DB)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_SECRET_KEY": "bench-only-secret",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "CORDIALE_THROTTLE_READ": "1000000/min",
-        "CORDIALE_THROTTLE_FEED_ROWS": "1000000000/min",
-        "DJANGO_LOG_LEVEL": "WARNING",
-    }
-    env.pop("REDIS_URL", None)
+    env = server_env(url)
     server = None
     limit = args.limit
     try:

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from django.db import connection
 
-import exchange.feed
 import exchange.services.statements.store as statements_module
 from exchange.selectors import feed_page
 from exchange.services.statements import statement_submit
 from tests.factories import Party, make_party, pdq
+from tests.support.interleavings import out_of_order_commits
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -127,51 +127,16 @@ def test_concurrent_writers_never_skip(slow_commits: None) -> None:
 def _interleave(naive: bool, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """A takes a feed position and stays uncommitted; B appends after it and tries to
     commit; a reader pages; A commits; the reader pages again. Returns what it lost."""
-    if naive:
-        monkeypatch.setattr(exchange.feed, "feed_lock", lambda: None)
-    writer_a, writer_b, reader = make_party(), make_party(), make_party()
-    value_a, value_b = pdq(), pdq()
-    a_positioned, a_may_commit, b_done = threading.Event(), threading.Event(), threading.Event()
-
-    append = exchange.feed.feed_append
-
-    def hold(rows: Any, **kwargs: Any) -> int:
-        written = append(rows, **kwargs)
-        if threading.current_thread() is thread_a:  # only A holds its position open
-            a_positioned.set()
-            a_may_commit.wait(10)
-        return written
-
-    monkeypatch.setattr(statements_module, "feed_append", hold)
-
-    def write_a() -> None:
-        try:
-            statement_submit(member=writer_a.member, tokens=[writer_a.statement("pdq", value_a)])
-        finally:
-            connection.close()
-
-    def write_b() -> None:
-        try:
-            a_positioned.wait(10)
-            statement_submit(member=writer_b.member, tokens=[writer_b.statement("pdq", value_b)])
-            b_done.set()
-        finally:
-            connection.close()
-
-    thread_a = threading.Thread(target=write_a)
-    thread_b = threading.Thread(target=write_b)
-    thread_a.start()
-    thread_b.start()
-    b_done.wait(1.0)  # with the lock, B waits for A and this times out
+    reader = make_party()
     seen: set[str] = set()
-    changes, cursor, _ = feed_page(member_id=reader.member.pk, cursor=None, limit=100)
-    seen.update(c["value"] for c in changes)
-    a_may_commit.set()
-    thread_a.join()
-    thread_b.join()
-    changes, cursor, _ = feed_page(member_id=reader.member.pk, cursor=cursor, limit=100)
-    seen.update(c["value"] for c in changes)
-    return {value_a, value_b} - seen
+    cursor: list[str | None] = [None]
+
+    def page() -> None:
+        changes, cursor[0], _ = feed_page(member_id=reader.member.pk, cursor=cursor[0], limit=100)
+        seen.update(c["value"] for c in changes)
+
+    values = out_of_order_commits(monkeypatch, naive=naive, before_a_commits=page, after=page)
+    return set(values) - seen
 
 
 def test_commit_out_of_position_order_is_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,38 +20,22 @@ import numpy.typing as npt
 import pytest
 from django.test import override_settings
 
-from exchange.matching.pdq_index import index as pdq_index
 from exchange.matching.service import match_index_reset, match_index_snapshot
 from exchange.models import Signal
+from tests.exchange import match_support
 from tests.factories import Party, make_group, make_party
 from tests.members.problems import assert_problem
 from tests.support.pdq_data import clustered_videos, flip_bits, to_hex, uniform_hashes
+
+# The /match tests' shared fixtures: a fresh index per test (autouse), both search paths.
+fresh_index = match_support.fresh_index
+search_path = match_support.search_path
 
 pytestmark = pytest.mark.django_db
 
 U8 = npt.NDArray[np.uint8]
 Frames = list[tuple[str, int]]  # (pdq hex, quality)
 Figure = tuple[str, float, float, int]  # (value, query %, compared %, distance)
-
-
-@pytest.fixture(autouse=True)
-def fresh_index(tmp_path: Path) -> Iterator[None]:
-    """Each test starts with no index in the process and an empty snapshot directory."""
-    match_index_reset()
-    with override_settings(CORDIALE_MATCH_INDEX_DIR=tmp_path / "match-index"):
-        yield
-    match_index_reset()
-
-
-@pytest.fixture(params=["tables", "scan"])
-def search_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run through the multi-index tables, or through the index's linear scan."""
-    if request.param == "tables":
-        monkeypatch.setattr(pdq_index, "BRUTE_FORCE_BELOW", 0)
-        monkeypatch.setattr(pdq_index, "CANDIDATE_COST_FACTOR", 0.0)
-    else:
-        monkeypatch.setattr(pdq_index, "BRUTE_FORCE_BELOW", 1 << 62)
-    return str(request.param)
 
 
 def vpdq(frames: Frames) -> str:

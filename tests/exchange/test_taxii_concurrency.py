@@ -15,12 +15,10 @@ import random
 import threading
 import time
 from datetime import datetime
-from typing import Any
 
 import pytest
 from django.db import connection
 
-import exchange.feed
 import exchange.services.statements.store as statements_module
 from exchange.client import stix
 from exchange.services.statements import statement_submit
@@ -34,6 +32,7 @@ from exchange.taxii.selectors import (
 )
 from tests.exchange.test_feed_concurrency import _slow_append
 from tests.factories import Party, make_party, pdq
+from tests.support.interleavings import out_of_order_commits
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -147,48 +146,11 @@ def test_added_after_polling_never_skips(monkeypatch: pytest.MonkeyPatch) -> Non
 def _interleave(naive: bool, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """A appends and stays uncommitted; B appends after it and tries to commit; the
     poller polls; A commits; the poller polls again with added_after. What it lost."""
-    if naive:
-        monkeypatch.setattr(exchange.feed, "feed_lock", lambda: None)
-    writer_a, writer_b = make_party(), make_party()
     poller = Poller(make_party(), by_next=False)
-    value_a, value_b = pdq(), pdq()
-    a_positioned, a_may_commit, b_done = threading.Event(), threading.Event(), threading.Event()
-    append = exchange.feed.feed_append
-
-    def hold(rows: Any, **kwargs: Any) -> int:
-        written = append(rows, **kwargs)
-        if threading.current_thread() is thread_a:
-            a_positioned.set()
-            a_may_commit.wait(10)
-        return written
-
-    monkeypatch.setattr(statements_module, "feed_append", hold)
-
-    def write_a() -> None:
-        try:
-            statement_submit(member=writer_a.member, tokens=[writer_a.statement("pdq", value_a)])
-        finally:
-            connection.close()
-
-    def write_b() -> None:
-        try:
-            a_positioned.wait(10)
-            statement_submit(member=writer_b.member, tokens=[writer_b.statement("pdq", value_b)])
-            b_done.set()
-        finally:
-            connection.close()
-
-    thread_a = threading.Thread(target=write_a)
-    thread_b = threading.Thread(target=write_b)
-    thread_a.start()
-    thread_b.start()
-    b_done.wait(1.0)  # with the lock, B waits for A and this times out
-    poller.poll()
-    a_may_commit.set()
-    thread_a.join()
-    thread_b.join()
-    poller.poll()
-    return {stix.pattern_for("pdq", v) for v in (value_a, value_b)} - poller.seen
+    values = out_of_order_commits(
+        monkeypatch, naive=naive, before_a_commits=poller.poll, after=poller.poll
+    )
+    return {stix.pattern_for("pdq", v) for v in values} - poller.seen
 
 
 def test_commit_out_of_position_order_is_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
